@@ -1,0 +1,33 @@
+"""crawler: an asynchronous web crawler framework. Subclass ``Spider``; run ``crawler run NAME``."""
+
+from crawler.errors import (
+    ConfigError,
+    CrawlerError,
+    DropItem,
+    FetchError,
+    SettingsError,
+    SkipReason,
+    SpiderError,
+    StateError,
+)
+from crawler.items import ItemPipeline
+from crawler.request import Request
+from crawler.response import Response
+from crawler.settings import Settings
+from crawler.spider import Spider
+
+__all__ = [
+    "ConfigError",
+    "CrawlerError",
+    "DropItem",
+    "FetchError",
+    "ItemPipeline",
+    "Request",
+    "Response",
+    "Settings",
+    "SettingsError",
+    "SkipReason",
+    "Spider",
+    "SpiderError",
+    "StateError",
+]

@@ -1,0 +1,238 @@
+"""The ``crawler`` command line: run, list, new, fetch, sandbox and demo."""
+
+from __future__ import annotations
+
+import asyncio
+import keyword
+import re
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+import click
+
+from crawler import loader, runner
+from crawler.errors import CrawlerError, SettingsError
+from crawler.fetcher import Fetcher
+from crawler.request import Request
+from crawler.response import Response
+from crawler.settings import load_settings, parse_overrides, read_config_file
+from crawler.stats import Stats
+
+T = TypeVar("T")
+
+SPIDER_TEMPLATE = '''"""The {name} spider: starts at {url}."""
+
+from crawler import Response, Spider
+
+
+class {cls}(Spider):
+    name = "{name}"
+    start_urls = ["{url}"]
+    allowed_domains = ["{domain}"]
+
+    async def parse(self, response: Response):
+        title = response.css_first("title")
+        yield {{"url": response.url, "title": title.text(strip=True) if title else None}}
+        for request in response.follow_all(css="a[href]"):
+            yield request
+'''
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except CrawlerError as exc:
+        _fail(str(exc))
+
+
+spiders_dir_option = click.option(
+    "--spiders-dir", type=click.Path(path_type=Path), default=loader.DEFAULT_SPIDERS_DIR,
+    show_default=True, help="Folder of spider files.",
+)
+settings_option = click.option(
+    "-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting."
+)
+config_option = click.option(
+    "--config", type=click.Path(path_type=Path), default=None,
+    help="Settings file (default: config/crawler.toml if present).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crawler")
+def main() -> None:
+    """An asynchronous web crawler: polite, fast, and safe to stop and resume."""
+
+
+@main.command()
+@click.argument("spider")
+@settings_option
+@click.option("-a", "arguments", multiple=True, metavar="KEY=VALUE", help="Spider argument.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Feed file: .jsonl, .json or .csv.")
+@click.option("--state", type=click.Path(path_type=Path), help="State file; the same file resumes.")
+@click.option("--stats", "stats_file", type=click.Path(path_type=Path), help="Write final stats as JSON.")
+@config_option
+@spiders_dir_option
+@click.option("--progress/--no-progress", default=True, help="Live status line on a terminal.")
+def run(
+    spider: str, overrides: tuple[str, ...], arguments: tuple[str, ...], output: Path | None,
+    state: Path | None, stats_file: Path | None, config: Path | None, spiders_dir: Path,
+    progress: bool,
+) -> None:
+    """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file)."""
+    try:
+        job = runner.CrawlJob(
+            spider=loader.load(spider, spiders_dir),
+            overrides=parse_overrides(list(overrides)),
+            arguments=_spider_arguments(arguments),
+            feed=output, state=state, stats=stats_file, config=config, progress=progress,
+        )
+        runner.resolve_settings(job)  # bad settings fail here, before anything is opened
+    except CrawlerError as exc:
+        _fail(str(exc))
+    try:
+        result = _run_async(runner.run(job))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        click.echo("stopped at once; the state holds everything committed so far", err=True)
+        sys.exit(130)
+    _summary(result.stats, output)
+    if result.stopped:
+        hint = f" --state {state}" if state else " (no --state: this crawl cannot be resumed)"
+        click.echo(f"stopped; run again with{hint} to resume", err=True)
+
+
+def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return parse_overrides(list(pairs))
+    except SettingsError:
+        _fail("-a takes KEY=VALUE, e.g. -a category=poetry")
+
+
+def _summary(stats: Stats, feed: Path | None) -> None:
+    data = stats.to_dict()
+    statuses = ", ".join(f"{k}: {v}" for k, v in data["status_counts"].items()) or "none"
+    click.echo(
+        f"done in {data['elapsed_s']:.1f}s: {data['pages_crawled']} pages, "
+        f"{data['items_scraped']} items ({data['items_dropped']} dropped), "
+        f"{data['failures']} failures, {data['retries']} retries, "
+        f"{data['duplicates_filtered']} duplicates, {data['robots_blocked']} blocked by robots.txt",
+        err=True,
+    )
+    click.echo(f"statuses: {statuses}", err=True)
+    if feed is not None:
+        click.echo(f"items written to {feed}", err=True)
+
+
+@main.command(name="list")
+@spiders_dir_option
+def list_spiders(spiders_dir: Path) -> None:
+    """List the spiders in the spiders folder."""
+    found = loader.discover(spiders_dir)
+    if not found:
+        click.echo(f"no spiders in {spiders_dir}/", err=True)
+    for item in found:
+        urls = ", ".join(item.spider.start_urls) or "(start_requests)"
+        click.echo(f"{item.name:<20} {item.path}  {urls}")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("url")
+@spiders_dir_option
+def new(name: str, url: str, spiders_dir: Path) -> None:
+    """Write a new spider NAME starting at URL into the spiders folder."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or keyword.iskeyword(name):
+        _fail(f"spider name {name!r} must be lower-case letters, digits and _ (e.g. books)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _fail(f"start URL {url!r} must be an http:// or https:// URL")
+    path = spiders_dir / f"{name}.py"
+    if path.exists():
+        _fail(f"{path} already exists")
+    cls = "".join(part.title() for part in name.split("_")) + "Spider"
+    spiders_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(SPIDER_TEMPLATE.format(name=name, url=url, cls=cls, domain=parts.hostname))
+    click.echo(f"wrote {path}; run it with: crawler run {name} -o {name}.jsonl")
+
+
+@main.command()
+@click.argument("url")
+@click.option("--css", "selector", help="Print the text of the nodes this selector matches.")
+@click.option("--html", "as_html", is_flag=True, help="With --css, print the nodes' HTML.")
+@settings_option
+@config_option
+def fetch(url: str, selector: str | None, as_html: bool, overrides: tuple[str, ...], config: Path | None) -> None:
+    """Fetch one page with the crawl's client and settings (for writing selectors)."""
+    try:
+        settings = load_settings(read_config_file(config), None, parse_overrides(list(overrides)))
+    except CrawlerError as exc:
+        _fail(str(exc))
+    if urlsplit(url).scheme not in ("http", "https"):
+        _fail(f"{url!r} is not an http:// or https:// URL")
+    response = _run_async(_fetch_one(Fetcher(settings), url))
+    click.echo(f"{response.status} {response.url} ({len(response.body)} bytes)", err=True)
+    if selector is None:
+        click.echo(response.text)
+        return
+    for node in response.css(selector):
+        click.echo(node.html if as_html else node.text(strip=True))
+
+
+async def _fetch_one(fetcher: Fetcher, url: str) -> Response:
+    try:
+        result = await fetcher.fetch(Request(url))
+    finally:
+        await fetcher.close()
+    if not isinstance(result, Response):
+        raise CrawlerError(f"redirect not followed: {result}")
+    return result
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+def sandbox(host: str, port: int) -> None:
+    """Serve the offline demo bookstore until Ctrl-C."""
+    from crawler.sandbox import SandboxServer  # noqa: PLC0415 - only this command needs it
+
+    server = _bind(lambda: SandboxServer(host, port), f"{host}:{port}")
+    click.echo(f"sandbox bookstore on {server.base_url}/ (Ctrl-C to stop)", err=True)
+    server.serve_forever()
+
+
+def _bind(make: Callable[[], T], where: str) -> T:
+    try:
+        return make()
+    except OSError as exc:
+        _fail(f"cannot listen on {where}: {exc.strerror}")
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("books.jsonl"), show_default=True)
+@spiders_dir_option
+def demo(output: Path, spiders_dir: Path) -> None:
+    """Serve the sandbox bookstore on loopback and crawl it with the books spider."""
+    from crawler.sandbox import SandboxServer  # noqa: PLC0415 - only this command needs it
+
+    try:
+        spider = loader.load("books", spiders_dir)
+    except CrawlerError as exc:
+        _fail(f"{exc} (run the demo from the project folder)")
+    with _bind(lambda: SandboxServer("127.0.0.1", 0), "127.0.0.1") as server:
+        server.start()
+        click.echo(f"sandbox bookstore on {server.base_url}/", err=True)
+        job = runner.CrawlJob(spider=spider, arguments={"base_url": server.base_url}, feed=output)
+        result = _run_async(runner.run(job))
+    _summary(result.stats, output)
+    lines = output.read_text(encoding="utf-8").splitlines()
+    click.echo(f"first items of {len(lines)} in {output}:", err=True)
+    for line in lines[:3]:
+        click.echo(line)

@@ -1,0 +1,289 @@
+"""The engine: seeds the frontier, runs one task per request under the scheduler's limits,
+calls the spider, and commits outcomes, items and new links in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from tenacity import RetryCallState
+
+from crawler import items as item_processing
+from crawler import retry
+from crawler.errors import CrawlerError, DropItem, FetchError, RobotsUnavailable, SkipReason
+from crawler.exporters import FeedExporter
+from crawler.fetcher import Fetcher
+from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
+from crawler.request import Request
+from crawler.response import Response
+from crawler.robots import RobotsRules, robots_url
+from crawler.scheduler import CrawlStopped, Scheduler
+from crawler.scope import Scope
+from crawler.settings import Settings
+from crawler.spider import Spider, iterate
+from crawler.stats import Stats
+from crawler.progress import Progress
+from crawler.urls import host_of
+
+log = logging.getLogger("crawler.engine")
+
+FLUSH_EVERY = 200  # buffered writes that trigger a commit
+FLUSH_INTERVAL_S = 1.0
+TICK_S = 0.25
+
+
+class Engine:
+    """One crawl of one spider. Built by the runner; ``await engine.run()``."""
+
+    def __init__(
+        self,
+        spider: Spider,
+        settings: Settings,
+        frontier: Frontier,
+        fetcher: Fetcher,
+        stats: Stats,
+        exporter: FeedExporter | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.spider = spider
+        self.settings = settings
+        self.frontier = frontier
+        self.fetcher = fetcher
+        self.stats = stats
+        self.exporter = exporter
+        self.progress = progress
+        self.scope = Scope(spider.allowed_domains, settings.max_depth)
+        self.scheduler = Scheduler(frontier, settings, flush=self.flush)
+        self.queued = 0
+        self._robots: dict[str, RobotsRules] = {}
+        self._robots_locks: dict[str, asyncio.Lock] = {}
+        self._flush_lock = asyncio.Lock()
+        self._last_flush = time.monotonic()
+        self._requests_before = stats.requests_total
+
+    def __repr__(self) -> str:
+        return f"<Engine spider={self.spider.name!r} queued={self.queued} {self.scheduler!r}>"
+
+    def stop(self) -> None:
+        """Stop scheduling; requests in flight finish and are saved."""
+        self.scheduler.stop()
+
+    async def run(self) -> None:
+        counts = await self.frontier.counts()
+        self.queued = counts.queued
+        await self._seed()
+        await self.scheduler.start(dispatched_before=counts.done + counts.failed)
+        try:
+            async with asyncio.TaskGroup() as outer:
+                ticker = outer.create_task(self._tick())
+                async with asyncio.TaskGroup() as workers:
+                    while (request := await self.scheduler.next_request()) is not None:
+                        workers.create_task(self._handle(request))
+                ticker.cancel()
+        finally:
+            if self.progress is not None:
+                self.progress.close()
+        await self.flush()
+        await self.flush()  # the feed checkpoint of the last batch
+
+    async def _seed(self) -> None:
+        batch: list[Request] = []
+        async for value in iterate(self.spider.start_requests()):
+            if not isinstance(value, Request):
+                log.warning("start_requests yielded %r, not a Request: ignored", value)
+                continue
+            if self._accept(value, parent=None):
+                batch.append(value)
+            if len(batch) >= 1000:
+                self.frontier.add(batch)
+                batch = []
+                await self.flush()
+        self.frontier.add(batch)
+        await self.flush()
+
+    def _accept(self, request: Request, parent: Request | None) -> bool:
+        """Whether a new request may enter the frontier (checked callback, scope and depth)."""
+        for name in (request.callback or "parse", request.errback):
+            if name is not None and not callable(getattr(self.spider, name, None)):
+                self._reject(request, f"callback {name!r} is not a method of {self.spider!r}")
+                return False
+        if request.callback_owner not in (None, self.spider):
+            self._reject(request, "its callback is a method of another object")
+            return False
+        if parent is not None:
+            request.depth = max(request.depth, parent.depth + 1)
+        reason = self.scope.check(request)
+        if reason is not None:
+            self.stats.skipped(reason)
+            return False
+        return True
+
+    def _reject(self, request: Request, why: str) -> None:
+        self.stats.callback_errors += 1
+        log.error("request %s rejected: %s", request.url, why)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+                await self.flush()
+            if self.progress is not None:
+                self.progress.update(self.queued, self.scheduler.in_flight)
+
+    async def flush(self) -> None:
+        """Commit what is buffered, then append the committed items to the feed."""
+        async with self._flush_lock:
+            self._last_flush = time.monotonic()
+            self.stats.requests_total = self._requests_before + self.fetcher.requests_sent
+            self.frontier.save_stats(self.stats.to_dict())
+            flushed = await self.frontier.flush()
+            self.stats.duplicates_filtered += flushed.duplicates
+            self.queued += flushed.added
+            if flushed.added:
+                self.scheduler.hosts_added(flushed.hosts)
+            if self.exporter is not None and flushed.items:
+                self.exporter.write(flushed.items)
+                last, offset = await self.exporter.sync()
+                self.frontier.save_feed(str(self.exporter.path), last, offset)
+
+    async def _handle(self, request: Request) -> None:
+        try:
+            outcome = await self._process(request)
+        except CrawlStopped:
+            return  # left in flight: the next run re-queues it
+        finally:
+            self.scheduler.done(request)
+        self.queued -= 1
+        self.frontier.complete(outcome)
+        if self.frontier.pending_writes >= FLUSH_EVERY:
+            await self.flush()
+
+    async def _process(self, request: Request) -> Outcome:
+        try:
+            result = await self._download(request)
+        except FetchError as error:
+            self.stats.failed(type(error).__name__)
+            log.warning("failed %s: %s", request.url, error)
+            outcome = Outcome(request, RequestState.FAILED, error=str(error))
+            await self._run_callback(request, request.errback, error, outcome)
+            return outcome
+        if isinstance(result, SkipReason):
+            self.stats.skipped(result)
+            return Outcome(request, RequestState.SKIPPED, error=result.value)
+        status = result.status
+        if not 200 <= status < 300 and status not in self.spider.handle_httpstatus_list:
+            self.stats.failed(f"http_{status}")
+            log.info("HTTP %d %s: not passed to the callback", status, request.url)
+            return Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
+        self.stats.pages_crawled += 1
+        outcome = Outcome(request, RequestState.DONE, status=status)
+        await self._run_callback(request, request.callback or "parse", result, outcome)
+        return outcome
+
+    async def _download(self, request: Request) -> Response | SkipReason:
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            request.retries += 1
+            self.stats.retries += 1
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after:
+                self.scheduler.pause_host(request.host, retry_after)
+            log.info("retrying %s (%s), attempt %d", request.url, error, state.attempt_number + 1)
+
+        async def sleep(seconds: float) -> None:
+            await self.scheduler.reacquire(request, seconds)
+
+        async for attempt in retry.attempts(self.settings, sleep, before_sleep):
+            with attempt:
+                try:
+                    return await self._attempt(request)
+                finally:
+                    self.scheduler.release(request)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _attempt(self, request: Request) -> Response | SkipReason:
+        if self.settings.obey_robots and not await self._robots_allow(request.url):
+            return SkipReason.ROBOTS
+        result = await self.fetcher.fetch(request, self._hop_check)
+        if isinstance(result, Response):
+            self.stats.response(result.status, len(result.body))
+            retry.check_status(result.status, result.headers)
+        return result
+
+    async def _hop_check(self, url: str) -> SkipReason | None:
+        if not self.scope.allows_url(url):
+            return SkipReason.OFFSITE
+        if self.settings.obey_robots and not await self._robots_allow(url):
+            return SkipReason.ROBOTS
+        return None
+
+    async def _robots_allow(self, url: str) -> bool:
+        host = host_of(url)
+        rules = self._robots.get(host) or await self._load_robots(host, url)
+        return rules.allows(url, self.settings.user_agent)
+
+    async def _load_robots(self, host: str, url: str) -> RobotsRules:
+        """robots.txt of a host: from memory, the state, or the site (once per host)."""
+        async with self._robots_locks.setdefault(host, asyncio.Lock()):
+            if (rules := self._robots.get(host)) is not None:
+                return rules
+            record = await self.frontier.robots(host)
+            if record is None:
+                record = await self._fetch_robots(url)
+            rules = RobotsRules.from_response(record.status, record.body)
+            self.frontier.save_robots(host, record)
+            self._robots[host] = rules
+            delay = rules.crawl_delay(self.settings.user_agent)
+            self.scheduler.configure_host(host, delay)
+            if delay:
+                await asyncio.sleep(delay)  # the robots.txt request counts: keep the delay
+            return rules
+
+    async def _fetch_robots(self, url: str) -> RobotsRecord:
+        try:
+            response = await self.fetcher.fetch(Request(robots_url(url)))
+        except FetchError as error:
+            raise RobotsUnavailable(f"robots.txt unreachable: {error}") from None
+        if not isinstance(response, Response):
+            raise RobotsUnavailable("robots.txt redirect was not followed")
+        return RobotsRecord(response.status, response.body, time.time())
+
+    async def _run_callback(
+        self, request: Request, name: str | None, argument: Any, outcome: Outcome
+    ) -> None:
+        """Call a spider method and take in what it yields: requests go to the frontier,
+        items through the pipelines. What came before an error in the callback is kept."""
+        if name is None:
+            return
+        kwargs = request.cb_kwargs if name == (request.callback or "parse") else {}
+        children: list[Request] = []
+        try:
+            async for value in iterate(getattr(self.spider, name)(argument, **kwargs)):
+                if not isinstance(value, Request):
+                    if (data := await self._item(value)) is not None:
+                        outcome.items.append(data)
+                elif self._accept(value, parent=request):
+                    children.append(value)
+        except CrawlerError as error:
+            self.stats.callback_errors += 1
+            log.error("%s in %s(%s): %s", type(error).__name__, name, request.url, error)
+        except Exception:
+            self.stats.callback_errors += 1
+            log.exception("callback %s raised on %s", name, request.url)
+        self.stats.duplicates_filtered += self.frontier.add(children)
+
+    async def _item(self, value: object) -> bytes | None:
+        try:
+            data = await item_processing.process(value, self.spider, self.spider.pipelines)
+        except DropItem as reason:
+            self.stats.items_dropped += 1
+            log.info("dropped item: %s", reason)
+            return None
+        except Exception:
+            self.stats.items_dropped += 1
+            log.exception("a pipeline raised; item dropped")
+            return None
+        self.stats.items_scraped += 1
+        return data

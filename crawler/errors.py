@@ -1,0 +1,94 @@
+"""The exception tree of the crawler, and the skip reasons that are values, not errors.
+
+    CrawlerError
+    ├── ConfigError             bad input at start-up: reaches the CLI as one line, exit 2
+    │   ├── SettingsError       a setting with a bad value or an unknown name
+    │   └── SpiderLoadError     no such spider, or its file does not import
+    ├── StateError              the state file is unreadable, corrupt or of another crawl
+    ├── SpiderError             a spider broke the API (e.g. a callback that is not a method)
+    ├── FetchError              one page could not be fetched; counted, never crashes the crawl
+    │   ├── TransientError      worth retrying: connection and read errors, timeouts
+    │   │   ├── RetryableStatus     408, 429, 500, 502, 503, 504 (carries Retry-After)
+    │   │   └── RobotsUnavailable   robots.txt answered 5xx or was unreachable
+    │   ├── ResponseTooLarge    the decoded body passed max_response_bytes
+    │   ├── TooManyRedirects
+    │   └── BadResponse         a response we cannot read (unknown content-encoding, ...)
+    └── DropItem                raised by a pipeline to drop an item
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class CrawlerError(Exception):
+    """Base of every error the crawler raises on purpose."""
+
+
+class ConfigError(CrawlerError):
+    """Bad input detected at start-up."""
+
+
+class SettingsError(ConfigError):
+    """A setting has a bad value or an unknown name."""
+
+
+class SpiderLoadError(ConfigError):
+    """A spider could not be found or imported."""
+
+
+class StateError(CrawlerError):
+    """The state database cannot be used."""
+
+
+class SpiderError(CrawlerError):
+    """A spider used the API wrongly."""
+
+
+class FetchError(CrawlerError):
+    """A page could not be fetched."""
+
+
+class TransientError(FetchError):
+    """A failure that may go away if the request is tried again later."""
+
+    retry_after: float | None = None
+
+
+class RetryableStatus(TransientError):
+    """The server answered with a status that asks for a later retry."""
+
+    def __init__(self, status: int, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RobotsUnavailable(TransientError):
+    """robots.txt could not be read: RFC 9309 says disallow everything for now."""
+
+
+class ResponseTooLarge(FetchError):
+    """The decoded body grew past max_response_bytes."""
+
+
+class TooManyRedirects(FetchError):
+    """More redirects than max_redirects."""
+
+
+class BadResponse(FetchError):
+    """The response cannot be decoded."""
+
+
+class DropItem(CrawlerError):
+    """Raise from a pipeline's process_item to drop the item (it is counted, not exported)."""
+
+
+class SkipReason(enum.StrEnum):
+    """Why a request was not fetched: expected outcomes that stats count."""
+
+    DUPLICATE = "duplicate"
+    OFFSITE = "offsite"
+    ROBOTS = "robots"
+    TOO_DEEP = "too_deep"
+    MAX_PAGES = "max_pages"

@@ -1,0 +1,157 @@
+"""Feed exporters: items to ``.jsonl``, ``.json`` or ``.csv`` files, exactly once.
+
+Items reach a feed only after they are committed to the state, and a feed's (last item, byte
+offset) checkpoint is saved after the file is synced. On resume the file is cut back to its
+checkpoint and the items after it are written again, so a kill at any moment loses no item and
+writes none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from crawler.errors import ConfigError
+
+
+class FeedExporter:
+    """Appends items to a file. Subclasses say how items are framed."""
+
+    suffix = ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last_item = 0
+        self.count = 0
+        self._file: BinaryIO | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path} last_item={self.last_item}>"
+
+    def open(self, last_item: int, offset: int) -> None:
+        """Open for appending after the checkpoint; a missing or shorter file starts over."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            exists = self.path.exists() and self.path.stat().st_size >= offset
+            if not exists or offset == 0:
+                last_item, offset = 0, 0
+            self._file = open(self.path, "r+b" if exists else "w+b")  # noqa: SIM115
+            self._file.truncate(offset)
+            self._file.seek(offset)
+        except OSError as exc:
+            raise ConfigError(f"cannot write feed {self.path}: {exc.strerror}") from None
+        self.last_item = last_item
+        self._start(offset)
+
+    @property
+    def file(self) -> BinaryIO:
+        if self._file is None:
+            raise RuntimeError("feed is not open")
+        return self._file
+
+    def _start(self, offset: int) -> None:
+        """Write whatever a new file begins with."""
+
+    def _frame(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def write(self, items: list[tuple[int, bytes]]) -> None:
+        chunks = [self._frame(data) for item_id, data in items if item_id > self.last_item]
+        if chunks:
+            self.file.write(b"".join(chunks))
+            self.count += len(chunks)
+            self.last_item = items[-1][0]
+
+    async def sync(self) -> tuple[int, int]:
+        """Make what was written durable; returns the checkpoint to save."""
+        self.file.flush()
+        await asyncio.to_thread(os.fsync, self.file.fileno())
+        return self.last_item, self.file.tell()
+
+    def _finish(self) -> None:
+        """Write whatever a finished file ends with (not part of the checkpoint)."""
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._finish()
+            self._file.close()
+            self._file = None
+
+
+class JsonLinesExporter(FeedExporter):
+    suffix = ".jsonl"
+
+    def _frame(self, data: bytes) -> bytes:
+        return data + b"\n"
+
+
+class JsonExporter(FeedExporter):
+    """A JSON array; the closing bracket is written on close and cut off on resume."""
+
+    suffix = ".json"
+
+    def _start(self, offset: int) -> None:
+        self._first = offset <= 2
+        if offset == 0:
+            self.file.write(b"[\n")
+
+    def _frame(self, data: bytes) -> bytes:
+        if self._first:
+            self._first = False
+            return data
+        return b",\n" + data
+
+    def _finish(self) -> None:
+        self.file.write(b"\n]\n")
+
+
+class CsvExporter(FeedExporter):
+    """CSV with a header from the first item's fields; nested values are written as JSON."""
+
+    suffix = ".csv"
+
+    def _start(self, offset: int) -> None:
+        self.fields: list[str] | None = None
+        if offset:
+            self.file.seek(0)
+            header = self.file.readline().decode("utf-8")
+            self.file.seek(offset)
+            self.fields = next(csv.reader([header]), None)
+
+    def _frame(self, data: bytes) -> bytes:
+        item: dict[str, Any] = orjson.loads(data)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        if self.fields is None:
+            self.fields = list(item)
+            writer.writerow(self.fields)
+        writer.writerow([_cell(item.get(name)) for name in self.fields])
+        return out.getvalue().encode("utf-8")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return value
+
+
+EXPORTERS: dict[str, type[FeedExporter]] = {
+    cls.suffix: cls for cls in (JsonLinesExporter, JsonExporter, CsvExporter)
+}
+
+
+def exporter_for(path: Path) -> FeedExporter:
+    """The exporter for a feed file, chosen by its extension."""
+    cls = EXPORTERS.get(path.suffix.lower())
+    if cls is None:
+        known = ", ".join(sorted(EXPORTERS))
+        raise ConfigError(f"cannot export to {path}: the file name must end in one of {known}")
+    return cls(path)

@@ -1,0 +1,151 @@
+"""The fetcher: one shared ``httpx.AsyncClient`` per crawl, streaming bodies under a size cap.
+
+Redirects are followed here, hop by hop, so that each hop can be checked (allowed domains,
+robots.txt) before it is requested. Bodies are decompressed here too, with a bound on the
+decoded size, so a gzip bomb fails one page instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from urllib.parse import urljoin
+
+import httpx
+
+from crawler.errors import (
+    BadResponse,
+    FetchError,
+    ResponseTooLarge,
+    SkipReason,
+    TooManyRedirects,
+    TransientError,
+)
+from crawler.request import Request
+from crawler.response import Response
+from crawler.settings import Settings
+
+HopCheck = Callable[[str], Awaitable[SkipReason | None]]
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+async def _allow_every_hop(url: str) -> SkipReason | None:
+    return None
+
+
+class _BoundedDecoder:
+    """Content-Encoding decoding that stops as soon as the output passes ``limit`` bytes."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        encoding = encoding.strip().lower()
+        self.limit = limit
+        self.size = 0
+        self._zlib: zlib._Decompress | None
+        if encoding in ("", "identity"):
+            self._zlib = None
+        elif encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == "deflate":
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)
+        else:
+            raise BadResponse(f"unsupported content-encoding {encoding!r}")
+
+    def feed(self, chunk: bytes) -> bytes:
+        room = self.limit - self.size
+        if self._zlib is None:
+            out = chunk
+        else:
+            try:
+                out = self._zlib.decompress(chunk, room + 1)
+            except zlib.error as exc:
+                raise BadResponse(f"cannot decode body: {exc}") from None
+        self.size += len(out)
+        if self.size > self.limit:
+            raise ResponseTooLarge(f"body larger than max_response_bytes={self.limit}")
+        return out
+
+
+class Fetcher:
+    """Fetches requests through one client whose pool is sized from the settings."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+        self.settings = settings
+        self.client = httpx.AsyncClient(
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=settings.concurrency,
+                max_keepalive_connections=settings.concurrency,
+                keepalive_expiry=30.0,
+            ),
+            timeout=httpx.Timeout(settings.request_timeout),
+            follow_redirects=False,
+            trust_env=False,
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                "Accept-Encoding": "gzip, deflate",
+            },
+        )
+        self.requests_sent = 0
+
+    def __repr__(self) -> str:
+        return f"<Fetcher sent={self.requests_sent} user_agent={self.settings.user_agent!r}>"
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def fetch(self, request: Request, hop_check: HopCheck = _allow_every_hop) -> Response | SkipReason:
+        """The response to ``request`` (any status), or why a redirect hop was not followed.
+
+        Raises TransientError for failures worth retrying, FetchError for the others.
+        """
+        url, method, body = request.url, request.method, request.body
+        started = time.monotonic()
+        for hop in range(self.settings.max_redirects + 1):
+            status, headers, content = await self._send(method, url, request.headers, body)
+            location = headers.get("location")
+            if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
+                elapsed = time.monotonic() - started
+                return Response(url, status, headers, content, request, elapsed)
+            if hop == self.settings.max_redirects:
+                break
+            url = urljoin(url, location.strip())
+            if (skip := await hop_check(url)) is not None:
+                return skip
+            if status == 303 or (status in (301, 302) and method == "POST"):
+                method, body = "GET", b""
+        raise TooManyRedirects(f"more than max_redirects={self.settings.max_redirects} redirects")
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, httpx.Headers, bytes]:
+        self.requests_sent += 1
+        try:
+            async with asyncio.timeout(self.settings.request_timeout):
+                request = self.client.build_request(method, url, headers=headers, content=body)
+                response = await self.client.send(request, stream=True)
+                try:
+                    content = await self._read(response)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise TransientError(f"timed out after {self.settings.request_timeout}s") from None
+        except httpx.TransportError as exc:
+            if isinstance(exc, httpx.UnsupportedProtocol):
+                raise FetchError(f"unsupported URL: {url}") from None
+            raise TransientError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        except httpx.InvalidURL as exc:
+            raise FetchError(f"invalid URL {url!r}: {exc}") from None
+        return response.status_code, response.headers, content
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        limit = self.settings.max_response_bytes
+        encoding = response.headers.get("content-encoding", "")
+        length = response.headers.get("content-length", "")
+        if not encoding and length.isdigit() and int(length) > limit:
+            raise ResponseTooLarge(f"Content-Length {length} > max_response_bytes={limit}")
+        decoder = _BoundedDecoder(encoding, limit)
+        chunks = [decoder.feed(chunk) async for chunk in response.aiter_raw()]
+        return b"".join(chunks)

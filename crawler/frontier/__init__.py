@@ -1,0 +1,99 @@
+"""The frontier: the queue of requests to fetch, the seen set, and the rest of a crawl's state.
+
+``Frontier`` is the protocol every backend implements; nothing above it speaks SQL.
+``SqliteFrontier`` (aiosqlite) is the embedded default.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from crawler.request import Request
+
+
+class RequestState(enum.IntEnum):
+    QUEUED = 0
+    IN_FLIGHT = 1
+    DONE = 2
+    FAILED = 3
+    SKIPPED = 4
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one request: committed in the same transaction as its items and the
+    requests added while it was processed."""
+
+    request: Request
+    state: RequestState
+    status: int | None = None
+    error: str | None = None
+    items: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Flushed:
+    """What one flush committed."""
+
+    added: int = 0
+    duplicates: int = 0
+    hosts: set[str] = field(default_factory=set)
+    items: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RobotsRecord:
+    status: int
+    body: bytes
+    fetched_at: float
+
+
+@dataclass(slots=True)
+class Counts:
+    queued: int = 0
+    done: int = 0
+    failed: int = 0
+    items: int = 0
+
+
+class Frontier(Protocol):
+    """A crawl's persistent state. Writes are buffered and committed together by ``flush``,
+    so a request's outcome, its items and its new links land in one transaction or not at all."""
+
+    async def open(self, spider_name: str) -> dict[str, Any]:
+        """Open (creating or resuming) and return the saved stats; in-flight work is re-queued."""
+
+    async def close(self) -> None: ...
+
+    def add(self, requests: Sequence[Request]) -> int:
+        """Buffer new requests; returns how many were dropped at once as seen duplicates."""
+
+    def complete(self, outcome: Outcome) -> None: ...
+
+    def save_robots(self, host: str, record: RobotsRecord) -> None: ...
+
+    def save_stats(self, stats: dict[str, Any]) -> None: ...
+
+    def save_feed(self, path: str, last_item: int, offset: int) -> None: ...
+
+    @property
+    def pending_writes(self) -> int: ...
+
+    async def flush(self) -> Flushed: ...
+
+    async def lease(self, host: str, limit: int) -> list[Request]:
+        """Up to ``limit`` queued requests of one host, best priority first, marked in flight."""
+
+    async def queued_hosts(self) -> set[str]: ...
+
+    async def robots(self, host: str) -> RobotsRecord | None: ...
+
+    async def feed(self, path: str) -> tuple[int, int]:
+        """(last exported item id, byte offset) of a feed file; (0, 0) for a new feed."""
+
+    def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]: ...
+
+    async def counts(self) -> Counts: ...

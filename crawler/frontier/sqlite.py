@@ -1,0 +1,265 @@
+"""The embedded frontier: the whole crawl state in one SQLite file, through aiosqlite.
+
+WAL mode and batched writes: one transaction commits many responses' outcomes, items and links.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from crawler.errors import StateError
+from crawler.frontier import Counts, Flushed, Outcome, RequestState, RobotsRecord
+from crawler.request import Request
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    fp INTEGER UNIQUE,
+    host TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    method TEXT NOT NULL,
+    body BLOB NOT NULL,
+    callback TEXT,
+    errback TEXT,
+    extra BLOB NOT NULL,
+    dont_filter INTEGER NOT NULL,
+    retries INTEGER NOT NULL DEFAULT 0,
+    status INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_queued ON requests (host, priority DESC, id) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, request_id INTEGER, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    host TEXT PRIMARY KEY, robots_status INTEGER, robots_body BLOB, robots_fetched_at REAL
+) WITHOUT ROWID;
+"""
+
+_INSERT = (
+    "INSERT OR IGNORE INTO requests (fp, host, priority, depth, url, method, body, callback,"
+    " errback, extra, dont_filter) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+_COLUMNS = "id, url, method, body, callback, errback, extra, priority, depth, dont_filter, retries"
+_RECENT = 65_536
+
+
+class _RecentFingerprints:
+    """A bounded set of fingerprints added lately: a cheap first dedup check before SQLite's.
+
+    Two generations: when the young one fills, it becomes the old one and the oldest is dropped.
+    """
+
+    def __init__(self, size: int = _RECENT) -> None:
+        self.size = size
+        self.young: set[int] = set()
+        self.old: set[int] = set()
+
+    def seen(self, fp: int) -> bool:
+        if fp in self.young or fp in self.old:
+            return True
+        if len(self.young) >= self.size:
+            self.old, self.young = self.young, set()
+        self.young.add(fp)
+        return False
+
+
+class SqliteFrontier:
+    """The crawl state in one SQLite file. ``SqliteFrontier(path)``; ``await open(name)``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._recent = _RecentFingerprints()
+        self._new: list[tuple[Any, ...]] = []
+        self._outcomes: list[Outcome] = []
+        self._robots: dict[str, RobotsRecord] = {}
+        self._meta: dict[str, bytes] = {}
+        self._next_item = 1
+
+    def __repr__(self) -> str:
+        return (
+            f"<SqliteFrontier {self.path} pending: {len(self._new)} new,"
+            f" {len(self._outcomes)} outcomes>"
+        )
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StateError("the frontier is not open")
+        return self._db
+
+    async def open(self, spider_name: str) -> dict[str, Any]:
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.executescript(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                " PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY;"
+            )
+            await self._db.executescript(_SCHEMA)
+            meta = await self._read_meta()
+            await self._check_owner(meta, spider_name)
+            await self._db.execute("UPDATE requests SET state = 0 WHERE state = 1")
+            async with self._db.execute("SELECT COALESCE(MAX(id), 0) FROM items") as cur:
+                row = await cur.fetchone()
+            self._next_item = (row[0] if row else 0) + 1
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            raise StateError(f"state file {self.path} is not a usable crawl state ({exc})") from None
+        stats = meta.get("stats")
+        return dict(orjson.loads(stats)) if stats else {}
+
+    async def _read_meta(self) -> dict[str, bytes]:
+        async with self.db.execute("SELECT key, value FROM meta") as cur:
+            return {key: value for key, value in await cur.fetchall()}
+
+    async def _check_owner(self, meta: dict[str, bytes], spider_name: str) -> None:
+        owner = meta.get("spider")
+        if owner is None:
+            await self.db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("spider", spider_name.encode()), ("schema", SCHEMA_VERSION.encode())],
+            )
+            return
+        if owner.decode() != spider_name:
+            raise StateError(
+                f"state file {self.path} belongs to spider {owner.decode()!r}, not {spider_name!r}"
+            )
+        if meta.get("schema", b"").decode() != SCHEMA_VERSION:
+            raise StateError(f"state file {self.path} was written by another crawler version")
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    def add(self, requests: Sequence[Request]) -> int:
+        duplicates = 0
+        for request in requests:
+            if request.dont_filter:
+                fp = None
+            elif self._recent.seen(request.fingerprint):
+                duplicates += 1
+                continue
+            else:
+                fp = request.fingerprint
+            r = request.to_record()
+            self._new.append((
+                fp, request.host, r["priority"], r["depth"], r["url"], r["method"], r["body"],
+                r["callback"], r["errback"], r["extra"], r["dont_filter"],
+            ))  # fmt: skip
+        return duplicates
+
+    def complete(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+
+    def save_robots(self, host: str, record: RobotsRecord) -> None:
+        self._robots[host] = record
+
+    def save_stats(self, stats: dict[str, Any]) -> None:
+        self._meta["stats"] = orjson.dumps(stats)
+
+    def save_feed(self, path: str, last_item: int, offset: int) -> None:
+        self._meta[f"feed:{path}"] = orjson.dumps([last_item, offset])
+
+    @property
+    def pending_writes(self) -> int:
+        return len(self._new) + len(self._outcomes)
+
+    async def flush(self) -> Flushed:
+        """Commit everything buffered in one transaction."""
+        new, self._new = self._new, []
+        outcomes, self._outcomes = self._outcomes, []
+        robots, self._robots = self._robots, {}
+        meta, self._meta = self._meta, {}
+        result = Flushed(hosts={row[1] for row in new})
+        items: list[tuple[int, int | None, bytes]] = []
+        for outcome in outcomes:
+            for data in outcome.items:
+                items.append((self._next_item, outcome.request.id, data))
+                self._next_item += 1
+        db = self.db
+        await db.execute("BEGIN")
+        try:
+            before = db.total_changes
+            await db.executemany(_INSERT, new)
+            result.added = db.total_changes - before
+            await db.executemany(
+                "UPDATE requests SET state=?, status=?, error=?, retries=? WHERE id=?",
+                [(o.state, o.status, o.error, o.request.retries, o.request.id) for o in outcomes],
+            )
+            await db.executemany("INSERT INTO items VALUES (?,?,?)", items)
+            await db.executemany(
+                "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?)",
+                [(h, r.status, r.body, r.fetched_at) for h, r in robots.items()],
+            )
+            await db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(meta.items()))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        result.duplicates = len(new) - result.added
+        result.items = [(item_id, data) for item_id, _, data in items]
+        return result
+
+    async def lease(self, host: str, limit: int) -> list[Request]:
+        async with self.db.execute(
+            f"UPDATE requests SET state = 1 WHERE id IN (SELECT id FROM requests"
+            f" WHERE host = ? AND state = 0 ORDER BY priority DESC, id LIMIT ?)"
+            f" RETURNING {_COLUMNS}",
+            (host, limit),
+        ) as cur:
+            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+            rows = await cur.fetchall()
+        return [Request.from_record(row) for row in rows]
+
+    async def queued_hosts(self) -> set[str]:
+        async with self.db.execute("SELECT DISTINCT host FROM requests WHERE state = 0") as cur:
+            return {row[0] for row in await cur.fetchall()}
+
+    async def robots(self, host: str) -> RobotsRecord | None:
+        async with self.db.execute(
+            "SELECT robots_status, robots_body, robots_fetched_at FROM hosts WHERE host = ?",
+            (host,),
+        ) as cur:
+            row = await cur.fetchone()
+        return RobotsRecord(row[0], row[1], row[2]) if row else None
+
+    async def feed(self, path: str) -> tuple[int, int]:
+        async with self.db.execute("SELECT value FROM meta WHERE key = ?", (f"feed:{path}",)) as c:
+            row = await c.fetchone()
+        if row is None:
+            return 0, 0
+        last, offset = orjson.loads(row[0])
+        return int(last), int(offset)
+
+    async def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]:
+        while True:
+            async with self.db.execute(
+                "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT 1000", (item_id,)
+            ) as cur:
+                rows = list(await cur.fetchall())
+            if not rows:
+                return
+            for row in rows:
+                yield row[0], row[1]
+            item_id = rows[-1][0]
+
+    async def counts(self) -> Counts:
+        async with self.db.execute(
+            "SELECT SUM(state IN (0, 1)), SUM(state = 2), SUM(state = 3),"
+            " (SELECT COUNT(*) FROM items) FROM requests"
+        ) as cur:
+            row = await cur.fetchone()
+        values = [int(v or 0) for v in row] if row else [0, 0, 0, 0]
+        return Counts(*values)

@@ -1,0 +1,79 @@
+"""Items: validation against pydantic models, user pipelines, and the JSON form that is stored."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from crawler.errors import DropItem
+
+if TYPE_CHECKING:
+    from crawler.spider import Spider
+
+Item = dict[str, Any] | BaseModel
+
+
+class ItemPipeline(Protocol):
+    """A step every item goes through after validation, in the order the spider lists them.
+
+    Return the item (changed or not) to keep it; raise ``DropItem("why")`` to drop it.
+
+    >>> class SkipFree:
+    ...     async def process_item(self, item, spider):
+    ...         if item["price"] == 0:
+    ...             raise DropItem("free")
+    ...         return item
+    """
+
+    async def process_item(self, item: Any, spider: Spider) -> Any: ...
+
+
+def _why(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "item"
+    return f"{where}: {error['msg']}"
+
+
+def validate(item: object, model: type[BaseModel] | None) -> Item:
+    """The item checked against its model: dicts against ``model`` when the spider has one,
+    pydantic instances against their own class. Raises DropItem with the reason."""
+    try:
+        if isinstance(item, BaseModel):
+            return type(item).model_validate(item.model_dump())
+        if isinstance(item, dict):
+            return model.model_validate(item) if model is not None else item
+    except ValidationError as exc:
+        raise DropItem(f"invalid item ({_why(exc)})") from None
+    raise DropItem(
+        f"unsupported item type {type(item).__name__}: yield dicts, pydantic models or Requests"
+    )
+
+
+def to_json(item: object, model: type[BaseModel] | None) -> bytes:
+    """The stored and exported form of an item that came out of the pipelines."""
+    if isinstance(item, dict) and model is not None:
+        item = validate(item, model)
+    try:
+        if isinstance(item, BaseModel):
+            return item.model_dump_json().encode()
+        if isinstance(item, dict):
+            return orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, ValueError) as exc:
+        raise DropItem(f"item is not JSON data ({exc})") from None
+    raise DropItem(f"a pipeline returned {type(item).__name__}, not an item")
+
+
+async def process(
+    item: object, spider: Spider, pipelines: Sequence[ItemPipeline]
+) -> bytes:
+    """Validate, run the pipelines, and serialise one item; raises DropItem to drop it."""
+    model = spider.item_model
+    current: Any = validate(item, model)
+    for pipeline in pipelines:
+        current = await pipeline.process_item(current, spider)
+        if current is None:
+            raise DropItem(f"{type(pipeline).__name__} returned None")
+    return to_json(current, model)

@@ -1,0 +1,89 @@
+"""Finding spiders: by name in a spiders folder, or by the path of a ``.py`` file."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from crawler.errors import SpiderLoadError
+from crawler.spider import Spider
+
+log = logging.getLogger("crawler.loader")
+
+DEFAULT_SPIDERS_DIR = Path("spiders")
+
+
+@dataclass(frozen=True)
+class Found:
+    name: str
+    spider: type[Spider]
+    path: Path
+
+
+def _import(path: Path) -> ModuleType:
+    module_name = f"crawler_spiders.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SpiderLoadError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except OSError as exc:
+        raise SpiderLoadError(f"cannot read {path}: {exc.strerror}") from None
+    except Exception as exc:
+        del sys.modules[module_name]
+        line = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else ""
+        raise SpiderLoadError(
+            f"{path} does not import: {type(exc).__name__}: {exc}{line}"
+        ) from None
+    return module
+
+
+def spiders_in(path: Path) -> list[Found]:
+    """The named Spider subclasses defined in one file."""
+    module = _import(path)
+    return [
+        Found(obj.name, obj, path)
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, Spider) and obj is not Spider and obj.name and obj.__module__ == module.__name__
+    ]
+
+
+def discover(folder: Path = DEFAULT_SPIDERS_DIR) -> list[Found]:
+    """Every spider in a folder; files that do not import are reported and skipped."""
+    found: list[Found] = []
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            found.extend(spiders_in(path))
+        except SpiderLoadError as exc:
+            log.warning("%s", exc)
+    return found
+
+
+def load(target: str, folder: Path = DEFAULT_SPIDERS_DIR) -> type[Spider]:
+    """The spider class named ``target``, or the one spider in the file at path ``target``."""
+    if target.endswith(".py") or "/" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise SpiderLoadError(f"no spider file {target}")
+        found = spiders_in(path)
+        if len(found) != 1:
+            names = ", ".join(f.name for f in found) or "none"
+            raise SpiderLoadError(f"{target} must define exactly one named Spider (found: {names})")
+        return found[0].spider
+    spiders = discover(folder)
+    for candidate in spiders:
+        if candidate.name == target:
+            return candidate.spider
+    known = ", ".join(sorted(f.name for f in spiders)) or f"none in {folder}/"
+    raise SpiderLoadError(f"unknown spider {target!r} (known: {known})")

@@ -1,0 +1,181 @@
+"""The Request: what to fetch, and what to call with the response.
+
+A request must survive a restart, so its callback is kept by method name and everything else is
+plain data that the frontier can store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from crawler.errors import SpiderError
+from crawler.urls import fingerprint, host_of
+
+Callback = Callable[..., Any] | str | None
+
+
+def _method_name(func: Callback) -> tuple[str | None, object]:
+    """The name a callback is persisted under, and the object it is bound to (if any)."""
+    if func is None or isinstance(func, str):
+        return func, None
+    name = getattr(func, "__name__", None)
+    owner = getattr(func, "__self__", None)
+    if owner is None or name is None or name == "<lambda>":
+        raise SpiderError(
+            f"callback {func!r} is not a method of the spider: requests are persisted, "
+            "so callbacks must be spider methods (e.g. callback=self.parse_item)"
+        )
+    return name, owner
+
+
+class Request:
+    """A request to fetch, Scrapy style.
+
+    >>> Request("https://example.com/page/2", priority=1, meta={"page": 2}).host
+    'example.com'
+    """
+
+    __slots__ = (
+        "_fingerprint",
+        "body",
+        "callback",
+        "callback_owner",
+        "cb_kwargs",
+        "depth",
+        "dont_filter",
+        "errback",
+        "headers",
+        "id",
+        "meta",
+        "method",
+        "priority",
+        "retries",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        callback: Callback = None,
+        *,
+        method: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, Any] | None = None,
+        json: Any = None,
+        body: bytes | str | None = None,
+        meta: dict[str, Any] | None = None,
+        priority: int = 0,
+        dont_filter: bool = False,
+        cb_kwargs: dict[str, Any] | None = None,
+        errback: Callback = None,
+        depth: int = 0,
+    ) -> None:
+        self.url = url
+        self.callback, self.callback_owner = _method_name(callback)
+        self.errback, _ = _method_name(errback)
+        self.headers = dict(headers or {})
+        self.body = _encode_body(self.headers, data, json, body)
+        self.method = (method or ("POST" if self.body else "GET")).upper()
+        self.meta = meta if meta is not None else {}
+        self.priority = priority
+        self.dont_filter = dont_filter
+        self.cb_kwargs = cb_kwargs if cb_kwargs is not None else {}
+        self.depth = depth
+        self.retries = 0
+        self.id: int | None = None
+        self._fingerprint: int | None = None
+
+    @property
+    def host(self) -> str:
+        return host_of(self.url)
+
+    @property
+    def fingerprint(self) -> int:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.method, self.url, self.body)
+        return self._fingerprint
+
+    def replace(self, **changes: Any) -> Request:
+        """A copy with some arguments changed, like Scrapy's ``Request.replace``."""
+        kwargs: dict[str, Any] = {
+            "callback": self.callback,
+            "method": self.method,
+            "headers": self.headers,
+            "body": self.body,
+            "meta": dict(self.meta),
+            "priority": self.priority,
+            "dont_filter": self.dont_filter,
+            "cb_kwargs": dict(self.cb_kwargs),
+            "errback": self.errback,
+            "depth": self.depth,
+        }
+        url = changes.pop("url", self.url)
+        kwargs.update(changes)
+        return Request(url, **kwargs)
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain data for the frontier; raises SpiderError if meta cannot be stored."""
+        try:
+            extra = orjson.dumps(
+                {"meta": self.meta, "cb_kwargs": self.cb_kwargs, "headers": self.headers}
+            )
+        except TypeError as exc:
+            raise SpiderError(
+                f"request {self.url}: meta and cb_kwargs must be JSON data to survive a restart "
+                f"({exc})"
+            ) from None
+        return {
+            "url": self.url,
+            "method": self.method,
+            "body": self.body,
+            "callback": self.callback,
+            "errback": self.errback,
+            "extra": extra,
+            "priority": self.priority,
+            "depth": self.depth,
+            "dont_filter": self.dont_filter,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Request:
+        extra = orjson.loads(record["extra"])
+        request = cls(
+            record["url"],
+            record["callback"],
+            method=record["method"],
+            headers=extra["headers"],
+            body=record["body"],
+            meta=extra["meta"],
+            priority=record["priority"],
+            dont_filter=bool(record["dont_filter"]),
+            cb_kwargs=extra["cb_kwargs"],
+            errback=record["errback"],
+            depth=record["depth"],
+        )
+        request.id = record["id"]
+        request.retries = record["retries"]
+        return request
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url} depth={self.depth} priority={self.priority}>"
+
+
+def _encode_body(
+    headers: dict[str, str], data: Mapping[str, Any] | None, json: Any, body: bytes | str | None
+) -> bytes:
+    given = [x is not None for x in (data, json, body)]
+    if sum(given) > 1:
+        raise SpiderError("Request takes only one of data=, json= and body=")
+    if data is not None:
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        return urlencode(data, doseq=True).encode()
+    if json is not None:
+        headers.setdefault("Content-Type", "application/json")
+        return orjson.dumps(json)
+    if isinstance(body, str):
+        return body.encode()
+    return body or b""

@@ -1,0 +1,161 @@
+"""The Response a callback receives: decoded text, JSON, CSS selection (selectolax) and links."""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterable, Iterator
+from functools import cached_property
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+import orjson
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from crawler.request import Callback, Request
+
+Node = LexborNode
+
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+?charset\s*=\s*["']?\s*([a-zA-Z0-9_:.\-]+)""", re.IGNORECASE
+)
+_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# Browsers read pages that name no encoding as windows-1252, a superset of latin-1.
+_FALLBACK = "cp1252"
+
+
+def _known(encoding: str | None) -> str | None:
+    if not encoding:
+        return None
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        return None
+
+
+def detect_encoding(content_type: str | None, body: bytes) -> str:
+    """The encoding of a page: the header's charset, then a BOM, then ``<meta charset>``,
+    then UTF-8 if the bytes are valid UTF-8, else windows-1252."""
+    if content_type:
+        match = _HEADER_CHARSET.search(content_type)
+        if found := _known(match.group(1) if match else None):
+            return found
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return name
+    meta = _META_CHARSET.search(body[:4096])
+    if meta and (found := _known(meta.group(1).decode("ascii", "replace"))):
+        return found
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _FALLBACK
+    return "utf-8"
+
+
+class Response:
+    """A fetched page.
+
+    >>> response.css_first("h1").text()            # doctest: +SKIP
+    >>> yield response.follow(node, callback=self.parse_item)   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str,
+        status: int,
+        headers: httpx.Headers,
+        body: bytes,
+        request: Request,
+        elapsed: float = 0.0,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.request = request
+        self.elapsed = elapsed
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.request.meta
+
+    @cached_property
+    def encoding(self) -> str:
+        return detect_encoding(self.headers.get("content-type"), self.body)
+
+    @cached_property
+    def text(self) -> str:
+        body = self.body
+        for bom, _ in _BOMS:
+            if body.startswith(bom):
+                body = body[len(bom) :]
+                break
+        return body.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    @cached_property
+    def tree(self) -> LexborHTMLParser:
+        """The parsed page (selectolax's lexbor parser)."""
+        return LexborHTMLParser(self.text)
+
+    def css(self, selector: str) -> list[Node]:
+        return self.tree.css(selector)
+
+    def css_first(self, selector: str) -> Node | None:
+        return self.tree.css_first(selector)
+
+    @cached_property
+    def base_url(self) -> str:
+        """The URL relative links resolve against: ``<base href>`` if the page has one."""
+        base = self.tree.css_first("base[href]") if b"<base" in self.body[:65536].lower() else None
+        href = base.attributes.get("href") if base is not None else None
+        return urljoin(self.url, href.strip()) if href else self.url
+
+    def urljoin(self, url: str) -> str:
+        return urljoin(self.base_url, url.strip())
+
+    def follow(self, url: str | Node, callback: Callback = None, **kwargs: Any) -> Request:
+        """A request for a link of this page: a URL (relative or absolute) or an ``<a>`` node.
+
+        The new request is one level deeper than this response's request.
+        """
+        if not isinstance(url, str):
+            href = url.attributes.get("href") or url.attributes.get("src")
+            if href is None:
+                raise ValueError(f"<{url.tag}> has no href or src to follow")
+            url = href
+        kwargs.setdefault("depth", self.request.depth + 1)
+        return Request(self.urljoin(url), callback or self.request.callback, **kwargs)
+
+    def follow_all(
+        self,
+        urls: Iterable[str | Node] | None = None,
+        callback: Callback = None,
+        *,
+        css: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[Request]:
+        """Requests for many links: ``follow_all(css="li.next a")`` or ``follow_all(urls=[...])``.
+
+        Links that are not http(s) (mailto:, javascript:, ...) are skipped.
+        """
+        if (urls is None) == (css is None):
+            raise ValueError("follow_all takes exactly one of urls= and css=")
+        targets: Iterable[str | Node] = urls if urls is not None else self.css(css or "")
+        for target in targets:
+            href = target if isinstance(target, str) else target.attributes.get("href")
+            if href and not _skippable(href):
+                yield self.follow(href, callback, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.url}>"
+
+
+def _skippable(href: str) -> bool:
+    head = href.lstrip()[:11].lower()
+    return head.startswith(("mailto:", "javascript:", "tel:", "data:", "#"))

@@ -1,0 +1,92 @@
+"""Retries of transient failures, with tenacity: which failures, how long to wait, how often.
+
+Connection and read errors, timeouts, and HTTP 408, 429, 500, 502, 503 and 504 are retried with
+exponential backoff and jitter; a ``Retry-After`` header (seconds or an HTTP date) is honoured.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tenacity.wait import wait_base
+
+from crawler.errors import RetryableStatus, TransientError
+from crawler.settings import Settings
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date.
+
+    >>> parse_retry_after("120")
+    120.0
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def check_status(status: int, headers: httpx.Headers) -> None:
+    """Raise RetryableStatus for a status worth retrying."""
+    if status in RETRY_STATUSES:
+        raise RetryableStatus(status, parse_retry_after(headers.get("retry-after")))
+
+
+class _BackoffOrRetryAfter(wait_base):
+    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.backoff = wait_exponential_jitter(
+            initial=settings.retry_backoff, max=settings.retry_backoff_max, jitter=settings.retry_backoff
+        )
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = self.backoff(retry_state)
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        return max(wait, retry_after) if retry_after is not None else wait
+
+
+def retryable(settings: Settings) -> Callable[[BaseException], bool]:
+    def check(error: BaseException) -> bool:
+        if not isinstance(error, TransientError):
+            return False
+        return error.retry_after is None or error.retry_after <= settings.max_retry_after
+
+    return check
+
+
+def attempts(
+    settings: Settings,
+    sleep: Callable[[float], Awaitable[None]],
+    before_sleep: Callable[[RetryCallState], None],
+) -> AsyncRetrying:
+    """The retry loop for one request. ``sleep`` waits between attempts: the engine passes one
+    that gives the request's slot back, so a waiting retry holds no worker."""
+    return AsyncRetrying(
+        sleep=sleep,
+        stop=stop_after_attempt(settings.max_retries + 1),
+        wait=_BackoffOrRetryAfter(settings),
+        retry=retry_if_exception(retryable(settings)),
+        before_sleep=before_sleep,
+        reraise=True,
+    )

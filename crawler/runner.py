@@ -1,0 +1,145 @@
+"""The runner: the one place that builds a crawl (settings, state, fetcher, feed, engine),
+runs it under signal handling, and tears it down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from crawler.engine import Engine
+from crawler.errors import ConfigError
+from crawler.exporters import FeedExporter, exporter_for
+from crawler.fetcher import Fetcher
+from crawler.frontier.sqlite import SqliteFrontier
+from crawler.progress import Progress
+from crawler.settings import Settings, load_settings, read_config_file
+from crawler.spider import Spider
+from crawler.stats import Stats
+
+log = logging.getLogger("crawler.runner")
+
+
+@dataclass
+class CrawlJob:
+    """What to crawl and where to keep it: the arguments of ``crawler run``."""
+
+    spider: type[Spider]
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    arguments: Mapping[str, str] = field(default_factory=dict)
+    feed: Path | None = None
+    state: Path | None = None
+    stats: Path | None = None
+    config: Path | None = None
+    progress: bool = True
+
+
+@dataclass
+class CrawlResult:
+    stats: Stats
+    stopped: bool
+    state: Path | None
+
+
+def resolve_settings(job: CrawlJob) -> Settings:
+    return load_settings(read_config_file(job.config), job.spider.custom_settings, job.overrides)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@contextlib.asynccontextmanager
+async def _state_file(path: Path | None) -> AsyncIterator[Path]:
+    if path is not None:
+        if path.parent and not path.parent.is_dir():
+            raise ConfigError(f"cannot keep state in {path}: folder {path.parent} does not exist")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="crawler-") as folder:
+        yield Path(folder) / "state.db"
+
+
+async def _open_feed(path: Path, frontier: SqliteFrontier) -> FeedExporter:
+    """Open the feed at its checkpoint and write the committed items it does not have yet."""
+    exporter = exporter_for(path)
+    exporter.open(*await frontier.feed(str(path)))
+    batch: list[tuple[int, bytes]] = []
+    async for item in frontier.items_after(exporter.last_item):
+        batch.append(item)
+        if len(batch) >= 1000:
+            exporter.write(batch)
+            batch = []
+    exporter.write(batch)
+    frontier.save_feed(str(path), *await exporter.sync())
+    return exporter
+
+
+async def run(job: CrawlJob) -> CrawlResult:
+    """Run a crawl to its end, or until SIGINT/SIGTERM: the first stops scheduling and lets
+    requests in flight finish; a second stops at once. The state stays consistent either way."""
+    settings = resolve_settings(job)
+    configure_logging(settings.log_level)
+    spider = job.spider(**job.arguments)
+    async with _state_file(job.state) as state_path:
+        frontier = SqliteFrontier(state_path)
+        saved = await frontier.open(spider.name)
+        exporter: FeedExporter | None = None
+        fetcher = Fetcher(settings)
+        try:
+            if saved:
+                log.info("resuming the crawl kept in %s", state_path)
+            stats = Stats.from_dict(saved)
+            exporter = await _open_feed(job.feed, frontier) if job.feed else None
+            progress = Progress(stats, settings.progress_interval) if job.progress else None
+            engine = Engine(spider, settings, frontier, fetcher, stats, exporter, progress)
+            stopped = await _run_with_signals(engine)
+        finally:
+            await fetcher.close()
+            await frontier.close()
+            if exporter is not None:
+                exporter.close()
+    stats.tick()
+    if job.stats is not None:
+        job.stats.write_bytes(orjson.dumps(stats.to_dict(), option=orjson.OPT_INDENT_2))
+    return CrawlResult(stats, stopped, job.state)
+
+
+async def _run_with_signals(engine: Engine) -> bool:
+    """Run the engine; returns whether a signal stopped it."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.warning("%s: finishing requests in flight, then stopping (again to stop now)",
+                        signal.Signals(signum).name)
+            engine.stop()
+        elif task is not None:
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await engine.run()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return signals > 0

@@ -1,0 +1,364 @@
+"""The offline demo site: a seeded bookstore catalogue, rendered once and served on loopback.
+
+Tests, benchmarks and `crawler sandbox` crawl it instead of the web; `expected_items` is the truth.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+import re
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+from urllib.parse import urlsplit
+
+PAGE_SIZE = 20
+# Uneven on purpose: Fiction needs a second listing page, Poetry stays tiny.
+_SIZES = {"Fiction": 22, "Mystery": 11, "Science": 9, "History": 8, "Travel": 6, "Poetry": 4}
+_RATINGS = ("One", "Two", "Three", "Four", "Five")
+# fmt: off
+_ADJECTIVES = ("Silent", "Crimson", "Hidden", "Last", "Forgotten", "Golden", "Restless", "Quiet",
+               "Burning", "Distant")
+_NOUNS = ("Garden", "Lighthouse", "Orchard", "Map", "Harbour", "Theory", "Archive", "River",
+          "Empire", "Atlas", "Comet")
+_PLACES = ("Lisbon", "the Northern Sea", "Kyoto", "Málaga", "the Andes", "Old Prague", "Zanzibar")
+_NAMES = ("Zoë", "Margaret", "Tomás", "Ines", "Arthur", "Nadia", "Hugo", "Edith")
+_PATTERNS = ("The {adj} {noun}", "{noun} of {place}", "{name}'s {noun}", "{noun} & {noun2}",
+             "A {adj} {noun} in {place}", "The {adj} {noun}: Notes from {place}")
+_THEMES = ("memory & loss", "a family's long summer", "an unlikely friendship",
+           "the sea's patience")
+_OPENERS = ("A luminous {genre} book about {theme}.", "An unhurried {genre} study of {theme}.",
+            "This celebrated {genre} title follows {theme}.")
+_CLOSERS = ('Readers call it "impossible to put down".', "Includes notes and a short afterword.",
+            "The author's first book in a decade.")
+# fmt: on
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """One catalogue entry; its detail page lives at `/catalogue/<slug>/index.html`."""
+
+    title: str
+    slug: str
+    upc: str
+    price: float
+    rating: int
+    in_stock: bool
+    category: str
+    description: str
+
+    @property
+    def path(self) -> str:
+        return f"/catalogue/{self.slug}/index.html"
+
+
+def _slugify(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text.replace("'", "")).encode("ascii", "ignore")
+
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.decode().lower()).strip("-")
+
+
+def _title(rng: random.Random, taken: set[str]) -> str:
+    while True:
+        noun, noun2 = rng.sample(_NOUNS, 2)
+        title = rng.choice(_PATTERNS).format(
+            adj=rng.choice(_ADJECTIVES), noun=noun, noun2=noun2,
+            place=rng.choice(_PLACES), name=rng.choice(_NAMES),
+        )  # fmt: skip
+        if title not in taken:
+            taken.add(title)
+            return title
+
+
+def _description(rng: random.Random, category: str) -> str:
+    opener = rng.choice(_OPENERS).format(genre=category.lower(), theme=rng.choice(_THEMES))
+    return f"{opener} {rng.choice(_CLOSERS)}"
+
+
+def _generate_catalogue(seed: int) -> tuple[Book, ...]:
+    rng = random.Random(seed)
+    categories = [name for name, size in _SIZES.items() for _ in range(size)]
+    rng.shuffle(categories)
+    taken: set[str] = set()
+    books = []
+    for number, category in enumerate(categories, start=1):
+        title = _title(rng, taken)
+        upc, pence = f"{rng.getrandbits(64):016x}", rng.randint(750, 5999)
+        rating, in_stock = rng.randint(1, 5), rng.random() < 0.8
+        slug, description = f"{_slugify(title)}_{number}", _description(rng, category)
+        books.append(Book(title, slug, upc, pence / 100, rating, in_stock, category, description))
+    return tuple(books)
+
+
+CATALOGUE: tuple[Book, ...] = _generate_catalogue(1234)
+CATEGORIES: tuple[str, ...] = tuple(_SIZES)
+# Every 20th book (from the 8th) recommends a "related" book that was never published.
+_BROKEN_RELATED = {book.slug: f"out-of-print_{900 + i}" for i, book in enumerate(CATALOGUE[7::20])}
+BROKEN_PATHS: tuple[str, ...] = (
+    "/about.html",
+    *(f"/catalogue/{slug}/index.html" for slug in _BROKEN_RELATED.values()),
+)
+
+
+def book_url(base_url: str, book: Book) -> str:
+    """The absolute URL of a book's detail page: `<base_url>/catalogue/<slug>/index.html`."""
+    return base_url + book.path
+
+
+def expected_items(base_url: str) -> list[dict[str, object]]:
+    """What a correct spider scrapes from every detail page, in catalogue order."""
+    return [
+        {
+            "title": book.title,
+            "price": book.price,
+            "category": book.category,
+            "rating": book.rating,
+            "in_stock": book.in_stock,
+            "upc": book.upc,
+            "url": book_url(base_url, book),
+        }
+        for book in CATALOGUE
+    ]
+
+
+def category_path(category: str, page: int = 1) -> str:
+    """The path of one listing page of a category, e.g. `/catalogue/category/travel/index.html`."""
+    name = "index.html" if page == 1 else f"page-{page}.html"
+    return f"/catalogue/category/{_slugify(category)}/{name}"
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+_e = html.escape
+
+
+def _document(title: str, body: str) -> bytes:
+    return f"""<!DOCTYPE html>
+<html lang="en-GB">
+<head><meta charset="utf-8"><title>{_e(title)} | Sandbox Books</title></head>
+<body id="top">
+<header class="page_header"><a href="/">Sandbox Books</a></header>
+<div class="container">{body}</div>
+<footer><p>An offline catalogue for crawler tests. Prices in GBP.</p></footer>
+</body>
+</html>
+""".encode()
+
+
+def _stock(book: Book) -> str:
+    if book.in_stock:
+        return '<p class="instock availability">In stock</p>'
+    return '<p class="outofstock availability">Out of stock</p>'
+
+
+def _product_pod(book: Book, href: str) -> str:
+    short = book.title if len(book.title) <= 30 else book.title[:27].rstrip() + "..."
+    return (
+        f'<li><article class="product_pod"><p class="star-rating {_RATINGS[book.rating - 1]}"></p>'
+        f'<h3><a href="{href}" title="{_e(book.title)}">{_e(short)}</a></h3>'
+        f'<div class="product_price"><p class="price_color">£{book.price:.2f}</p>'
+        f"{_stock(book)}</div></article></li>"
+    )
+
+
+def _sidebar() -> str:
+    links = "".join(f'<li><a href="{category_path(c)}">{_e(c)}</a></li>' for c in CATEGORIES)
+    return f'<aside class="sidebar"><ul class="nav nav-list">{links}</ul></aside>'
+
+
+def _listing_pages(
+    heading: str, books: Sequence[Book], directory: str, first: str, up: str
+) -> dict[str, bytes]:
+    """Pages of 20 product pods named `first`, page-2.html, ...; `up` leads back to /catalogue/."""
+
+    def name(number: int) -> str:
+        return first if number == 1 else f"page-{number}.html"
+
+    chunks = [books[i : i + PAGE_SIZE] for i in range(0, len(books), PAGE_SIZE)]
+    pages = {}
+    for number, chunk in enumerate(chunks, start=1):
+        path = f"{directory}/{name(number)}"
+        pods = "".join(_product_pod(b, f"{up}{b.slug}/index.html") for b in chunk)
+        pager = f'<li class="current">Page {number} of {len(chunks)}</li>'
+        if number > 1:
+            pager = f'<li class="previous"><a href="{name(number - 1)}">previous</a></li>' + pager
+        if number < len(chunks):
+            pager += f'<li class="next"><a href="{name(number + 1)}">next</a></li>'
+        body = (
+            f"{_sidebar()}<section><h1>{_e(heading)}</h1>"
+            f"<p><strong>{len(books)}</strong> results.</p>"
+            f'<ol class="row">{pods}</ol><ul class="pager">{pager}</ul>'
+            f'<p><a href="{path}#top">Back to top</a></p></section>'
+        )
+        pages[path] = _document(f"{heading} (page {number})", body)
+    return pages
+
+
+def _detail_page(book: Book, related: Sequence[Book]) -> bytes:
+    links = [f'<li><a href="../{b.slug}/index.html">{_e(b.title)}</a></li>' for b in related]
+    if book.slug in _BROKEN_RELATED:
+        links.append(
+            f'<li><a href="../{_BROKEN_RELATED[book.slug]}/index.html">Out of print</a></li>'
+        )
+    price, category = f"£{book.price:.2f}", _slugify(book.category)
+    stock = "In stock" if book.in_stock else "Out of stock"
+    rows = (("UPC", book.upc), ("Product Type", "Books"), ("Price", price), ("Availability", stock))
+    table = "".join(f"<tr><th>{k}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    body = (
+        '<ul class="breadcrumb"><li><a href="../../index.html">Home</a></li>'
+        '<li><a href="/catalogue/page-1.html">Books</a></li>'
+        f'<li><a href="../category/{category}/index.html">{_e(book.category)}</a></li>'
+        f'<li class="active">{_e(book.title)}</li></ul>'
+        f'<article class="product_page"><div class="product_main"><h1>{_e(book.title)}</h1>'
+        f'<p class="price_color">{price}</p>{_stock(book)}'
+        f'<p class="star-rating {_RATINGS[book.rating - 1]}"></p></div>'
+        '<div id="product_description" class="sub-header"><h2>Product Description</h2></div>'
+        f'<p>{_e(book.description)}</p><table class="table table-striped">{table}</table>'
+        f'<section class="related"><h2>You might also like</h2><ul>{"".join(links)}</ul></section>'
+        "</article>"
+    )
+    return _document(book.title, body)
+
+
+def _home_page(base_url: str) -> bytes:
+    items = "".join(
+        f'<li><a href="{category_path(c)}">{_e(c)}</a> ({n})</li>' for c, n in _SIZES.items()
+    )
+    body = (
+        "<h1>Welcome to Sandbox Books</h1>"
+        f'<p>Browse <a href="{base_url}/catalogue/page-1.html">all {len(CATALOGUE)} books</a>'
+        f' or pick a category:</p><ul class="categories">{items}</ul>'
+        '<p><a href="/about.html">About us</a> · <a href="/admin/index.html">Staff area</a></p>'
+    )
+    return _document("Home", body)
+
+
+def render_site(base_url: str) -> dict[str, bytes]:
+    """Every page of the site by path; `base_url` is only used for the home page's absolute link."""
+    home = _home_page(base_url)
+    admin = "<h1>Staff area</h1><p>Stock control. Robots keep out.</p>"
+    pages = {"/": home, "/index.html": home, "/admin/index.html": _document("Staff", admin)}
+    pages["/robots.txt"] = b"User-agent: *\nDisallow: /admin/\n"
+    pages |= _listing_pages("All books", CATALOGUE, "/catalogue", "page-1.html", "../catalogue/")
+    for category in CATEGORIES:
+        books = [b for b in CATALOGUE if b.category == category]
+        directory = category_path(category).rsplit("/", 1)[0]
+        pages |= _listing_pages(category, books, directory, "index.html", "../../")
+        for i, book in enumerate(books):
+            related = [books[(i + step) % len(books)] for step in (1, 2)]
+            pages[book.path] = _detail_page(book, related)
+    return pages
+
+
+# -- serving ---------------------------------------------------------------------------------------
+
+_NOT_FOUND = _document("Not found", "<h1>404 Not Found</h1><p>No such page.</p>")
+
+
+class _SiteHTTPServer(ThreadingHTTPServer):
+    # Daemon handler threads are not joined, so stop() never waits on a client's idle keep-alive.
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
+        self.pages: dict[str, bytes] = {}
+        self.requests_served = 0
+        self._lock = threading.Lock()
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests_served += 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _SiteHTTPServer
+
+    def do_GET(self) -> None:
+        self._respond(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(with_body=False)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silent: a test run should not print one line per request."""
+
+    def _respond(self, *, with_body: bool) -> None:
+        self.server.count_request()
+        path = urlsplit(self.path).path
+        body = self.server.pages.get(path)
+        self.send_response(200 if body is not None else 404)
+        if body is None:
+            body = _NOT_FOUND
+        plain = path.endswith(".txt") and path in self.server.pages
+        self.send_header("Content-Type", f"text/{'plain' if plain else 'html'}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+
+class SandboxServer:
+    """The sandbox site on a background thread; binds at construction (port 0 picks a free one).
+
+    with SandboxServer() as server:
+        urllib.request.urlopen(server.base_url + "/robots.txt")
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._httpd = _SiteHTTPServer((host, port))
+        self._httpd.pages = render_site(self.base_url)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._host}:{self._httpd.server_port}"
+
+    @property
+    def requests_served(self) -> int:
+        return self._httpd.requests_served
+
+    def start(self) -> str:
+        """Serve in a daemon thread and return the base URL; a stopped server cannot restart."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},  # stop() waits up to one poll interval
+                name="sandbox-server",
+                daemon=True,
+            )
+            self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until interrupted (the `crawler sandbox` command)."""
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._closed else "running" if self._thread else "bound"
+        return f"<SandboxServer {self.base_url} {state} requests_served={self.requests_served}>"

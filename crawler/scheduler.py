@@ -1,0 +1,200 @@
+"""The scheduler: hands out the next request whose host may be hit now.
+
+It keeps a small buffer of leased requests per host, refilled from the frontier, and enforces
+global ``concurrency``, ``per_host_concurrency`` and per-host delays. A host that is slow, failing
+or rate-limited only holds back its own requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from crawler.errors import CrawlerError
+from crawler.frontier import Frontier
+from crawler.request import Request
+from crawler.settings import Settings
+from crawler.throttle import HostSlot
+
+
+class CrawlStopped(CrawlerError):
+    """The crawl is stopping: the request is left for the next run."""
+
+
+class Scheduler:
+    """``next_request()`` until it returns None; ``release`` after each attempt, ``done`` after
+    each request."""
+
+    def __init__(
+        self,
+        frontier: Frontier,
+        settings: Settings,
+        flush: Callable[[], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.frontier = frontier
+        self.settings = settings
+        self._flush = flush
+        self._clock = clock
+        self.slots: dict[str, HostSlot] = {}
+        self._backlog: set[str] = set()
+        self._changed = asyncio.Event()
+        self.active = 0
+        self.in_flight = 0
+        self.dispatched = 0
+        self.stopping = False
+        self.lease_size = max(32, 4 * settings.per_host_concurrency)
+        self.max_buffered = max(1024, 8 * settings.concurrency)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Scheduler active={self.active}/{self.settings.concurrency} in_flight={self.in_flight}"
+            f" hosts={len(self.slots)} buffered={self.buffered} backlog={len(self._backlog)}>"
+        )
+
+    @property
+    def buffered(self) -> int:
+        return sum(len(slot.queue) for slot in self.slots.values())
+
+    async def start(self, dispatched_before: int = 0) -> None:
+        self.dispatched = dispatched_before
+        self._backlog = await self.frontier.queued_hosts()
+
+    def wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake()
+
+    def slot(self, host: str) -> HostSlot:
+        slot = self.slots.get(host)
+        if slot is None:
+            limit = 1 if self.settings.obey_robots else self.settings.per_host_concurrency
+            slot = self.slots[host] = HostSlot(host, limit, self.settings.download_delay)
+        return slot
+
+    def configure_host(self, host: str, crawl_delay: float | None) -> None:
+        """Apply what robots.txt said: the host's real concurrency and delay."""
+        delay = max(self.settings.download_delay, crawl_delay or 0.0)
+        concurrency = 1 if delay > 0 else self.settings.per_host_concurrency
+        self.slot(host).configure(concurrency, delay)
+        self.wake()
+
+    def hosts_added(self, hosts: set[str]) -> None:
+        """The frontier committed new requests for these hosts."""
+        self._backlog |= hosts
+        for host in hosts:
+            self.slot(host).exhausted = False
+        self.wake()
+
+    def _budget_left(self) -> bool:
+        limit = self.settings.max_pages
+        return limit is None or self.dispatched < limit
+
+    async def next_request(self) -> Request | None:
+        """The next request to fetch, its host slot taken; None when the crawl is over."""
+        while not self.stopping and self._budget_left():
+            changed = self._changed
+            now = self._clock()
+            wait: float | None = None
+            if self.active < self.settings.concurrency:
+                slot, wait = self._pick(now)
+                if slot is not None:
+                    return self._dispatch(slot, now)
+            if self._refill_wanted():
+                await self._refill()
+                continue
+            if wait is None and not self.buffered and not self._backlog:
+                if self.frontier.pending_writes:
+                    await self._flush()
+                    continue
+                if self.in_flight == 0:
+                    return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=wait)
+        return None
+
+    def _pick(self, now: float) -> tuple[HostSlot | None, float | None]:
+        best: HostSlot | None = None
+        soonest: float | None = None
+        for slot in self.slots.values():
+            at = slot.ready_at(now)
+            if at is None:
+                continue
+            if at <= now:
+                if best is None or slot.queue[0] < best.queue[0]:
+                    best = slot
+            elif soonest is None or at < soonest:
+                soonest = at
+        return best, (None if soonest is None else soonest - now)
+
+    def _dispatch(self, slot: HostSlot, now: float) -> Request:
+        request = slot.take(now)
+        self.active += 1
+        self.in_flight += 1
+        self.dispatched += 1
+        return request
+
+    def _refill_wanted(self) -> bool:
+        if self.buffered >= self.max_buffered:
+            return False
+        low = self.lease_size // 2
+        return any(len(self.slot(host).queue) < low for host in self._backlog)
+
+    async def _refill(self) -> None:
+        low = self.lease_size // 2
+        budget = self.max_buffered - self.buffered
+        for host in list(self._backlog):
+            slot = self.slot(host)
+            want = min(self.lease_size - len(slot.queue), budget)
+            if len(slot.queue) >= low or want <= 0:
+                continue
+            leased = await self.frontier.lease(host, want)
+            for request in leased:
+                slot.push(request)
+            budget -= len(leased)
+            if len(leased) < want:
+                self._backlog.discard(host)
+
+    def release(self, request: Request) -> None:
+        """The attempt is over: its host slot and global slot are free again."""
+        self.slot(request.host).finish()
+        self.active -= 1
+        self.wake()
+
+    def done(self, request: Request) -> None:
+        """The request is finished for good (its outcome is buffered in the frontier)."""
+        self.in_flight -= 1
+        self.wake()
+
+    def pause_host(self, host: str, seconds: float) -> None:
+        self.slot(host).pause_until(self._clock() + seconds)
+
+    async def reacquire(self, request: Request, delay: float) -> None:
+        """Wait ``delay`` seconds, then until the request's host slot is free again, and take it.
+
+        Used between retries: while it waits, the request holds no slot, so other requests
+        (and other hosts) go on. Raises CrawlStopped if the crawl stops meanwhile.
+        """
+        slot = self.slot(request.host)
+        slot.retry_waiters += 1
+        try:
+            deadline = self._clock() + delay
+            while not self.stopping:
+                changed = self._changed
+                now = self._clock()
+                start = max(deadline, slot.next_start)
+                if start <= now and slot.has_room() and self.active < self.settings.concurrency:
+                    slot.start(now)
+                    self.active += 1
+                    return
+                timeout = start - now if start > now else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=timeout)
+            raise CrawlStopped(request.url)
+        finally:
+            slot.retry_waiters -= 1

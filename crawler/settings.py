@@ -1,0 +1,135 @@
+"""The one settings model, and how its layers are resolved.
+
+Precedence, lowest first: defaults < ``config/crawler.toml`` < ``CRAWLER_*`` environment variables
+< the spider's ``custom_settings`` < ``-s key=value`` on the command line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from crawler.errors import SettingsError
+
+DEFAULT_CONFIG_FILE = Path("config/crawler.toml")
+
+_config_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "config_values", default={}
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of a crawl. Defaults are polite: robots.txt obeyed, two requests per host."""
+
+    model_config = SettingsConfigDict(env_prefix="CRAWLER_", extra="forbid", frozen=True)
+
+    concurrency: int = Field(16, ge=1, le=10_000, description="requests in flight, all hosts")
+    per_host_concurrency: int = Field(2, ge=1, le=1_000, description="requests in flight per host")
+    download_delay: float = Field(0.0, ge=0, description="seconds between requests to one host")
+    obey_robots: bool = Field(True, description="fetch and obey robots.txt (and its Crawl-delay)")
+    max_retries: int = Field(3, ge=0, le=100, description="retries of a transient failure")
+    retry_backoff: float = Field(0.5, ge=0, description="first retry wait in seconds; doubles")
+    retry_backoff_max: float = Field(30.0, ge=0, description="longest backoff wait, seconds")
+    max_retry_after: float = Field(
+        300.0, ge=0, description="longest Retry-After honoured, seconds; longer ones fail the page"
+    )
+    request_timeout: float = Field(30.0, gt=0, description="seconds for one whole request")
+    max_depth: int | None = Field(None, ge=0, description="links deeper than this are skipped")
+    max_pages: int | None = Field(None, ge=1, description="stop after this many pages")
+    user_agent: str = Field("crawler/0.1", min_length=1, description="User-Agent header")
+    max_response_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="decoded body size cap; larger pages fail"
+    )
+    follow_redirects: bool = Field(True, description="follow 3xx redirects")
+    max_redirects: int = Field(10, ge=0, le=100, description="redirect hops per request")
+    log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
+    progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls))
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The values of the TOML config file being loaded (set by ``load_settings``)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _config_values.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_config_values.get())
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    """The settings in a TOML file: a top-level table or a ``[crawler]`` table.
+
+    ``path=None`` reads ``config/crawler.toml`` if there is one.
+    """
+    if path is None:
+        if not DEFAULT_CONFIG_FILE.is_file():
+            return {}
+        path = DEFAULT_CONFIG_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    table = data.get("crawler", data)
+    if not isinstance(table, dict):
+        raise SettingsError(f"config file {path}: [crawler] must be a table")
+    return table
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["concurrency=8", ...]`` from ``-s`` options into a dict."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"-s {pair!r}: expected key=value, e.g. -s concurrency=8")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_settings(
+    config: Mapping[str, Any] | None = None,
+    spider_settings: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve every layer into one validated Settings, or raise a one-line SettingsError."""
+    init = {**(spider_settings or {}), **(overrides or {})}
+    token = _config_values.set(dict(config or {}))
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    finally:
+        _config_values.reset(token)
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(name, Settings.model_fields, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown setting {name!r}{hint}"
+    field = Settings.model_fields.get(name)
+    accepts = f" ({field.description})" if field is not None and field.description else ""
+    return f"bad setting {name}={error.get('input')!r}: {error['msg']}{accepts}"

@@ -1,0 +1,66 @@
+"""Politeness per host: how many requests may be in flight, and when the next may start."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+
+from crawler.request import Request
+
+_order = itertools.count()
+
+
+@dataclass
+class HostSlot:
+    """One host's politeness state and its buffer of leased requests (best priority first).
+
+    A slot starts at concurrency 1 while the host's robots.txt (and so its Crawl-delay) is not
+    known yet; ``configure`` sets the real limits.
+    """
+
+    host: str
+    concurrency: int
+    delay: float
+    active: int = 0
+    next_start: float = 0.0
+    retry_waiters: int = 0
+    exhausted: bool = False
+    queue: list[tuple[int, int, Request]] = field(default_factory=list, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"<HostSlot {self.host} active={self.active}/{self.concurrency} delay={self.delay}"
+            f" buffered={len(self.queue)} next_start={self.next_start:.3f}>"
+        )
+
+    def configure(self, concurrency: int, delay: float) -> None:
+        self.concurrency = concurrency
+        self.delay = delay
+
+    def push(self, request: Request) -> None:
+        heapq.heappush(self.queue, (-request.priority, next(_order), request))
+
+    def has_room(self) -> bool:
+        return self.active < self.concurrency
+
+    def ready_at(self, now: float) -> float | None:
+        """When a new request of this host may start; None if there is none or no room."""
+        if not self.queue or self.retry_waiters or not self.has_room():
+            return None
+        return max(now, self.next_start)
+
+    def start(self, now: float) -> None:
+        self.active += 1
+        self.next_start = max(self.next_start, now) + self.delay
+
+    def take(self, now: float) -> Request:
+        self.start(now)
+        return heapq.heappop(self.queue)[2]
+
+    def finish(self) -> None:
+        self.active -= 1
+
+    def pause_until(self, when: float) -> None:
+        """Hold every request of this host back until ``when`` (Retry-After, rate limits)."""
+        self.next_start = max(self.next_start, when)

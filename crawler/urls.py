@@ -1,0 +1,93 @@
+"""URL canonicalisation and request fingerprints: when two URLs are the same page."""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import quote, urlsplit, urlunsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Characters left as they are when re-quoting: RFC 3986 reserved and unreserved ones.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~%"
+_QUERY_SAFE = "/?!$'()*+,;:@-._~%="
+
+
+def _requote(part: str, safe: str) -> str:
+    # unquote then quote normalises percent-escape case (%2f -> %2F) and escapes raw bytes,
+    # but %25 and escaped delimiters must survive, so only unreserved escapes are decoded.
+    out = []
+    i = 0
+    while i < len(part):
+        ch = part[i]
+        if ch == "%" and i + 2 < len(part) and _is_hex(part[i + 1 : i + 3]):
+            decoded = chr(int(part[i + 1 : i + 3], 16))
+            if decoded.isascii() and (decoded.isalnum() or decoded in "-._~"):
+                out.append(decoded)
+            else:
+                out.append("%" + part[i + 1 : i + 3].upper())
+            i += 3
+            continue
+        out.append(quote(ch, safe=safe) if ch != "%" else "%25")
+        i += 1
+    return "".join(out)
+
+
+def _is_hex(s: str) -> bool:
+    return len(s) == 2 and all(c in "0123456789abcdefABCDEF" for c in s)
+
+
+def host_of(url: str) -> str:
+    """The politeness key of a URL: lower-case host, with the port when it is not the default.
+
+    >>> host_of("HTTP://Example.COM:80/a")
+    'example.com'
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
+        return f"{host}:{port}"
+    return host
+
+
+def canonicalize(url: str) -> str:
+    """The one spelling of a URL used for dedup: scheme and host lower-cased, default port,
+    fragment and empty query dropped, query arguments sorted, percent-escapes normalised.
+    Path case is kept: servers may treat /A and /a differently.
+
+    >>> canonicalize("HTTP://Example.com:80/a%7eb/?b=2&a=1#top")
+    'http://example.com/a~b/?a=1&b=2'
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    netloc = host_of(url)
+    if parts.username or parts.password:
+        userinfo = parts.username or ""
+        if parts.password:
+            userinfo += ":" + parts.password
+        netloc = f"{userinfo}@{netloc}"
+    path = _requote(parts.path, _PATH_SAFE) or "/"
+    query = ""
+    if parts.query:
+        pairs = sorted(parts.query.split("&"))
+        query = "&".join(_requote(p, _QUERY_SAFE) for p in pairs if p)
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def fingerprint(method: str, url: str, body: bytes = b"") -> int:
+    """A signed 64-bit fingerprint of a request, from its method, canonical URL and body.
+
+    Sixty-four bits keep the seen set compact; a collision is expected once in ~4e9 URLs squared.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(method.upper().encode())
+    digest.update(b" ")
+    digest.update(canonicalize(url).encode())
+    if body:
+        digest.update(b" ")
+        digest.update(body)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def is_http(url: str) -> bool:
+    """Whether the crawler can fetch this URL at all."""
+    return urlsplit(url).scheme.lower() in _DEFAULT_PORTS and bool(urlsplit(url).hostname)

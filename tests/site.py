@@ -1,0 +1,569 @@
+"""The test site: a real HTTP/1.1 server on several loopback hosts, with the pages crawls need.
+
+`TestSite` binds one stdlib `ThreadingHTTPServer` per loopback address, serves the same routes on
+each, and records what it saw (hits per path, timings, per-host concurrency) for tests to assert on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import functools
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl
+
+ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+GRAPH_SIZE = 100
+PAGED_PAGES = 5
+ITEMS_PER_PAGE = 3
+CHUNK_BYTES = 64 * 1024
+HTML = "text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request as the server saw it; `started`/`ended` are `time.monotonic()` readings.
+
+    `ended` is taken just before the last bytes go out, so a finished client finds its hit logged.
+    """
+
+    host: str
+    path: str
+    method: str
+    started: float
+    ended: float
+    headers: dict[str, str]
+
+
+@dataclass
+class Reply:
+    """A response to send; `length=None` means no Content-Length: the body ends when we close."""
+
+    status: int = 200
+    chunks: Iterable[bytes] = ()
+    length: int | None = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class BadParam(Exception):
+    """A query parameter a route could not parse: answered with 400."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What a route sees of a request."""
+
+    site: TestSite
+    host: str
+    method: str
+    path: str
+    rest: str  # what follows the route's own segment: "7" in "/graph/7"
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    count: int  # this request's ordinal for (host, path), starting at 1
+
+    def number(self, name: str, default: float) -> float:
+        try:
+            return float(self.query.get(name, default))
+        except ValueError:
+            raise BadParam(f"bad {name}") from None
+
+    def integer(self, name: str, default: int) -> int:
+        return int(self.number(name, default))
+
+    def sleep(self, seconds: float) -> None:
+        # An Event rather than time.sleep so stopping the site wakes slow handlers at once.
+        self.site._stopping.wait(seconds)
+
+
+def raw(
+    data: bytes, content_type: str, status: int = 200, headers: dict[str, str] | None = None
+) -> Reply:
+    return Reply(status, (data,), len(data), {"Content-Type": content_type, **(headers or {})})
+
+
+def text(body: str, status: int = 200) -> Reply:
+    return raw(body.encode(), "text/plain; charset=utf-8", status)
+
+
+def page(title: str, body: str, status: int = 200) -> Reply:
+    head = f"<!doctype html>\n<html><head><title>{title}</title></head>"
+    doc = f"{head}\n<body>\n{body}\n</body></html>\n"
+    return raw(doc.encode(), HTML, status)
+
+
+def anchors(hrefs: Iterable[str], css_class: str | None = None) -> str:
+    attr = f' class="{css_class}"' if css_class else ""
+    return "\n".join(f'<a{attr} href="{escape(href)}">{escape(href)}</a>' for href in hrefs)
+
+
+def not_found() -> Reply:
+    return page("not found", "<p>not found</p>", 404)
+
+
+def index(segment: str) -> int | None:
+    return int(segment) if segment.isdigit() else None
+
+
+def graph(req: Incoming) -> Reply:
+    n = index(req.rest)
+    if n is None or n >= GRAPH_SIZE:
+        return not_found()
+    hrefs = [f"/graph/{child}" for child in (2 * n + 1, 2 * n + 2) if child < GRAPH_SIZE]
+    hrefs += ["/graph/0", f"/graph/{n}#x", "/graph/1?a=1&b=2", "/graph/1?b=2&a=1"]
+    if n == 0 and len(req.site.hosts) > 1:
+        hrefs.append(req.site.url("/graph/0", 1))
+    return page(f"page {n}", f'<h1 class="n">{n}</h1>\n{anchors(hrefs)}')
+
+
+def paged(req: Incoming) -> Reply:
+    k = req.integer("page", 1)
+    if not 1 <= k <= PAGED_PAGES:
+        return not_found()
+    items = "\n".join(
+        f'<div class="item"><span class="name">item-{k}-{i}</span></div>'
+        for i in range(1, ITEMS_PER_PAGE + 1)
+    )
+    nav = anchors([f"/paged?page={k + 1}"], "next") if k < PAGED_PAGES else ""
+    return page(f"paged {k}", f"{items}\n{nav}")
+
+
+def robots(req: Incoming) -> Reply:
+    rules = req.site.robots
+    status = req.site.robots_status or (200 if rules is not None else 404)
+    return text(rules or "", status)
+
+
+def private(req: Incoming) -> Reply:
+    return page("private", "<p>private</p>")
+
+
+def flaky(req: Incoming) -> Reply:
+    if req.count <= req.integer("fail", 1):
+        code = req.integer("status", 503)
+        return page("failing", f"<p>status {code}</p>", code)
+    return raw(f"ok {req.rest}".encode(), HTML)
+
+
+def retry_after(req: Incoming) -> Reply:
+    if req.count > req.integer("times", 1):
+        return raw(f"ok {req.rest}".encode(), HTML)
+    seconds = req.query.get("seconds", "1")
+    if req.query.get("date") == "1":
+        seconds = email.utils.formatdate(time.time() + req.number("seconds", 1), usegmt=True)
+    reply = page("later", "<p>later</p>", req.integer("status", 429))
+    reply.headers["Retry-After"] = seconds
+    return reply
+
+
+def slow(req: Incoming) -> Reply:
+    req.sleep(req.number("delay", 1))
+    return page("slow", f'<p class="slow">{escape(req.query.get("i", ""))}</p>')
+
+
+def slow_links(req: Incoming) -> Reply:
+    delay = req.query.get("delay", "1")
+    hrefs = [f"/slow?delay={delay}&i={i}" for i in range(req.integer("n", 3))]
+    return page("slow links", anchors(hrefs))
+
+
+def fan(req: Incoming) -> Reply:
+    n = index(req.rest)
+    if n is None:
+        return not_found()
+    return page(f"fan {n}", anchors(f"/leaf/{i}" for i in range(n)))
+
+
+def leaf(req: Incoming) -> Reply:
+    i = index(req.rest)
+    return not_found() if i is None else page(f"leaf {i}", f'<p class="v">{i}</p>')
+
+
+def redirect(req: Incoming) -> Reply:
+    target = req.query.get("to", "/")
+    reply = page("moved", anchors([target]), req.integer("status", 302))
+    reply.headers["Location"] = target
+    return reply
+
+
+def redirect_chain(req: Incoming) -> Reply:
+    n = index(req.rest)
+    if n is None:
+        return not_found()
+    if n == 0:
+        return raw(b"end", HTML)
+    return raw(b"", HTML, 302, {"Location": f"/redirect-chain/{n - 1}"})
+
+
+def filler(size: int) -> Iterator[bytes]:
+    block = b"<p>filler</p>\n" * (CHUNK_BYTES // 14 + 1)
+    for offset in range(0, size, CHUNK_BYTES):
+        yield block[: min(CHUNK_BYTES, size - offset)]
+
+
+def big(req: Incoming) -> Reply:
+    size = req.integer("size", 1 << 20)
+    return Reply(200, filler(size), size, {"Content-Type": HTML})
+
+
+def nolength(req: Incoming) -> Reply:
+    return Reply(200, filler(req.integer("size", 1 << 20)), None, {"Content-Type": HTML})
+
+
+@functools.lru_cache(maxsize=4)
+def gzipped_zeros(size: int) -> bytes:
+    """A gzip member that inflates to `size` zero bytes (100 MB packs into ~100 KB)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = memoryview(bytes(1 << 20))
+    step = len(block)
+    parts = [packer.compress(block[: min(step, size - at)]) for at in range(0, size, step)]
+    return b"".join(parts) + packer.flush()
+
+
+def gzip_bomb(req: Incoming) -> Reply:
+    body = gzipped_zeros(req.integer("size", 100_000_000))
+    return raw(body, HTML, headers={"Content-Encoding": "gzip"})
+
+
+def status(req: Incoming) -> Reply:
+    code = index(req.rest)
+    if code is None or not 200 <= code <= 599:
+        return not_found()
+    return page(f"status {code}", f"<p>status {code}</p>", code)
+
+
+CHARSET_PAGES: dict[str, tuple[str, bytes]] = {
+    "header": ("text/html; charset=iso-8859-1", "<p>café</p>".encode("latin-1")),
+    "meta": (
+        "text/html",
+        '<html><head><meta charset="windows-1252"></head><body><p>café €</p></body></html>'.encode(
+            "cp1252"
+        ),
+    ),
+    "bom": ("text/html", "\ufeff<p>café</p>".encode()),
+    "none": ("text/html", "<p>café</p>".encode()),
+}
+
+
+def charset(req: Incoming) -> Reply:
+    if req.rest not in CHARSET_PAGES:
+        return not_found()
+    content_type, body = CHARSET_PAGES[req.rest]
+    return raw(body, content_type)
+
+
+def json_page(req: Incoming) -> Reply:
+    return raw(json.dumps({"ok": True, "items": [1, 2, 3]}).encode(), "application/json")
+
+
+def base_href(req: Incoming) -> Reply:
+    return raw(
+        b'<html><head><base href="/sub/dir/"><title>base</title></head>'
+        b'<body><a href="page.html">page</a></body></html>',
+        HTML,
+    )
+
+
+def echo(req: Incoming) -> Reply:
+    body = req.body.decode(errors="replace")
+    seen = {"method": req.method, "path": req.path, "headers": req.headers, "body": body}
+    return raw(json.dumps(seen).encode(), "application/json")
+
+
+Route = Callable[[Incoming], Reply]
+
+# Keyed by the first path segment; the route parses whatever follows it (`Incoming.rest`).
+ROUTES: dict[str, Route] = {
+    "/graph": graph,
+    "/paged": paged,
+    "/robots.txt": robots,
+    "/private": private,
+    "/flaky": flaky,
+    "/retry-after": retry_after,
+    "/slow": slow,
+    "/slow-links": slow_links,
+    "/fan": fan,
+    "/leaf": leaf,
+    "/redirect": redirect,
+    "/redirect-chain": redirect_chain,
+    "/big": big,
+    "/gzip-bomb": gzip_bomb,
+    "/nolength": nolength,
+    "/status": status,
+    "/charset": charset,
+    "/json": json_page,
+    "/base-href": base_href,
+    "/echo": echo,
+}
+
+
+def route(req: Incoming) -> Reply:
+    handler = ROUTES.get("/" + req.path.partition("?")[0].lstrip("/").partition("/")[0])
+    if handler is None:
+        return not_found()
+    try:
+        return handler(req)
+    except BadParam as exc:
+        return text(str(exc), 400)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HostServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests read the site's counters; stderr noise helps nobody
+
+    def _serve(self) -> None:
+        site, host = self.server.site, self.server.host
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        target, _, query = self.path.partition("?")
+        rest = target.lstrip("/").partition("/")[2]
+        started = time.monotonic()
+        count = site._begin(host, self.path)
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                hit = Hit(host, self.path, self.command, started, time.monotonic(), headers)
+                site._end(hit)
+
+        try:
+            args = dict(parse_qsl(query, keep_blank_values=True))
+            req = Incoming(site, host, self.command, self.path, rest, args, headers, body, count)
+            self._send(route(req), record)
+        finally:
+            record()
+
+    def _send(self, reply: Reply, record: Callable[[], None]) -> None:
+        """Send `reply`, calling `record` just before the client can see the response complete.
+
+        So a client holding a whole response always finds its `Hit` in the log already.
+        """
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if reply.length is None:
+            self.send_header("Connection", "close")
+        elif reply.status not in (204, 304):  # these never carry a body nor its length
+            self.send_header("Content-Length", str(reply.length))
+        bodyless = self.command == "HEAD" or reply.status in (204, 304)
+        chunks = iter(()) if bodyless else (chunk for chunk in reply.chunks if chunk)
+        pending = next(chunks, b"")
+        if not pending:
+            record()
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(pending)
+            pending = chunk
+        if pending:
+            record()
+            self.wfile.write(pending)
+
+
+class _HostServer(ThreadingHTTPServer):
+    daemon_threads = False  # so server_close() joins every handler thread: nothing leaks
+    block_on_close = True
+
+    def __init__(self, site: TestSite, address: str) -> None:
+        self.site = site
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__((address, 0), _Handler)
+        self.host = f"{address}:{self.server_port}"
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # skips HTTPServer's reverse-DNS getfqdn()
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        self.site._connected(self.host)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        # A client hanging up mid-response is a normal event in crawler tests, not a site bug.
+        if error is not None and not isinstance(error, ConnectionError | TimeoutError):
+            self.site._failed(error)
+
+    def disconnect_all(self) -> None:
+        """Hang up kept-alive connections so their handler threads see EOF and finish."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class TestSite:
+    """The same routes served on several loopback hosts, with counters tests can read.
+
+    >>> with TestSite() as site:
+    ...     url = site.url("/graph/0")  # "http://127.0.0.1:<port>/graph/0"
+    ...     # crawl it, then: site.hits("/graph/0") == 1, site.peak_concurrency(0) <= 2
+    """
+
+    __test__ = False  # a helper, not a pytest test class despite its name
+
+    def __init__(self, addresses: Sequence[str] = ADDRESSES) -> None:
+        self.robots: str | None = None
+        self.robots_status: int | None = None
+        self.log: list[Hit] = []
+        self.errors: list[BaseException] = []
+        self._addresses = tuple(addresses)
+        self._servers: list[_HostServer] = []
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._hits: Counter[tuple[str, str]] = Counter()
+        self._in_flight: Counter[str] = Counter()
+        self._peak: Counter[str] = Counter()
+        self._connections: Counter[str] = Counter()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        try:
+            for address in self._addresses:
+                server = _HostServer(self, address)
+                self._servers.append(server)
+                thread = threading.Thread(
+                    target=server.serve_forever, kwargs={"poll_interval": 0.02}, name=server.host
+                )
+                thread.start()
+                self._threads.append(thread)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for server in self._servers:
+            server.shutdown()
+        for server in self._servers:
+            server.disconnect_all()
+            server.server_close()
+        for thread in self._threads:
+            thread.join()
+        self._servers.clear()
+        self._threads.clear()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The `host:port` of every running server, in address order."""
+        return tuple(server.host for server in self._servers)
+
+    def host(self, host_index: int = 0) -> str:
+        return self.hosts[host_index]
+
+    def base(self, host_index: int = 0) -> str:
+        return f"http://{self.host(host_index)}"
+
+    def url(self, path: str, host_index: int = 0) -> str:
+        return self.base(host_index) + path
+
+    def hits(self, path: str, host: str | int | None = None) -> int:
+        """Requests for `path` (query string included), on one host or all of them."""
+        with self._lock:
+            if host is None:
+                return sum(n for (_, seen), n in self._hits.items() if seen == path)
+            return self._hits[self._key(host), path]
+
+    def hits_total(self, host: str | int | None = None) -> int:
+        with self._lock:
+            if host is None:
+                return self._hits.total()
+            key = self._key(host)
+            return sum(n for (seen, _), n in self._hits.items() if seen == key)
+
+    def peak_concurrency(self, host: str | int = 0) -> int:
+        """The most requests this host was serving at one moment."""
+        with self._lock:
+            return self._peak[self._key(host)]
+
+    def connections(self, host: str | int = 0) -> int:
+        """TCP connections this host accepted (keep-alive reuse keeps it low)."""
+        with self._lock:
+            return self._connections[self._key(host)]
+
+    def reset(self) -> None:
+        """Forget hits, log, peaks, connections and errors; keeps `robots` settings."""
+        with self._lock:
+            self._hits.clear()
+            self._connections.clear()
+            self._peak = Counter(self._in_flight)
+            self.log.clear()
+            self.errors.clear()
+
+    def __repr__(self) -> str:
+        with self._lock:
+            busy = sum(self._in_flight.values())
+            return f"<TestSite {' '.join(self.hosts)} hits={len(self.log)} in_flight={busy}>"
+
+    def _key(self, host: str | int) -> str:
+        return self.hosts[host] if isinstance(host, int) else host
+
+    def _begin(self, host: str, path: str) -> int:
+        with self._lock:
+            self._hits[host, path] += 1
+            self._in_flight[host] += 1
+            self._peak[host] = max(self._peak[host], self._in_flight[host])
+            return self._hits[host, path]
+
+    def _end(self, hit: Hit) -> None:
+        with self._lock:
+            self._in_flight[hit.host] -= 1
+            self.log.append(hit)
+
+    def _connected(self, host: str) -> None:
+        with self._lock:
+            self._connections[host] += 1
+
+    def _failed(self, error: BaseException) -> None:
+        with self._lock:
+            self.errors.append(error)
