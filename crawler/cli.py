@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import keyword
+import logging
 import re
 import sys
 from collections.abc import Callable, Coroutine
@@ -54,14 +55,19 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 spiders_dir_option = click.option(
-    "--spiders-dir", type=click.Path(path_type=Path), default=loader.DEFAULT_SPIDERS_DIR,
-    show_default=True, help="Folder of spider files.",
+    "--spiders-dir",
+    type=click.Path(path_type=Path),
+    default=loader.DEFAULT_SPIDERS_DIR,
+    show_default=True,
+    help="Folder of spider files.",
 )
 settings_option = click.option(
     "-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting."
 )
 config_option = click.option(
-    "--config", type=click.Path(path_type=Path), default=None,
+    "--config",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Settings file (default: config/crawler.toml if present).",
 )
 
@@ -76,15 +82,26 @@ def main() -> None:
 @click.argument("spider")
 @settings_option
 @click.option("-a", "arguments", multiple=True, metavar="KEY=VALUE", help="Spider argument.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Feed file: .jsonl, .json or .csv.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Feed file: .jsonl, .json or .csv."
+)
 @click.option("--state", type=click.Path(path_type=Path), help="State file; the same file resumes.")
-@click.option("--stats", "stats_file", type=click.Path(path_type=Path), help="Write final stats as JSON.")
+@click.option(
+    "--stats", "stats_file", type=click.Path(path_type=Path), help="Write final stats as JSON."
+)
 @config_option
 @spiders_dir_option
 @click.option("--progress/--no-progress", default=True, help="Live status line on a terminal.")
 def run(
-    spider: str, overrides: tuple[str, ...], arguments: tuple[str, ...], output: Path | None,
-    state: Path | None, stats_file: Path | None, config: Path | None, spiders_dir: Path,
+    *,
+    spider: str,
+    overrides: tuple[str, ...],
+    arguments: tuple[str, ...],
+    output: Path | None,
+    state: Path | None,
+    stats_file: Path | None,
+    config: Path | None,
+    spiders_dir: Path,
     progress: bool,
 ) -> None:
     """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file)."""
@@ -93,11 +110,16 @@ def run(
             spider=loader.load(spider, spiders_dir),
             overrides=parse_overrides(list(overrides)),
             arguments=_spider_arguments(arguments),
-            feed=output, state=state, stats=stats_file, config=config, progress=progress,
+            feed=output,
+            state=state,
+            stats=stats_file,
+            config=config,
+            progress=progress,
         )
-        runner.resolve_settings(job)  # bad settings fail here, before anything is opened
+        settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
     except CrawlerError as exc:
         _fail(str(exc))
+    _configure_logging(settings.log_level)
     try:
         result = _run_async(runner.run(job))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -107,6 +129,15 @@ def run(
     if result.stopped:
         hint = f" --state {state}" if state else " (no --state: this crawl cannot be resumed)"
         click.echo(f"stopped; run again with{hint} to resume", err=True)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -169,7 +200,9 @@ def new(name: str, url: str, spiders_dir: Path) -> None:
 @click.option("--html", "as_html", is_flag=True, help="With --css, print the nodes' HTML.")
 @settings_option
 @config_option
-def fetch(url: str, selector: str | None, as_html: bool, overrides: tuple[str, ...], config: Path | None) -> None:
+def fetch(
+    url: str, selector: str | None, as_html: bool, overrides: tuple[str, ...], config: Path | None
+) -> None:
     """Fetch one page with the crawl's client and settings (for writing selectors)."""
     try:
         settings = load_settings(read_config_file(config), None, parse_overrides(list(overrides)))
@@ -216,7 +249,13 @@ def _bind(make: Callable[[], T], where: str) -> T:
 
 
 @main.command()
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("books.jsonl"), show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("books.jsonl"),
+    show_default=True,
+)
 @spiders_dir_option
 def demo(output: Path, spiders_dir: Path) -> None:
     """Serve the sandbox bookstore on loopback and crawl it with the books spider."""
@@ -230,6 +269,7 @@ def demo(output: Path, spiders_dir: Path) -> None:
         server.start()
         click.echo(f"sandbox bookstore on {server.base_url}/", err=True)
         job = runner.CrawlJob(spider=spider, arguments={"base_url": server.base_url}, feed=output)
+        _configure_logging(runner.resolve_settings(job).log_level)
         result = _run_async(runner.run(job))
     _summary(result.stats, output)
     lines = output.read_text(encoding="utf-8").splitlines()

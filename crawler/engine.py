@@ -16,6 +16,7 @@ from crawler.errors import CrawlerError, DropItem, FetchError, RobotsUnavailable
 from crawler.exporters import FeedExporter
 from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
+from crawler.progress import Progress
 from crawler.request import Request
 from crawler.response import Response
 from crawler.robots import RobotsRules, robots_url
@@ -24,7 +25,6 @@ from crawler.scope import Scope
 from crawler.settings import Settings
 from crawler.spider import Spider, iterate
 from crawler.stats import Stats
-from crawler.progress import Progress
 from crawler.urls import host_of
 
 log = logging.getLogger("crawler.engine")
@@ -41,6 +41,7 @@ class Engine:
         self,
         spider: Spider,
         settings: Settings,
+        *,
         frontier: Frontier,
         fetcher: Fetcher,
         stats: Stats,
@@ -55,6 +56,7 @@ class Engine:
         self.exporter = exporter
         self.progress = progress
         self.scope = Scope(spider.allowed_domains, settings.max_depth)
+        self.retry = retry.RetryPolicy(settings)
         self.scheduler = Scheduler(frontier, settings, flush=self.flush)
         self.queued = 0
         self._robots: dict[str, RobotsRules] = {}
@@ -195,7 +197,7 @@ class Engine:
         async def sleep(seconds: float) -> None:
             await self.scheduler.reacquire(request, seconds)
 
-        async for attempt in retry.attempts(self.settings, sleep, before_sleep):
+        async for attempt in self.retry.attempts(sleep, before_sleep):
             with attempt:
                 try:
                     return await self._attempt(request)

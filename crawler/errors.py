@@ -1,19 +1,19 @@
 """The exception tree of the crawler, and the skip reasons that are values, not errors.
 
-    CrawlerError
-    ├── ConfigError             bad input at start-up: reaches the CLI as one line, exit 2
-    │   ├── SettingsError       a setting with a bad value or an unknown name
-    │   └── SpiderLoadError     no such spider, or its file does not import
-    ├── StateError              the state file is unreadable, corrupt or of another crawl
-    ├── SpiderError             a spider broke the API (e.g. a callback that is not a method)
-    ├── FetchError              one page could not be fetched; counted, never crashes the crawl
-    │   ├── TransientError      worth retrying: connection and read errors, timeouts
-    │   │   ├── RetryableStatus     408, 429, 500, 502, 503, 504 (carries Retry-After)
-    │   │   └── RobotsUnavailable   robots.txt answered 5xx or was unreachable
-    │   ├── ResponseTooLarge    the decoded body passed max_response_bytes
-    │   ├── TooManyRedirects
-    │   └── BadResponse         a response we cannot read (unknown content-encoding, ...)
-    └── DropItem                raised by a pipeline to drop an item
+CrawlerError
+├── ConfigError             bad input at start-up: reaches the CLI as one line, exit 2
+│   ├── SettingsError       a setting with a bad value or an unknown name
+│   └── SpiderLoadError     no such spider, or its file does not import
+├── StateError              the state file is unreadable, corrupt or of another crawl
+├── SpiderError             a spider broke the API (e.g. a callback that is not a method)
+├── FetchError              one page could not be fetched; counted, never crashes the crawl
+│   ├── TransientError      worth retrying: connection and read errors, timeouts
+│   │   ├── RetryableStatus     408, 429, 500, 502, 503, 504 (carries Retry-After)
+│   │   └── RobotsUnavailable   robots.txt answered 5xx or was unreachable
+│   ├── ResponseTooLarge    the decoded body passed max_response_bytes
+│   ├── TooManyRedirects
+│   └── BadResponse         a response we cannot read (unknown content-encoding, ...)
+└── DropItem                raised by a pipeline to drop an item
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ class Fetcher:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def fetch(self, request: Request, hop_check: HopCheck = _allow_every_hop) -> Response | SkipReason:
+    async def fetch(
+        self, request: Request, hop_check: HopCheck = _allow_every_hop
+    ) -> Response | SkipReason:
         """The response to ``request`` (any status), or why a redirect hop was not followed.
 
         Raises TransientError for failures worth retrying, FetchError for the others.
@@ -108,7 +110,7 @@ class Fetcher:
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
                 elapsed = time.monotonic() - started
-                return Response(url, status, headers, content, request, elapsed)
+                return Response(url, status, headers, content, request=request, elapsed=elapsed)
             if hop == self.settings.max_redirects:
                 break
             url = urljoin(url, location.strip())

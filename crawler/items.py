@@ -66,9 +66,7 @@ def to_json(item: object, model: type[BaseModel] | None) -> bytes:
     raise DropItem(f"a pipeline returned {type(item).__name__}, not an item")
 
 
-async def process(
-    item: object, spider: Spider, pipelines: Sequence[ItemPipeline]
-) -> bytes:
+async def process(item: object, spider: Spider, pipelines: Sequence[ItemPipeline]) -> bytes:
     """Validate, run the pipelines, and serialise one item; raises DropItem to drop it."""
     model = spider.item_model
     current: Any = validate(item, model)

@@ -51,7 +51,10 @@ def spiders_in(path: Path) -> list[Found]:
     return [
         Found(obj.name, obj, path)
         for _, obj in inspect.getmembers(module, inspect.isclass)
-        if issubclass(obj, Spider) and obj is not Spider and obj.name and obj.__module__ == module.__name__
+        if issubclass(obj, Spider)
+        and obj is not Spider
+        and obj.name
+        and obj.__module__ == module.__name__
     ]
 
 

@@ -21,7 +21,11 @@ _META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([a-zA-Z0-9_:.\-]+)""", re.IGNORECASE
 )
 _HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 # Browsers read pages that name no encoding as windows-1252, a superset of latin-1.
 _FALLBACK = "cp1252"
 
@@ -68,6 +72,7 @@ class Response:
         status: int,
         headers: httpx.Headers,
         body: bytes,
+        *,
         request: Request,
         elapsed: float = 0.0,
     ) -> None:

@@ -55,7 +55,9 @@ class _BackoffOrRetryAfter(wait_base):
 
     def __init__(self, settings: Settings) -> None:
         self.backoff = wait_exponential_jitter(
-            initial=settings.retry_backoff, max=settings.retry_backoff_max, jitter=settings.retry_backoff
+            multiplier=settings.retry_backoff,
+            max=settings.retry_backoff_max,
+            jitter=settings.retry_backoff,
         )
 
     def __call__(self, retry_state: RetryCallState) -> float:
@@ -75,18 +77,34 @@ def retryable(settings: Settings) -> Callable[[BaseException], bool]:
     return check
 
 
-def attempts(
-    settings: Settings,
-    sleep: Callable[[float], Awaitable[None]],
-    before_sleep: Callable[[RetryCallState], None],
-) -> AsyncRetrying:
-    """The retry loop for one request. ``sleep`` waits between attempts: the engine passes one
-    that gives the request's slot back, so a waiting retry holds no worker."""
-    return AsyncRetrying(
-        sleep=sleep,
-        stop=stop_after_attempt(settings.max_retries + 1),
-        wait=_BackoffOrRetryAfter(settings),
-        retry=retry_if_exception(retryable(settings)),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+class RetryPolicy:
+    """How one crawl retries; ``policy.attempts(sleep, before_sleep)`` is the loop for a request.
+
+    >>> async for attempt in policy.attempts(sleep, before_sleep):   # doctest: +SKIP
+    ...     with attempt:
+    ...         return await fetch()
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.stop = stop_after_attempt(settings.max_retries + 1)
+        self.wait = _BackoffOrRetryAfter(settings)
+        self.retry = retry_if_exception(retryable(settings))
+
+    def __repr__(self) -> str:
+        return f"<RetryPolicy attempts={self.stop.max_attempt_number}>"
+
+    def attempts(
+        self,
+        sleep: Callable[[float], Awaitable[None]],
+        before_sleep: Callable[[RetryCallState], None],
+    ) -> AsyncRetrying:
+        """``sleep`` waits between attempts: the engine passes one that gives the request's
+        slot back, so a waiting retry holds no worker."""
+        return AsyncRetrying(
+            sleep=sleep,
+            stop=self.stop,
+            wait=self.wait,
+            retry=self.retry,
+            before_sleep=before_sleep,
+            reraise=True,
+        )

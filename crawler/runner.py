@@ -53,16 +53,6 @@ def resolve_settings(job: CrawlJob) -> Settings:
     return load_settings(read_config_file(job.config), job.spider.custom_settings, job.overrides)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 @contextlib.asynccontextmanager
 async def _state_file(path: Path | None) -> AsyncIterator[Path]:
     if path is not None:
@@ -93,7 +83,6 @@ async def run(job: CrawlJob) -> CrawlResult:
     """Run a crawl to its end, or until SIGINT/SIGTERM: the first stops scheduling and lets
     requests in flight finish; a second stops at once. The state stays consistent either way."""
     settings = resolve_settings(job)
-    configure_logging(settings.log_level)
     spider = job.spider(**job.arguments)
     async with _state_file(job.state) as state_path:
         frontier = SqliteFrontier(state_path)
@@ -106,7 +95,15 @@ async def run(job: CrawlJob) -> CrawlResult:
             stats = Stats.from_dict(saved)
             exporter = await _open_feed(job.feed, frontier) if job.feed else None
             progress = Progress(stats, settings.progress_interval) if job.progress else None
-            engine = Engine(spider, settings, frontier, fetcher, stats, exporter, progress)
+            engine = Engine(
+                spider,
+                settings,
+                frontier=frontier,
+                fetcher=fetcher,
+                stats=stats,
+                exporter=exporter,
+                progress=progress,
+            )
             stopped = await _run_with_signals(engine)
         finally:
             await fetcher.close()
@@ -129,8 +126,10 @@ async def _run_with_signals(engine: Engine) -> bool:
         nonlocal signals
         signals += 1
         if signals == 1:
-            log.warning("%s: finishing requests in flight, then stopping (again to stop now)",
-                        signal.Signals(signum).name)
+            log.warning(
+                "%s: finishing requests in flight, then stopping (again to stop now)",
+                signal.Signals(signum).name,
+            )
             engine.stop()
         elif task is not None:
             task.cancel()

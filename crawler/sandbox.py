@@ -273,6 +273,9 @@ class _SiteHTTPServer(ThreadingHTTPServer):
         with self._lock:
             self.requests_served += 1
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet: a crawler that is killed or stopped drops its connections mid-request."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -50,8 +50,9 @@ class Scheduler:
 
     def __repr__(self) -> str:
         return (
-            f"<Scheduler active={self.active}/{self.settings.concurrency} in_flight={self.in_flight}"
-            f" hosts={len(self.slots)} buffered={self.buffered} backlog={len(self._backlog)}>"
+            f"<Scheduler active={self.active}/{self.settings.concurrency}"
+            f" in_flight={self.in_flight} hosts={len(self.slots)} buffered={self.buffered}"
+            f" backlog={len(self._backlog)}>"
         )
 
     @property

@@ -21,8 +21,8 @@ from crawler.errors import SettingsError
 
 DEFAULT_CONFIG_FILE = Path("config/crawler.toml")
 
-_config_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "config_values", default={}
+_config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "config_values", default=None
 )
 
 
@@ -69,10 +69,10 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
     """The values of the TOML config file being loaded (set by ``load_settings``)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return _config_values.get().get(field_name), field_name, False
+        return (_config_values.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_config_values.get())
+        return dict(_config_values.get() or {})
 
 
 def read_config_file(path: Path | None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The books spider: crawls the sandbox bookstore (``crawler sandbox``) and scrapes every book.
 
-    crawler sandbox &                      # serves the bookstore on http://127.0.0.1:8765
-    crawler run books -o books.jsonl
+crawler sandbox &                      # serves the bookstore on http://127.0.0.1:8765
+crawler run books -o books.jsonl
 """
 
 from collections.abc import AsyncIterator
@@ -46,8 +46,11 @@ class BooksSpider(Spider):
         rating = main.css_first("p.star-rating")
         classes = (rating.attributes.get("class") or "").split() if rating else []
         upc = next(
-            (row.css_first("td") for row in response.css("table.table-striped tr")
-             if (th := row.css_first("th")) is not None and th.text(strip=True) == "UPC"),
+            (
+                row.css_first("td")
+                for row in response.css("table.table-striped tr")
+                if (th := row.css_first("th")) is not None and th.text(strip=True) == "UPC"
+            ),
             None,
         )
         yield {

@@ -543,7 +543,7 @@ class TestSite:
     def __repr__(self) -> str:
         with self._lock:
             busy = sum(self._in_flight.values())
-            return f"<TestSite {' '.join(self.hosts)} hits={len(self.log)} in_flight={busy}>"
+            return f"<TestSite {' '.join(self.hosts)} hits={self._hits.total()} in_flight={busy}>"
 
     def _key(self, host: str | int) -> str:
         return self.hosts[host] if isinstance(host, int) else host

@@ -14,7 +14,7 @@ import aiosqlite
 import orjson
 
 from crawler.errors import StateError
-from crawler.frontier import Counts, Flushed, Outcome, RequestState, RobotsRecord
+from crawler.frontier import Counts, Flushed, Outcome, RobotsRecord
 from crawler.request import Request
 
 SCHEMA_VERSION = "1"
@@ -115,7 +115,9 @@ class SqliteFrontier:
             self._next_item = (row[0] if row else 0) + 1
         except sqlite3.DatabaseError as exc:
             await self.close()
-            raise StateError(f"state file {self.path} is not a usable crawl state ({exc})") from None
+            raise StateError(
+                f"state file {self.path} is not a usable crawl state ({exc})"
+            ) from None
         stats = meta.get("stats")
         return dict(orjson.loads(stats)) if stats else {}
 
@@ -219,9 +221,9 @@ class SqliteFrontier:
             f" RETURNING {_COLUMNS}",
             (host, limit),
         ) as cur:
-            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
             rows = await cur.fetchall()
-        return [Request.from_record(row) for row in rows]
+            names = [d[0] for d in cur.description]
+        return [Request.from_record(dict(zip(names, row, strict=True))) for row in rows]
 
     async def queued_hosts(self) -> set[str]:
         async with self.db.execute("SELECT DISTINCT host FROM requests WHERE state = 0") as cur:
