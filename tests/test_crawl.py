@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,9 @@ async def test_slow_host_does_not_hold_up_the_others(site: TestSite, tmp_path: P
     result = await crawl(Mixed, tmp_path, obey_robots=False, concurrency=8, per_host_concurrency=2)
 
     assert len(result.items) == 2 + 6 + 30
-    slow = sorted(h.started for h in site.log if h.host == site.host(0) and h.path.startswith("/slow?"))
+    slow = sorted(
+        h.started for h in site.log if h.host == site.host(0) and h.path.startswith("/slow?")
+    )
     fast_done = max(h.ended for h in site.log if h.host == site.host(1))
     # Six slow pages two at a time take three rounds; the fast host is done within the first.
     assert fast_done < slow[2]
@@ -175,7 +178,7 @@ async def test_robots_rules_and_crawl_delay_are_obeyed(site: TestSite, tmp_path:
     assert site.hits("/robots.txt") == 1
     assert result.stats.robots_blocked == 1
     starts = sorted(hit.started for hit in site.log)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(starts) == 6  # robots.txt and five pages
     assert min(gaps) >= 0.3 - 0.02
 
@@ -221,7 +224,9 @@ async def test_oversized_and_gzip_bomb_pages_fail_cleanly(site: TestSite, tmp_pa
     assert result.stats.failure_reasons["ResponseTooLarge"] == 3
 
 
-async def test_redirects_are_followed_and_checked_hop_by_hop(site: TestSite, tmp_path: Path) -> None:
+async def test_redirects_are_followed_and_checked_hop_by_hop(
+    site: TestSite, tmp_path: Path
+) -> None:
     offsite = site.url("/paged?page=1", 1)
 
     class Redirected(Spider):

@@ -66,9 +66,7 @@ def test_canonicalize_sorts_query_after_normalising_escapes() -> None:
     )
 
 
-@pytest.mark.xfail(
-    reason="urls.py host_of drops the brackets of an IPv6 literal", strict=True
-)
+@pytest.mark.xfail(reason="urls.py host_of drops the brackets of an IPv6 literal", strict=True)
 def test_canonicalize_keeps_ipv6_brackets() -> None:
     assert host_of("http://[::1]:8080/a") == "[::1]:8080"
     assert canonicalize("http://[::1]:8080/a") == "http://[::1]:8080/a"

@@ -118,6 +118,9 @@ class SqliteFrontier:
             raise StateError(
                 f"state file {self.path} is not a usable crawl state ({exc})"
             ) from None
+        except BaseException:
+            await self.close()
+            raise
         stats = meta.get("stats")
         return dict(orjson.loads(stats)) if stats else {}
 

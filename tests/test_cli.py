@@ -1,0 +1,246 @@
+"""The ``crawler`` command as a user runs it: real subprocesses against the loopback site."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crawler.sandbox import SandboxServer, expected_items
+from tests.site import TestSite
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOW_SPIDER = """
+from crawler import Response, Spider
+
+
+class Slow(Spider):
+    name = "slow"
+    start_urls = ["{base}/slow-links?delay=0.02&n=120"]
+
+    async def parse(self, response: Response):
+        for request in response.follow_all(css="a[href]", callback=self.parse_leaf):
+            yield request
+
+    async def parse_leaf(self, response: Response):
+        yield {{"leaf": int(response.url.rsplit("=", 1)[1])}}
+"""
+
+
+def crawler(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crawler", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crawler", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def wait_for_lines(path: Path, count: int, process: subprocess.Popen[str]) -> None:
+    """Block until the feed holds more than ``count`` lines: the crawl is under way."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        if lines(path) > count:
+            return
+        time.sleep(0.005)  # polling a file the other process writes; not synchronisation
+    raise AssertionError(f"feed never grew past {count} lines")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_crawl_then_resume_gives_every_item_once(
+    site: TestSite, tmp_path: Path
+) -> None:
+    (tmp_path / "slow.py").write_text(SLOW_SPIDER.format(base=site.base()))
+    feed, state = tmp_path / "items.jsonl", tmp_path / "state.db"
+    args = (
+        "run",
+        "slow.py",
+        "-o",
+        str(feed),
+        "--state",
+        str(state),
+        "--no-progress",
+        "-s",
+        "obey_robots=false",
+        "-s",
+        "per_host_concurrency=4",
+    )
+    for _ in range(3):
+        process = start(*args, cwd=tmp_path)
+        wait_for_lines(feed, lines(feed), process)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+    finished = crawler(*args, cwd=tmp_path)
+
+    assert finished.returncode == 0, finished.stderr
+    leaves = [json.loads(line)["leaf"] for line in feed.read_text().splitlines()]
+    assert sorted(leaves) == list(range(120))
+
+
+@pytest.mark.slow
+def test_sigint_finishes_in_flight_requests_and_resumes(site: TestSite, tmp_path: Path) -> None:
+    (tmp_path / "slow.py").write_text(SLOW_SPIDER.format(base=site.base()))
+    feed, state = tmp_path / "items.json", tmp_path / "state.db"
+    args = (
+        "run",
+        "slow.py",
+        "-o",
+        str(feed),
+        "--state",
+        str(state),
+        "--no-progress",
+        "-s",
+        "obey_robots=false",
+        "-s",
+        "per_host_concurrency=1",
+    )
+    process = start(*args, cwd=tmp_path)
+    wait_for_lines(feed, 5, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    assert "resume" in stderr
+    stopped = json.loads(feed.read_text())  # the feed is a complete JSON array after a stop
+    assert 0 < len(stopped) < 120
+
+    finished = crawler(*args, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    leaves = [item["leaf"] for item in json.loads(feed.read_text())]
+    assert sorted(leaves) == list(range(120))
+
+
+def test_books_spider_scrapes_the_sandbox_exactly(tmp_path: Path) -> None:
+    feed = tmp_path / "books.csv"
+    with SandboxServer() as server:
+        server.start()
+        result = crawler(
+            "run",
+            "books",
+            "-a",
+            f"base_url={server.base_url}",
+            "-o",
+            str(feed),
+            "--stats",
+            str(tmp_path / "stats.json"),
+            "--no-progress",
+        )
+        expected = expected_items(server.base_url)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(feed.read_text(encoding="utf-8").splitlines()))
+    assert len(rows) == len(expected)
+    assert {r["upc"]: (r["title"], float(r["price"]), int(r["rating"])) for r in rows} == {
+        e["upc"]: (e["title"], e["price"], e["rating"]) for e in expected
+    }
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    for key in (
+        "requests_total",
+        "responses_total",
+        "items_scraped",
+        "items_dropped",
+        "retries",
+        "failures",
+        "duplicates_filtered",
+        "robots_blocked",
+        "elapsed_s",
+        "status_counts",
+    ):
+        assert key in stats
+    assert stats["items_scraped"] == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "nosuchspider"), "unknown spider 'nosuchspider'"),
+        (("run", "books", "-s", "concurrency=lots"), "bad setting concurrency='lots'"),
+        (("run", "books", "-s", "concurency=4"), "did you mean 'concurrency'"),
+        (("run", "books", "-s", "concurrency"), "expected key=value"),
+        (("run", "books", "-o", "out.xml"), "must end in one of"),
+        (("run", "missing.py"), "no spider file missing.py"),
+        (("run", "books", "--config", "nope.toml"), "cannot read config file nope.toml"),
+        (("fetch", "ftp://example.invalid/"), "is not an http"),
+        (("new", "Bad-Name", "http://127.0.0.1/"), "must be lower-case"),
+        (("new", "ok", "not-a-url"), "must be an http"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(
+    args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "spiders").mkdir()
+    (tmp_path / "spiders" / "books.py").write_text((ROOT / "spiders" / "books.py").read_text())
+    result = crawler(*args, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_corrupt_state_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    state.write_bytes(b"this is not a database" * 100)
+    result = crawler("run", str(ROOT / "spiders" / "books.py"), "--state", str(state), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "is not a usable crawl state" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert state.read_bytes() == b"this is not a database" * 100
+
+
+def test_state_of_another_spider_is_refused(tmp_path: Path, site: TestSite) -> None:
+    state = tmp_path / "state.db"
+    (tmp_path / "slow.py").write_text(SLOW_SPIDER.format(base=site.base()))
+    first = crawler(
+        "run",
+        "slow.py",
+        "--state",
+        str(state),
+        "-s",
+        "obey_robots=false",
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert first.returncode == 0, first.stderr
+    second = crawler("run", str(ROOT / "spiders" / "books.py"), "--state", str(state), cwd=tmp_path)
+    assert second.returncode == 2
+    assert "belongs to spider 'slow'" in second.stderr
+
+
+def test_new_then_list_then_fetch(site: TestSite, tmp_path: Path) -> None:
+    made = crawler("new", "paged", site.url("/paged?page=1"), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    listed = crawler("list", cwd=tmp_path)
+    assert listed.stdout.split()[0] == "paged"
+
+    fetched = crawler("fetch", site.url("/paged?page=2"), "--css", "span.name", cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.split() == ["item-2-1", "item-2-2", "item-2-3"]
+
+    ran = crawler("run", "paged", "-o", "out.jsonl", "--no-progress", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    urls = {json.loads(line)["url"] for line in (tmp_path / "out.jsonl").read_text().splitlines()}
+    assert urls == {site.url(f"/paged?page={n}") for n in range(1, 6)}
+    assert os.path.exists(tmp_path / "spiders" / "paged.py")

@@ -1,0 +1,228 @@
+"""The architecture, pinned: imports flow one way, each library lives in one place, and the
+public API is what ``crawler.__all__`` says."""
+
+import ast
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import crawler
+
+PACKAGE = Path(crawler.__file__).parent
+ROOT = PACKAGE.parent
+
+# Lowest first, as STYLE.md draws them. A module may import crawler modules of a strictly lower
+# layer only, save for the pairs in SAME_LAYER.
+LAYERS: dict[str, int] = {
+    # leaves
+    "crawler.errors": 0,
+    "crawler.urls": 0,
+    # models
+    "crawler.request": 1,
+    "crawler.settings": 1,
+    "crawler.stats": 1,
+    # policies and the user API; throttle is a policy in STYLE.md (it buffers Requests)
+    "crawler.response": 2,
+    "crawler.items": 2,
+    "crawler.spider": 2,
+    "crawler.robots": 2,
+    "crawler.retry": 2,
+    "crawler.scope": 2,
+    "crawler.throttle": 2,
+    # adapters and tools
+    "crawler.fetcher": 3,
+    "crawler.frontier": 3,
+    "crawler.frontier.sqlite": 3,
+    "crawler.exporters": 3,
+    "crawler.progress": 3,
+    "crawler.sandbox": 3,
+    "crawler.loader": 3,
+    # the crawl
+    "crawler.scheduler": 4,
+    "crawler.engine": 5,
+    "crawler.runner": 6,
+    "crawler.cli": 7,
+    "crawler.__main__": 8,
+    # The facade re-exports the API; nothing inside the package may import it.
+    "crawler": 9,
+}
+PUBLIC_API_MAX_LAYER = 2
+
+# (importer, imported) -> (type-only?, why it is allowed)
+SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
+    ("crawler.frontier.sqlite", "crawler.frontier"): (
+        False,
+        "a backend implements the package's Frontier protocol and its records",
+    ),
+    ("crawler.items", "crawler.spider"): (True, "ItemPipeline.process_item's spider argument"),
+    ("crawler.spider", "crawler.items"): (True, "Spider.pipelines is a list of ItemPipeline"),
+    ("crawler.spider", "crawler.response"): (True, "Spider.parse takes a Response"),
+}
+
+# Each library that STYLE.md says lives in one place, and the modules that import it today.
+# httpx: the client is only in the fetcher; response (Response.headers) and retry
+# (check_status) use its Headers type. tenacity: engine annotates its before_sleep hook.
+LIBRARY_OWNERS: dict[str, set[str]] = {
+    "httpx": {"crawler.fetcher", "crawler.response", "crawler.retry"},
+    "selectolax": {"crawler.response"},
+    "tenacity": {"crawler.retry", "crawler.engine"},
+    "aiosqlite": {"crawler.frontier.sqlite"},
+    "sqlite3": {"crawler.frontier.sqlite"},
+    "click": {"crawler.cli"},
+    "protego": {"crawler.robots"},
+    "pydantic_settings": {"crawler.settings"},
+}
+
+PUBLIC_API = [
+    "ConfigError",
+    "CrawlerError",
+    "DropItem",
+    "FetchError",
+    "ItemPipeline",
+    "Request",
+    "Response",
+    "Settings",
+    "SettingsError",
+    "SkipReason",
+    "Spider",
+    "SpiderError",
+    "StateError",
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(module: str, tree: ast.Module) -> list[tuple[str, bool]]:
+    """Every module ``module`` imports, anywhere in its body, with whether it is type-only."""
+    found: list[tuple[str, bool]] = []
+    is_package = module == "crawler" or (PACKAGE.parent / module.replace(".", "/")).is_dir()
+
+    def visit(node: ast.AST, type_only: bool) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.body:
+                visit(child, True)
+            for child in node.orelse:
+                visit(child, type_only)
+            return
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, type_only) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                found.append((submodule if submodule in LAYERS else base, type_only))
+        for inner in ast.iter_child_nodes(node):
+            visit(inner, type_only)
+
+    visit(tree, False)
+    return found
+
+
+def _graph() -> dict[str, list[tuple[str, bool]]]:
+    graph = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        graph[name] = _imports(name, ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    return graph
+
+
+GRAPH = _graph()
+
+
+def _internal(module: str) -> list[tuple[str, bool]]:
+    return [(target, t) for target, t in GRAPH[module] if target.split(".")[0] == "crawler"]
+
+
+def test_every_module_has_a_layer() -> None:
+    assert set(GRAPH) == set(LAYERS)
+
+
+@pytest.mark.parametrize("module", sorted(set(LAYERS) - {"crawler"}))
+def test_imports_flow_one_way(module: str) -> None:
+    wrong = []
+    for target, type_only in _internal(module):
+        if LAYERS[target] < LAYERS[module]:
+            continue
+        allowed = SAME_LAYER.get((module, target))
+        if LAYERS[target] == LAYERS[module] and allowed and (type_only or not allowed[0]):
+            continue
+        kind = "type-only " if type_only else ""
+        wrong.append(f"{kind}{target} (layer {LAYERS[target]})")
+    assert not wrong, f"{module} (layer {LAYERS[module]}) may not import {wrong}"
+
+
+def test_same_layer_pairs_still_exist() -> None:
+    for importer, imported in SAME_LAYER:
+        assert imported in {target for target, _ in _internal(importer)}, (importer, imported)
+
+
+def test_no_runtime_import_cycles() -> None:
+    runtime = {m: {t for t, type_only in _internal(m) if not type_only} for m in GRAPH}
+    done: set[str] = set()
+
+    def walk(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join([*path, module])
+        if module in done:
+            return
+        for target in runtime[module]:
+            walk(target, (*path, module))
+        done.add(module)
+
+    for module in runtime:
+        walk(module, ())
+
+
+def test_the_facade_exports_models_and_the_user_api_only() -> None:
+    targets = {target for target, _ in _internal("crawler")}
+    assert targets
+    assert all(LAYERS[target] <= PUBLIC_API_MAX_LAYER for target in targets), targets
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARY_OWNERS))
+def test_each_library_lives_in_one_place(library: str) -> None:
+    users = {
+        module
+        for module, imports in GRAPH.items()
+        if any(target.split(".")[0] == library for target, _ in imports)
+    }
+    assert users == LIBRARY_OWNERS[library]
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = set()
+    for requirement in project["dependencies"]:
+        name = requirement.split(";")[0]
+        for stop in "<>=!~[ ":
+            name = name.split(stop)[0]
+        declared.add(name.strip().lower().replace("-", "_"))
+    used = {
+        target.split(".")[0]
+        for imports in GRAPH.values()
+        for target, _ in imports
+        if target.split(".")[0] not in sys.stdlib_module_names | {"crawler", "__future__"}
+    }
+    assert used <= declared, used - declared
+
+
+def test_public_api_is_pinned() -> None:
+    assert crawler.__all__ == PUBLIC_API
+    for name in PUBLIC_API:
+        assert getattr(crawler, name).__module__.startswith("crawler."), name

@@ -1,0 +1,186 @@
+"""Unit tests of crawler.settings: defaults, the precedence of layers, and one-line errors."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from crawler.errors import ConfigError, SettingsError
+from crawler.settings import Settings, load_settings, parse_overrides, read_config_file
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A developer's CRAWLER_* variables or config/crawler.toml must not leak into these tests.
+    for name in list(os.environ):
+        if name.upper().startswith("CRAWLER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def _write(tmp_path: Path, text: str, name: str = "crawler.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_are_polite() -> None:
+    settings = load_settings()
+    assert settings == Settings()
+    assert settings.obey_robots is True
+    assert settings.per_host_concurrency == 2
+    assert settings.download_delay == 0.0
+    assert settings.max_retry_after == 300.0
+    assert settings.max_depth is None
+    assert settings.max_pages is None
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.concurrency = 3  # type: ignore[misc]
+
+
+def test_read_config_file_top_level_table(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'concurrency = 4\nuser_agent = "bot/1"\n')
+    assert read_config_file(path) == {"concurrency": 4, "user_agent": "bot/1"}
+
+
+def test_read_config_file_crawler_table(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[crawler]\nconcurrency = 4\n\n[other]\nx = 1\n")
+    assert read_config_file(path) == {"concurrency": 4}
+
+
+def test_read_config_file_default_path(tmp_path: Path) -> None:
+    assert read_config_file(None) == {}
+    (tmp_path / "config").mkdir()
+    _write(tmp_path, "download_delay = 1.5\n", "config/crawler.toml")
+    assert read_config_file(None) == {"download_delay": 1.5}
+
+
+def test_read_config_file_missing(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"cannot read config file .*nope\.toml"):
+        read_config_file(tmp_path / "nope.toml")
+
+
+def test_read_config_file_invalid_toml(tmp_path: Path) -> None:
+    path = _write(tmp_path, "concurrency = = 4\n")
+    with pytest.raises(SettingsError, match="is not valid TOML") as caught:
+        read_config_file(path)
+    assert isinstance(caught.value, ConfigError)
+    assert str(path) in str(caught.value)
+
+
+def test_read_config_file_crawler_not_a_table(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'crawler = "yes"\n')
+    with pytest.raises(SettingsError, match=r"\[crawler\] must be a table"):
+        read_config_file(path)
+
+
+def test_precedence_of_every_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = read_config_file(
+        _write(
+            tmp_path,
+            "[crawler]\nconcurrency = 2\nper_host_concurrency = 3\n"
+            "download_delay = 1.0\nmax_retries = 5\nuser_agent = 'from-file'\n",
+        )
+    )
+    monkeypatch.setenv("CRAWLER_PER_HOST_CONCURRENCY", "4")
+    monkeypatch.setenv("CRAWLER_DOWNLOAD_DELAY", "2.0")
+    monkeypatch.setenv("CRAWLER_MAX_RETRIES", "6")
+    spider = {"download_delay": 3.0, "max_retries": 7}
+    overrides = parse_overrides(["max_retries=8"])
+
+    settings = load_settings(config, spider, overrides)
+
+    assert settings.user_agent == "from-file"  # file over defaults
+    assert settings.concurrency == 2  # file over defaults
+    assert settings.per_host_concurrency == 4  # env over file
+    assert settings.download_delay == 3.0  # spider over env
+    assert settings.max_retries == 8  # overrides over spider
+    assert settings.request_timeout == 30.0  # default, no layer sets it
+
+
+def test_env_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRAWLER_OBEY_ROBOTS", "false")
+    monkeypatch.setenv("CRAWLER_MAX_DEPTH", "3")
+    settings = load_settings()
+    assert settings.obey_robots is False
+    assert settings.max_depth == 3
+
+
+def test_override_strings_are_coerced() -> None:
+    settings = load_settings(overrides=parse_overrides(["obey_robots=false", "max_pages=10"]))
+    assert settings.obey_robots is False
+    assert settings.max_pages == 10
+
+
+def test_config_does_not_leak_into_the_next_load() -> None:
+    assert load_settings({"concurrency": 3}).concurrency == 3
+    assert load_settings().concurrency == 16
+
+
+@pytest.mark.parametrize(
+    ("layer", "values", "message"),
+    [
+        ("config", {"concurrency": 0}, "bad setting concurrency=0: "),
+        (
+            "spider_settings",
+            {"per_host_concurrency": "many"},
+            "bad setting per_host_concurrency='many': ",
+        ),
+        ("overrides", {"download_delay": "-1"}, "bad setting download_delay='-1': "),
+        ("overrides", {"log_level": "loud"}, "bad setting log_level='loud': "),
+        ("overrides", {"max_response_bytes": "10"}, "bad setting max_response_bytes='10': "),
+    ],
+)
+def test_bad_values_name_the_setting(layer: str, values: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(**{layer: values})
+    text = str(caught.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+
+
+def test_bad_value_says_what_the_setting_means() -> None:
+    with pytest.raises(SettingsError, match=r"\(requests in flight per host\)$"):
+        load_settings(overrides={"per_host_concurrency": "0"})
+
+
+def test_bad_env_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRAWLER_CONCURRENCY", "abc")
+    with pytest.raises(SettingsError, match=r"^bad setting concurrency='abc': "):
+        load_settings()
+
+
+@pytest.mark.parametrize("layer", ["config", "spider_settings", "overrides"])
+def test_unknown_name_suggests_the_close_one(layer: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(**{layer: {"concurency": 3}})
+    assert str(caught.value) == "unknown setting 'concurency'; did you mean 'concurrency'?"
+
+
+def test_unknown_name_without_a_close_one() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(overrides={"zzz": "1"})
+    assert str(caught.value) == "unknown setting 'zzz'"
+
+
+def test_parse_overrides() -> None:
+    pairs = ["concurrency=8", " user_agent = my bot ", "log_level=", "x=a=b"]
+    assert parse_overrides(pairs) == {
+        "concurrency": "8",
+        "user_agent": "my bot",
+        "log_level": "",
+        "x": "a=b",
+    }
+    assert parse_overrides([]) == {}
+
+
+@pytest.mark.parametrize("pair", ["concurrency", "=8", " =8", ""])
+def test_parse_overrides_errors(pair: str) -> None:
+    with pytest.raises(
+        SettingsError, match=r"expected key=value, e\.g\. -s concurrency=8"
+    ) as caught:
+        parse_overrides(["ok=1", pair])
+    assert repr(pair) in str(caught.value)

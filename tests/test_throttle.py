@@ -1,0 +1,120 @@
+"""Unit tests of crawler.throttle: a HostSlot's priority order, delay, concurrency and pauses."""
+
+from crawler.request import Request
+from crawler.throttle import HostSlot
+
+
+def _slot(concurrency: int = 1, delay: float = 0.0) -> HostSlot:
+    return HostSlot("example.com", concurrency=concurrency, delay=delay)
+
+
+def _request(path: str, priority: int = 0) -> Request:
+    return Request(f"http://example.com/{path}", priority=priority)
+
+
+def test_higher_priority_first_then_fifo() -> None:
+    slot = _slot(concurrency=100)
+    for path, priority in [("a", 0), ("b", 5), ("c", 0), ("d", -1), ("e", 5), ("f", 0)]:
+        slot.push(_request(path, priority))
+    taken = [slot.take(now=0.0).url.rsplit("/", 1)[1] for _ in range(6)]
+    assert taken == ["b", "e", "a", "c", "f", "d"]
+    assert slot.queue == []
+
+
+def test_fifo_across_interleaved_pushes() -> None:
+    slot = _slot(concurrency=100)
+    slot.push(_request("a"))
+    slot.push(_request("b"))
+    assert slot.take(0.0).url.endswith("/a")
+    slot.push(_request("c", priority=1))
+    slot.push(_request("d"))
+    assert [slot.take(0.0).url[-1] for _ in range(3)] == ["c", "b", "d"]
+
+
+def test_ready_at_needs_a_buffered_request() -> None:
+    slot = _slot()
+    assert slot.ready_at(10.0) is None
+    slot.push(_request("a"))
+    assert slot.ready_at(10.0) == 10.0
+
+
+def test_ready_at_honours_the_delay() -> None:
+    slot = _slot(concurrency=5, delay=2.0)
+    for path in "abc":
+        slot.push(_request(path))
+    slot.take(now=10.0)
+    assert slot.next_start == 12.0
+    assert slot.ready_at(10.5) == 12.0
+    assert slot.ready_at(13.0) == 13.0
+    slot.take(now=13.0)
+    assert slot.ready_at(13.0) == 15.0
+
+
+def test_start_after_a_long_idle_counts_from_now() -> None:
+    slot = _slot(concurrency=5, delay=1.0)
+    slot.start(now=0.0)
+    slot.start(now=100.0)
+    assert slot.next_start == 101.0
+
+
+def test_ready_at_honours_concurrency() -> None:
+    slot = _slot(concurrency=2)
+    for path in "abc":
+        slot.push(_request(path))
+    slot.take(0.0)
+    assert slot.has_room()
+    slot.take(0.0)
+    assert not slot.has_room()
+    assert slot.ready_at(0.0) is None
+    slot.finish()
+    assert slot.active == 1
+    assert slot.ready_at(0.0) == 0.0
+
+
+def test_configure_sets_the_real_limits() -> None:
+    slot = _slot(concurrency=1, delay=0.0)
+    for path in "ab":
+        slot.push(_request(path))
+    slot.take(0.0)
+    assert slot.ready_at(0.0) is None
+    slot.configure(concurrency=4, delay=3.0)
+    assert slot.ready_at(0.0) == 0.0
+    slot.take(0.0)
+    assert slot.next_start == 3.0
+
+
+def test_pause_until_only_moves_forward() -> None:
+    slot = _slot(concurrency=5)
+    slot.push(_request("a"))
+    slot.pause_until(30.0)
+    assert slot.ready_at(1.0) == 30.0
+    slot.pause_until(20.0)
+    assert slot.ready_at(1.0) == 30.0
+    assert slot.ready_at(31.0) == 31.0
+
+
+def test_delay_counts_from_the_end_of_a_pause() -> None:
+    slot = _slot(concurrency=5, delay=2.0)
+    for path in "ab":
+        slot.push(_request(path))
+    slot.pause_until(30.0)
+    slot.take(now=30.0)
+    assert slot.ready_at(30.0) == 32.0
+
+
+def test_retry_waiters_block_new_starts() -> None:
+    slot = _slot(concurrency=5)
+    slot.push(_request("a"))
+    slot.retry_waiters = 1
+    assert slot.has_room()
+    assert slot.ready_at(0.0) is None
+    slot.retry_waiters = 0
+    assert slot.ready_at(0.0) == 0.0
+
+
+def test_repr_shows_live_state() -> None:
+    slot = _slot(concurrency=2, delay=1.5)
+    slot.push(_request("a"))
+    slot.push(_request("b"))
+    slot.take(now=4.0)
+    assert repr(slot) == ("<HostSlot example.com active=1/2 delay=1.5 buffered=1 next_start=5.500>")
