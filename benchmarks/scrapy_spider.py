@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,7 +74,8 @@ class CatalogueSpider(scrapy.Spider):
         stats = {
             "responses_total": raw.get("response_received_count", 0),
             "items_scraped": raw.get("item_scraped_count", 0),
-            "elapsed_s": raw.get("elapsed_time_seconds"),
+            # CoreStats sets elapsed_time_seconds only after this handler has run.
+            "elapsed_s": (datetime.now(tz=UTC) - raw["start_time"]).total_seconds(),
             "status_counts": {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)},
             "queued_urls": enqueued - raw.get("scheduler/dequeued", 0),
             "finish_reason": reason,

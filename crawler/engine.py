@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
-
-from tenacity import RetryCallState
+from typing import TYPE_CHECKING, Any
 
 from crawler import items as item_processing
 from crawler import retry
-from crawler.errors import CrawlerError, DropItem, FetchError, RobotsUnavailable, SkipReason
+from crawler.errors import (
+    CrawlerError,
+    DropItem,
+    FetchError,
+    RobotsUnavailable,
+    SkipReason,
+    SpiderError,
+)
 from crawler.exporters import FeedExporter
 from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
@@ -26,6 +31,9 @@ from crawler.settings import Settings
 from crawler.spider import Spider, iterate
 from crawler.stats import Stats
 from crawler.urls import host_of
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 log = logging.getLogger("crawler.engine")
 
@@ -113,6 +121,11 @@ class Engine:
                 return False
         if request.callback_owner not in (None, self.spider):
             self._reject(request, "its callback is a method of another object")
+            return False
+        try:
+            request.to_record()
+        except SpiderError as error:
+            self._reject(request, str(error))
             return False
         if parent is not None:
             request.depth = max(request.depth, parent.depth + 1)
@@ -211,7 +224,7 @@ class Engine:
         result = await self.fetcher.fetch(request, self._hop_check)
         if isinstance(result, Response):
             self.stats.response(result.status, len(result.body))
-            retry.check_status(result.status, result.headers)
+            retry.check_status(result.status, result.headers.get("retry-after"))
         return result
 
     async def _hop_check(self, url: str) -> SkipReason | None:

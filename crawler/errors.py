@@ -92,3 +92,4 @@ class SkipReason(enum.StrEnum):
     ROBOTS = "robots"
     TOO_DEEP = "too_deep"
     MAX_PAGES = "max_pages"
+    BAD_URL = "bad_url"

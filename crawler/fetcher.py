@@ -146,7 +146,7 @@ class Fetcher:
         limit = self.settings.max_response_bytes
         encoding = response.headers.get("content-encoding", "")
         length = response.headers.get("content-length", "")
-        if not encoding and length.isdigit() and int(length) > limit:
+        if not encoding and length.isascii() and length.isdigit() and int(length) > limit:
             raise ResponseTooLarge(f"Content-Length {length} > max_response_bytes={limit}")
         decoder = _BoundedDecoder(encoding, limit)
         chunks = [decoder.feed(chunk) async for chunk in response.aiter_raw()]

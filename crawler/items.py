@@ -42,7 +42,7 @@ def validate(item: object, model: type[BaseModel] | None) -> Item:
     pydantic instances against their own class. Raises DropItem with the reason."""
     try:
         if isinstance(item, BaseModel):
-            return type(item).model_validate(item.model_dump())
+            return type(item).model_validate(item.model_dump(by_alias=True))
         if isinstance(item, dict):
             return model.model_validate(item) if model is not None else item
     except ValidationError as exc:

@@ -76,7 +76,11 @@ class Request:
     ) -> None:
         self.url = url
         self.callback, self.callback_owner = _method_name(callback)
-        self.errback, _ = _method_name(errback)
+        self.errback, errback_owner = _method_name(errback)
+        if errback_owner is not None and self.callback_owner is None:
+            self.callback_owner = errback_owner
+        elif errback_owner not in (None, self.callback_owner):
+            raise SpiderError("callback and errback must be methods of the same spider")
         self.headers = dict(headers or {})
         self.body = _encode_body(self.headers, data, json, body)
         self.method = (method or ("POST" if self.body else "GET")).upper()
@@ -114,6 +118,11 @@ class Request:
             "depth": self.depth,
         }
         url = changes.pop("url", self.url)
+        if {"data", "json", "body"} & changes.keys():
+            del kwargs["body"]
+            kwargs["headers"] = {
+                k: v for k, v in self.headers.items() if k.lower() != "content-type"
+            }
         kwargs.update(changes)
         return Request(url, **kwargs)
 
@@ -171,11 +180,16 @@ def _encode_body(
     if sum(given) > 1:
         raise SpiderError("Request takes only one of data=, json= and body=")
     if data is not None:
-        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        _default_content_type(headers, "application/x-www-form-urlencoded")
         return urlencode(data, doseq=True).encode()
     if json is not None:
-        headers.setdefault("Content-Type", "application/json")
+        _default_content_type(headers, "application/json")
         return orjson.dumps(json)
     if isinstance(body, str):
         return body.encode()
     return body or b""
+
+
+def _default_content_type(headers: dict[str, str], value: str) -> None:
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = value

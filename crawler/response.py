@@ -14,6 +14,7 @@ import orjson
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from crawler.request import Callback, Request
+from crawler.urls import is_http
 
 Node = LexborNode
 
@@ -23,8 +24,8 @@ _META_CHARSET = re.compile(
 _HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 # Browsers read pages that name no encoding as windows-1252, a superset of latin-1.
 _FALLBACK = "cp1252"
@@ -154,13 +155,10 @@ class Response:
         targets: Iterable[str | Node] = urls if urls is not None else self.css(css or "")
         for target in targets:
             href = target if isinstance(target, str) else target.attributes.get("href")
-            if href and not _skippable(href):
-                yield self.follow(href, callback, **kwargs)
+            if href and not href.lstrip().startswith("#"):
+                request = self.follow(href, callback, **kwargs)
+                if is_http(request.url):
+                    yield request
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
-
-
-def _skippable(href: str) -> bool:
-    head = href.lstrip()[:11].lower()
-    return head.startswith(("mailto:", "javascript:", "tel:", "data:", "#"))

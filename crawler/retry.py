@@ -10,7 +10,6 @@ import email.utils
 import time
 from collections.abc import Awaitable, Callable
 
-import httpx
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -35,7 +34,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -44,10 +43,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def check_status(status: int, headers: httpx.Headers) -> None:
-    """Raise RetryableStatus for a status worth retrying."""
+def check_status(status: int, retry_after: str | None = None) -> None:
+    """Raise RetryableStatus for a status worth retrying, with its Retry-After header's wait."""
     if status in RETRY_STATUSES:
-        raise RetryableStatus(status, parse_retry_after(headers.get("retry-after")))
+        raise RetryableStatus(status, parse_retry_after(retry_after))
 
 
 class _BackoffOrRetryAfter(wait_base):

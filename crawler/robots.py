@@ -32,7 +32,7 @@ class RobotsRules:
     def from_response(cls, status: int, body: bytes) -> RobotsRules:
         """Rules from robots.txt's answer; raises RobotsUnavailable for 429, 5xx and others."""
         if 200 <= status < 300:
-            text = body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
+            text = body[:ROBOTS_MAX_BYTES].decode("utf-8-sig", errors="replace")
             return cls(Protego.parse(text))
         if 400 <= status < 500 and status != 429:
             return cls(None)

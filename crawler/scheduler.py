@@ -88,8 +88,6 @@ class Scheduler:
     def hosts_added(self, hosts: set[str]) -> None:
         """The frontier committed new requests for these hosts."""
         self._backlog |= hosts
-        for host in hosts:
-            self.slot(host).exhausted = False
         self.wake()
 
     def _budget_left(self) -> bool:
@@ -108,6 +106,9 @@ class Scheduler:
                     return self._dispatch(slot, now)
             if self._refill_wanted():
                 await self._refill()
+                continue
+            if self._flush_wanted():
+                await self._flush()
                 continue
             if wait is None and not self.buffered and not self._backlog:
                 if self.frontier.pending_writes:
@@ -145,6 +146,18 @@ class Scheduler:
             return False
         low = self.lease_size // 2
         return any(len(self.slot(host).queue) < low for host in self._backlog)
+
+    def _flush_wanted(self) -> bool:
+        """Whether uncommitted new requests could start now: their host has room and an
+        empty buffer. Committing then keeps a host busy without a commit per response."""
+        if self.active >= self.settings.concurrency:
+            return False
+        low = self.lease_size // 2
+        for host in self.frontier.pending_hosts:
+            slot = self.slot(host)
+            if slot.has_room() and len(slot.queue) < low:
+                return True
+        return False
 
     async def _refill(self) -> None:
         low = self.lease_size // 2

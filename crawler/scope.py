@@ -32,6 +32,8 @@ class Scope:
         return any(host == d or host.endswith("." + d) for d in self.domains)
 
     def check(self, request: Request) -> SkipReason | None:
+        if not is_http(request.url):
+            return SkipReason.BAD_URL
         if not self.allows_url(request.url):
             return SkipReason.OFFSITE
         if self.max_depth is not None and request.depth > self.max_depth:

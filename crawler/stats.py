@@ -15,6 +15,7 @@ _SKIP_COUNTERS = {
     SkipReason.ROBOTS: "robots_blocked",
     SkipReason.TOO_DEEP: "depth_filtered",
     SkipReason.MAX_PAGES: "max_pages_filtered",
+    SkipReason.BAD_URL: "bad_urls",
 }
 
 
@@ -39,6 +40,7 @@ class Stats:
     robots_blocked: int = 0
     depth_filtered: int = 0
     max_pages_filtered: int = 0
+    bad_urls: int = 0
     bytes_received: int = 0
     elapsed_s: float = 0.0
     status_counts: Counter[str] = field(default_factory=Counter)

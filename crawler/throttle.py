@@ -25,7 +25,6 @@ class HostSlot:
     active: int = 0
     next_start: float = 0.0
     retry_waiters: int = 0
-    exhausted: bool = False
     queue: list[tuple[int, int, Request]] = field(default_factory=list, repr=False)
 
     def __repr__(self) -> str:

@@ -43,6 +43,8 @@ def host_of(url: str) -> str:
     """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets
     port = parts.port
     if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
         return f"{host}:{port}"
@@ -68,8 +70,7 @@ def canonicalize(url: str) -> str:
     path = _requote(parts.path, _PATH_SAFE) or "/"
     query = ""
     if parts.query:
-        pairs = sorted(parts.query.split("&"))
-        query = "&".join(_requote(p, _QUERY_SAFE) for p in pairs if p)
+        query = "&".join(sorted(_requote(p, _QUERY_SAFE) for p in parts.query.split("&") if p))
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
@@ -89,5 +90,10 @@ def fingerprint(method: str, url: str, body: bytes = b"") -> int:
 
 
 def is_http(url: str) -> bool:
-    """Whether the crawler can fetch this URL at all."""
-    return urlsplit(url).scheme.lower() in _DEFAULT_PORTS and bool(urlsplit(url).hostname)
+    """Whether the crawler can fetch this URL at all: http(s), a host, a valid port."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme.lower() in _DEFAULT_PORTS and bool(parts.hostname)

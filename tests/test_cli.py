@@ -23,7 +23,7 @@ from crawler import Response, Spider
 
 class Slow(Spider):
     name = "slow"
-    start_urls = ["{base}/slow-links?delay=0.02&n=120"]
+    start_urls = ["{base}/slow-links?delay=0.05&n=120"]
 
     async def parse(self, response: Response):
         for request in response.follow_all(css="a[href]", callback=self.parse_leaf):
@@ -86,7 +86,7 @@ def test_sigkill_mid_crawl_then_resume_gives_every_item_once(
         "-s",
         "obey_robots=false",
         "-s",
-        "per_host_concurrency=4",
+        "per_host_concurrency=3",
     )
     for _ in range(3):
         process = start(*args, cwd=tmp_path)

@@ -73,11 +73,6 @@ def test_a_given_content_type_is_kept() -> None:
     assert request.headers == {"Content-Type": "application/vnd.api+json"}
 
 
-@pytest.mark.xfail(
-    reason="request.py _encode_body uses headers.setdefault('Content-Type'), which is case "
-    "sensitive: a lower-case content-type gets a second, conflicting Content-Type",
-    strict=True,
-)
 def test_a_given_lower_case_content_type_is_kept() -> None:
     request = Request(URL, json={}, headers={"content-type": "application/vnd.api+json"})
     assert request.headers == {"content-type": "application/vnd.api+json"}
@@ -243,12 +238,6 @@ def test_replace_keeps_the_url_by_default() -> None:
     assert original.replace(body=b"x").body == b"x"
 
 
-@pytest.mark.xfail(
-    reason="request.py replace() always passes body=, so replace(json=...) or replace(data=...) "
-    "trips the only-one-of check",
-    raises=SpiderError,
-    strict=True,
-)
 @pytest.mark.parametrize("change", [{"json": {"a": 1}}, {"data": {"a": "1"}}])
 def test_replace_with_a_new_json_or_data_body(change: dict[str, Any]) -> None:
     copy = Request(URL).replace(**change)

@@ -56,11 +56,6 @@ def test_invalid_utf8_does_not_raise() -> None:
     assert not rules.allows("http://example.com/x", "crawler/0.1")
 
 
-@pytest.mark.xfail(
-    reason="robots.py decodes with 'utf-8', so a UTF-8 BOM glues itself to the first "
-    "User-agent line and that group is lost",
-    strict=True,
-)
 def test_utf8_bom_is_ignored() -> None:
     rules = RobotsRules.from_response(200, b"\xef\xbb\xbfUser-agent: *\nDisallow: /private\n")
     assert not rules.allows("http://example.com/private", "crawler/0.1")

@@ -55,18 +55,12 @@ def test_canonicalize_is_idempotent(url: str) -> None:
     assert canonicalize(once) == once
 
 
-@pytest.mark.xfail(
-    reason="urls.py canonicalize sorts query pairs before re-quoting them, so pairs that "
-    "re-quote to the same text sort differently",
-    strict=True,
-)
 def test_canonicalize_sorts_query_after_normalising_escapes() -> None:
     assert canonicalize("http://example.com/?a=%62&a=a") == canonicalize(
         "http://example.com/?a=b&a=a"
     )
 
 
-@pytest.mark.xfail(reason="urls.py host_of drops the brackets of an IPv6 literal", strict=True)
 def test_canonicalize_keeps_ipv6_brackets() -> None:
     assert host_of("http://[::1]:8080/a") == "[::1]:8080"
     assert canonicalize("http://[::1]:8080/a") == "http://[::1]:8080/a"
@@ -123,11 +117,6 @@ def test_is_http(url: str, expected: bool) -> None:
     assert is_http(url) is expected
 
 
-@pytest.mark.xfail(
-    reason="urls.py is_http accepts a URL whose port does not parse; host_of and canonicalize "
-    "then raise ValueError on it",
-    strict=True,
-)
 @pytest.mark.parametrize("url", ["http://example.com:abc/", "http://example.com:99999/"])
 def test_is_http_refuses_a_url_with_a_bad_port(url: str) -> None:
     assert is_http(url) is False

@@ -82,6 +82,10 @@ class Frontier(Protocol):
     @property
     def pending_writes(self) -> int: ...
 
+    @property
+    def pending_hosts(self) -> set[str]:
+        """Hosts of the new requests buffered since the last flush."""
+
     async def flush(self) -> Flushed: ...
 
     async def lease(self, host: str, limit: int) -> list[Request]:

@@ -82,6 +82,7 @@ class SqliteFrontier:
         self._db: aiosqlite.Connection | None = None
         self._recent = _RecentFingerprints()
         self._new: list[tuple[Any, ...]] = []
+        self.pending_hosts: set[str] = set()
         self._outcomes: list[Outcome] = []
         self._robots: dict[str, RobotsRecord] = {}
         self._meta: dict[str, bytes] = {}
@@ -159,6 +160,7 @@ class SqliteFrontier:
             else:
                 fp = request.fingerprint
             r = request.to_record()
+            self.pending_hosts.add(request.host)
             self._new.append((
                 fp, request.host, r["priority"], r["depth"], r["url"], r["method"], r["body"],
                 r["callback"], r["errback"], r["extra"], r["dont_filter"],
@@ -184,6 +186,7 @@ class SqliteFrontier:
     async def flush(self) -> Flushed:
         """Commit everything buffered in one transaction."""
         new, self._new = self._new, []
+        self.pending_hosts = set()
         outcomes, self._outcomes = self._outcomes, []
         robots, self._robots = self._robots, {}
         meta, self._meta = self._meta, {}
