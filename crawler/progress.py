@@ -12,16 +12,30 @@ from crawler.stats import Stats
 log = logging.getLogger("crawler.progress")
 
 
-class Progress:
-    """``update()`` often; it redraws or logs at its own pace."""
+class Progress(logging.Filter):
+    """``update()`` often; it redraws or logs at its own pace.
+
+    On a terminal it is also a logging filter: a log line first wipes the status line, which the
+    next update draws again below it.
+    """
 
     def __init__(self, stats: Stats, interval: float, stream: TextIO = sys.stderr) -> None:
+        super().__init__()
         self.stats = stats
         self.interval = interval
         self.stream = stream
         self.live = stream.isatty()
         self._last = time.monotonic()
         self._drawn = False
+        if self.live:
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self._drawn = False
+        return True
 
     def __repr__(self) -> str:
         return f"<Progress live={self.live} interval={self.interval}>"
@@ -48,3 +62,5 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self)

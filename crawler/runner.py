@@ -92,6 +92,8 @@ async def run(job: CrawlJob) -> CrawlResult:
         try:
             if saved:
                 log.info("resuming the crawl kept in %s", state_path)
+            if job.feed is None and job.state is None:
+                log.warning("no -o FILE and no --state FILE: the items will not be kept")
             stats = Stats.from_dict(saved)
             exporter = await _open_feed(job.feed, frontier) if job.feed else None
             progress = Progress(stats, settings.progress_interval) if job.progress else None
