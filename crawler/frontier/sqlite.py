@@ -5,6 +5,7 @@ WAL mode and batched writes: one transaction commits many responses' outcomes, i
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -50,7 +51,10 @@ _INSERT = (
     "INSERT OR IGNORE INTO requests (fp, host, priority, depth, url, method, body, callback,"
     " errback, extra, dont_filter) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
-_COLUMNS = "id, url, method, body, callback, errback, extra, priority, depth, dont_filter, retries"
+_COLUMNS = (
+    "id", "url", "method", "body", "callback", "errback", "extra", "priority", "depth",
+    "dont_filter", "retries",
+)  # fmt: skip
 _RECENT = 65_536
 
 
@@ -87,6 +91,8 @@ class SqliteFrontier:
         self._robots: dict[str, RobotsRecord] = {}
         self._meta: dict[str, bytes] = {}
         self._next_item = 1
+        # One connection: a transaction must not interleave with another statement.
+        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -111,9 +117,8 @@ class SqliteFrontier:
             meta = await self._read_meta()
             await self._check_owner(meta, spider_name)
             await self._db.execute("UPDATE requests SET state = 0 WHERE state = 1")
-            async with self._db.execute("SELECT COALESCE(MAX(id), 0) FROM items") as cur:
-                row = await cur.fetchone()
-            self._next_item = (row[0] if row else 0) + 1
+            rows = await self._rows("SELECT COALESCE(MAX(id), 0) FROM items")
+            self._next_item = rows[0][0] + 1
         except sqlite3.DatabaseError as exc:
             await self.close()
             raise StateError(
@@ -125,9 +130,12 @@ class SqliteFrontier:
         stats = meta.get("stats")
         return dict(orjson.loads(stats)) if stats else {}
 
+    async def _rows(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
+        async with self._lock:
+            return list(await self.db.execute_fetchall(sql, parameters))
+
     async def _read_meta(self) -> dict[str, bytes]:
-        async with self.db.execute("SELECT key, value FROM meta") as cur:
-            return {key: value for key, value in await cur.fetchall()}
+        return {key: value for key, value in await self._rows("SELECT key, value FROM meta")}
 
     async def _check_owner(self, meta: dict[str, bytes], spider_name: str) -> None:
         owner = meta.get("spider")
@@ -196,6 +204,24 @@ class SqliteFrontier:
             for data in outcome.items:
                 items.append((self._next_item, outcome.request.id, data))
                 self._next_item += 1
+        async with self._lock:
+            await self._commit(
+                new, outcomes=outcomes, items=items, robots=robots, meta=meta, result=result
+            )
+        result.duplicates = len(new) - result.added
+        result.items = [(item_id, data) for item_id, _, data in items]
+        return result
+
+    async def _commit(
+        self,
+        new: list[tuple[Any, ...]],
+        *,
+        outcomes: list[Outcome],
+        items: list[tuple[int, int | None, bytes]],
+        robots: dict[str, RobotsRecord],
+        meta: dict[str, bytes],
+        result: Flushed,
+    ) -> None:
         db = self.db
         await db.execute("BEGIN")
         try:
@@ -216,58 +242,46 @@ class SqliteFrontier:
         except BaseException:
             await db.execute("ROLLBACK")
             raise
-        result.duplicates = len(new) - result.added
-        result.items = [(item_id, data) for item_id, _, data in items]
-        return result
 
     async def lease(self, host: str, limit: int) -> list[Request]:
-        async with self.db.execute(
+        rows = await self._rows(
             f"UPDATE requests SET state = 1 WHERE id IN (SELECT id FROM requests"
             f" WHERE host = ? AND state = 0 ORDER BY priority DESC, id LIMIT ?)"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {', '.join(_COLUMNS)}",
             (host, limit),
-        ) as cur:
-            rows = await cur.fetchall()
-            names = [d[0] for d in cur.description]
-        return [Request.from_record(dict(zip(names, row, strict=True))) for row in rows]
+        )
+        rows.sort(key=lambda row: (-row[7], row[0]))  # RETURNING keeps no order: priority, id
+        return [Request.from_record(dict(zip(_COLUMNS, row, strict=True))) for row in rows]
 
     async def queued_hosts(self) -> set[str]:
-        async with self.db.execute("SELECT DISTINCT host FROM requests WHERE state = 0") as cur:
-            return {row[0] for row in await cur.fetchall()}
+        rows = await self._rows("SELECT DISTINCT host FROM requests WHERE state = 0")
+        return {row[0] for row in rows}
 
     async def robots(self, host: str) -> RobotsRecord | None:
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT robots_status, robots_body, robots_fetched_at FROM hosts WHERE host = ?",
             (host,),
-        ) as cur:
-            row = await cur.fetchone()
-        return RobotsRecord(row[0], row[1], row[2]) if row else None
+        )
+        return RobotsRecord(*rows[0]) if rows else None
 
     async def feed(self, path: str) -> tuple[int, int]:
-        async with self.db.execute("SELECT value FROM meta WHERE key = ?", (f"feed:{path}",)) as c:
-            row = await c.fetchone()
-        if row is None:
+        rows = await self._rows("SELECT value FROM meta WHERE key = ?", (f"feed:{path}",))
+        if not rows:
             return 0, 0
-        last, offset = orjson.loads(row[0])
+        last, offset = orjson.loads(rows[0][0])
         return int(last), int(offset)
 
     async def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]:
-        while True:
-            async with self.db.execute(
-                "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT 1000", (item_id,)
-            ) as cur:
-                rows = list(await cur.fetchall())
-            if not rows:
-                return
+        while rows := await self._rows(
+            "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT 1000", (item_id,)
+        ):
             for row in rows:
                 yield row[0], row[1]
             item_id = rows[-1][0]
 
     async def counts(self) -> Counts:
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT SUM(state IN (0, 1)), SUM(state = 2), SUM(state = 3),"
             " (SELECT COUNT(*) FROM items) FROM requests"
-        ) as cur:
-            row = await cur.fetchone()
-        values = [int(v or 0) for v in row] if row else [0, 0, 0, 0]
-        return Counts(*values)
+        )
+        return Counts(*(int(v or 0) for v in rows[0]))
