@@ -48,8 +48,16 @@ def _fail(message: str) -> NoReturn:
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop where it is installed (it is a dependency except on Windows)."""
     try:
-        return asyncio.run(coro)
+        import uvloop  # noqa: PLC0415 - optional: absent on Windows
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner_:
+            return runner_.run(coro)
     except CrawlerError as exc:
         _fail(str(exc))
 

@@ -4,12 +4,14 @@ calls the spider, and commits outcomes, items and new links in batches."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from crawler import items as item_processing
 from crawler import retry
+from crawler.dedup import RecentSet
 from crawler.errors import (
     CrawlerError,
     DropItem,
@@ -40,6 +42,7 @@ log = logging.getLogger("crawler.engine")
 FLUSH_EVERY = 200  # buffered writes that trigger a commit
 FLUSH_INTERVAL_S = 1.0
 TICK_S = 0.25
+RECENT_URLS = 65_536
 
 
 class Engine:
@@ -67,9 +70,11 @@ class Engine:
         self.retry = retry.RetryPolicy(settings)
         self.scheduler = Scheduler(frontier, settings, flush=self.flush)
         self.queued = 0
+        self._recent_urls = RecentSet(RECENT_URLS)
         self._robots: dict[str, RobotsRules] = {}
         self._robots_locks: dict[str, asyncio.Lock] = {}
         self._flush_lock = asyncio.Lock()
+        self._finished = asyncio.Event()
         self._last_flush = time.monotonic()
         self._requests_before = stats.requests_total
 
@@ -87,11 +92,14 @@ class Engine:
         await self.scheduler.start(dispatched_before=counts.done + counts.failed)
         try:
             async with asyncio.TaskGroup() as outer:
-                ticker = outer.create_task(self._tick())
-                async with asyncio.TaskGroup() as workers:
-                    while (request := await self.scheduler.next_request()) is not None:
-                        workers.create_task(self._handle(request))
-                ticker.cancel()
+                outer.create_task(self._tick())
+                try:
+                    async with asyncio.TaskGroup() as workers:
+                        while (request := await self.scheduler.next_request()) is not None:
+                            workers.create_task(self._handle(request))
+                finally:
+                    # The ticker is told, not cancelled: a flush it runs must not be cut halfway.
+                    self._finished.set()
         finally:
             if self.progress is not None:
                 self.progress.close()
@@ -114,7 +122,15 @@ class Engine:
         await self.flush()
 
     def _accept(self, request: Request, parent: Request | None) -> bool:
-        """Whether a new request may enter the frontier (checked callback, scope and depth)."""
+        """Whether a new request may enter the frontier (checked callback, scope and depth).
+
+        Most links of a page were seen already: a set of recent URLs drops those first, before
+        any canonicalising, fingerprinting or encoding.
+        """
+        key = (request.method, request.url.partition("#")[0])
+        if not request.dont_filter and not request.body and self._recent_urls.seen(key):
+            self.stats.skipped(SkipReason.DUPLICATE)
+            return False
         for name in (request.callback or "parse", request.errback):
             if name is not None and not callable(getattr(self.spider, name, None)):
                 self._reject(request, f"callback {name!r} is not a method of {self.spider!r}")
@@ -140,8 +156,10 @@ class Engine:
         log.error("request %s rejected: %s", request.url, why)
 
     async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
+        while not self._finished.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_S):
+                    await self._finished.wait()
             if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
                 await self.flush()
             if self.progress is not None:

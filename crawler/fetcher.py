@@ -26,6 +26,7 @@ from crawler.errors import (
 from crawler.request import Request
 from crawler.response import Response
 from crawler.settings import Settings
+from crawler.transport import AiohttpTransport
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -72,6 +73,8 @@ class Fetcher:
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
+        if transport is None and settings.http_transport == "aiohttp":
+            transport = AiohttpTransport(max_connections=settings.concurrency + 8)
         self.client = httpx.AsyncClient(
             transport=transport,
             limits=httpx.Limits(

@@ -41,6 +41,7 @@ class Request:
 
     __slots__ = (
         "_fingerprint",
+        "_record",
         "body",
         "callback",
         "callback_owner",
@@ -92,6 +93,7 @@ class Request:
         self.retries = 0
         self.id: int | None = None
         self._fingerprint: int | None = None
+        self._record: dict[str, Any] | None = None
 
     @property
     def host(self) -> str:
@@ -128,6 +130,8 @@ class Request:
 
     def to_record(self) -> dict[str, Any]:
         """Plain data for the frontier; raises SpiderError if meta cannot be stored."""
+        if self._record is not None:
+            return self._record
         try:
             extra = orjson.dumps(
                 {"meta": self.meta, "cb_kwargs": self.cb_kwargs, "headers": self.headers}
@@ -137,7 +141,7 @@ class Request:
                 f"request {self.url}: meta and cb_kwargs must be JSON data to survive a restart "
                 f"({exc})"
             ) from None
-        return {
+        self._record = {
             "url": self.url,
             "method": self.method,
             "body": self.body,
@@ -148,6 +152,7 @@ class Request:
             "depth": self.depth,
             "dont_filter": self.dont_filter,
         }
+        return self._record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Request:

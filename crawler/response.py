@@ -14,7 +14,7 @@ import orjson
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from crawler.request import Callback, Request
-from crawler.urls import is_http
+from crawler.urls import is_http, join_url
 
 Node = LexborNode
 
@@ -123,7 +123,7 @@ class Response:
         return urljoin(self.url, href.strip()) if href else self.url
 
     def urljoin(self, url: str) -> str:
-        return urljoin(self.base_url, url.strip())
+        return join_url(self.base_url, url)
 
     def follow(self, url: str | Node, callback: Callback = None, **kwargs: Any) -> Request:
         """A request for a link of this page: a URL (relative or absolute) or an ``<a>`` node.

@@ -11,7 +11,7 @@ import difflib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic.fields import FieldInfo
@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     )
     follow_redirects: bool = Field(True, description="follow 3xx redirects")
     max_redirects: int = Field(10, ge=0, le=100, description="redirect hops per request")
+    http_transport: Literal["aiohttp", "httpcore"] = Field(
+        "aiohttp", description="connections under httpx: aiohttp (fast) or httpcore (stock)"
+    )
     log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
     progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import quote, urlsplit, urlunsplit
+import re
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters left as they are when re-quoting: RFC 3986 reserved and unreserved ones.
+# URLs already in canonical form but for a fragment, the common case: no query, no escapes,
+# lower-case scheme and host. They skip the general path below.
+_SIMPLE = re.compile(r"(https?)://[a-z0-9.\-]+(?::(\d+))?(/[A-Za-z0-9/._~\-!$'()*+,;=:@]*)?")
 _PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 _QUERY_SAFE = "/?!$'()*+,;:@-._~%="
 
@@ -29,6 +33,61 @@ def _requote(part: str, safe: str) -> str:
         out.append(quote(ch, safe=safe) if ch != "%" else "%25")
         i += 1
     return "".join(out)
+
+
+def _plain_port(scheme: str, port: str | None) -> bool:
+    """Whether a URL's port is spelled as canonicalize would spell it."""
+    if port is None:
+        return True
+    return port[0] != "0" and int(port) != _DEFAULT_PORTS[scheme]
+
+
+def join_url(base: str, href: str) -> str:
+    """``urljoin`` with a fast path for the links pages are made of: absolute, root-relative
+    and document-relative paths (dot segments resolved as RFC 3986 says).
+
+    >>> join_url("http://a.test/x/y.html", "../z.html?q=1#top")
+    'http://a.test/z.html?q=1#top'
+    """
+    href = href.strip()
+    if href.startswith(("http://", "https://")):
+        return href
+    head = href[:1]
+    if head in ("", "?", "#") or href.startswith("//") or ":" in href.partition("/")[0]:
+        return urljoin(base, href)  # empty, query- or fragment-only, scheme-relative, a scheme
+    start = base.find("//") + 2
+    end = base.find("/", start)
+    if end < 0 or not base.startswith(("http://", "https://")):
+        return urljoin(base, href)
+    origin = base[:end]
+    cut = min((i for i in (href.find("?"), href.find("#")) if i >= 0), default=len(href))
+    path, rest = href[:cut], href[cut:]
+    if head != "/":
+        base_path = base[end:].partition("?")[0].partition("#")[0]
+        path = base_path[: base_path.rfind("/") + 1] + path
+    if "//" in path:
+        return urljoin(base, href)  # urljoin drops empty segments; keep its answer
+    if "." in path:
+        path = _remove_dot_segments(path)
+    return origin + path + rest
+
+
+def _remove_dot_segments(path: str) -> str:
+    out: list[str] = []
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        elif segment == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/".join(out) or "/"
 
 
 def _is_hex(s: str) -> bool:
@@ -59,7 +118,11 @@ def canonicalize(url: str) -> str:
     >>> canonicalize("HTTP://Example.com:80/a%7eb/?b=2&a=1#top")
     'http://example.com/a~b/?a=1&b=2'
     """
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    simple = _SIMPLE.fullmatch(url.partition("#")[0])
+    if simple is not None and _plain_port(simple.group(1), simple.group(2)):
+        return simple.group(0) if simple.group(3) else simple.group(0) + "/"
+    parts = urlsplit(url)
     scheme = parts.scheme.lower()
     netloc = host_of(url)
     if parts.username or parts.password:

@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     # leaves
     "crawler.errors": 0,
     "crawler.urls": 0,
+    "crawler.dedup": 0,
     # models
     "crawler.request": 1,
     "crawler.settings": 1,
@@ -31,7 +32,8 @@ LAYERS: dict[str, int] = {
     "crawler.retry": 2,
     "crawler.scope": 2,
     "crawler.throttle": 2,
-    # adapters and tools
+    # adapters and tools; the transport is the fetcher's lower half
+    "crawler.transport": 3,
     "crawler.fetcher": 3,
     "crawler.frontier": 3,
     "crawler.frontier.sqlite": 3,
@@ -56,6 +58,7 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
         False,
         "a backend implements the package's Frontier protocol and its records",
     ),
+    ("crawler.fetcher", "crawler.transport"): (False, "the fetcher's client runs on it"),
     ("crawler.items", "crawler.spider"): (True, "ItemPipeline.process_item's spider argument"),
     ("crawler.spider", "crawler.items"): (True, "Spider.pipelines is a list of ItemPipeline"),
     ("crawler.spider", "crawler.response"): (True, "Spider.parse takes a Response"),
@@ -65,7 +68,7 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
 # httpx: the client is only in the fetcher; Response.headers is an httpx.Headers (a
 # case-insensitive multi-dict users read). tenacity: engine names RetryCallState for typing only.
 LIBRARY_OWNERS: dict[str, set[str]] = {
-    "httpx": {"crawler.fetcher", "crawler.response"},
+    "httpx": {"crawler.fetcher", "crawler.response", "crawler.transport"},
     "selectolax": {"crawler.response"},
     "tenacity": {"crawler.retry", "crawler.engine"},
     "aiosqlite": {"crawler.frontier.sqlite"},
@@ -73,6 +76,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "click": {"crawler.cli"},
     "protego": {"crawler.robots"},
     "pydantic_settings": {"crawler.settings"},
+    "aiohttp": {"crawler.transport"},
 }
 
 PUBLIC_API = [

@@ -120,3 +120,23 @@ def test_is_http(url: str, expected: bool) -> None:
 @pytest.mark.parametrize("url", ["http://example.com:abc/", "http://example.com:99999/"])
 def test_is_http_refuses_a_url_with_a_bad_port(url: str) -> None:
     assert is_http(url) is False
+
+
+def test_join_url_agrees_with_urljoin_on_many_links() -> None:
+    import random
+    from urllib.parse import urljoin
+
+    from crawler.urls import join_url
+
+    bases = [
+        "http://a.test/x/y.html",
+        "http://a.test",
+        "http://a.test:81/p/q/r.html?z=1#f",
+        "https://b.test/a/b/c/",
+    ]
+    pieces = ["a", "..", ".", "b.html", "", "x?y", "#z", "c#d?e", "mailto:q", "//h.test"]
+    rng = random.Random(7)
+    hrefs = ["/".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(3000)]
+    for base in bases:
+        for href in hrefs:
+            assert join_url(base, href) == urljoin(base, href.strip()), (base, href)

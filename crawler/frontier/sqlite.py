@@ -14,6 +14,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from crawler.dedup import RecentSet
 from crawler.errors import StateError
 from crawler.frontier import Counts, Flushed, Outcome, RobotsRecord
 from crawler.request import Request
@@ -58,33 +59,13 @@ _COLUMNS = (
 _RECENT = 65_536
 
 
-class _RecentFingerprints:
-    """A bounded set of fingerprints added lately: a cheap first dedup check before SQLite's.
-
-    Two generations: when the young one fills, it becomes the old one and the oldest is dropped.
-    """
-
-    def __init__(self, size: int = _RECENT) -> None:
-        self.size = size
-        self.young: set[int] = set()
-        self.old: set[int] = set()
-
-    def seen(self, fp: int) -> bool:
-        if fp in self.young or fp in self.old:
-            return True
-        if len(self.young) >= self.size:
-            self.old, self.young = self.young, set()
-        self.young.add(fp)
-        return False
-
-
 class SqliteFrontier:
     """The crawl state in one SQLite file. ``SqliteFrontier(path)``; ``await open(name)``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
-        self._recent = _RecentFingerprints()
+        self._recent = RecentSet(_RECENT)
         self._new: list[tuple[Any, ...]] = []
         self.pending_hosts: set[str] = set()
         self._outcomes: list[Outcome] = []
@@ -223,8 +204,8 @@ class SqliteFrontier:
         result: Flushed,
     ) -> None:
         db = self.db
-        await db.execute("BEGIN")
         try:
+            await db.execute("BEGIN")
             before = db.total_changes
             await db.executemany(_INSERT, new)
             result.added = db.total_changes - before
@@ -240,7 +221,10 @@ class SqliteFrontier:
             await db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(meta.items()))
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            # Also on cancellation (a second Ctrl-C): none of the batch lands, the state stays
+            # as the last commit left it.
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
             raise
 
     async def lease(self, host: str, limit: int) -> list[Request]:
