@@ -1,6 +1,6 @@
 """The floor: the benchmark crawl as a bare asyncio loop over one httpx client and selectolax.
 
-    BENCH_START_URLS=http://127.0.0.1:18080/p/0.html python benchmarks/bare_httpx.py -o items.jsonl
+BENCH_START_URLS=http://127.0.0.1:18080/p/0.html python benchmarks/bare_httpx.py -o items.jsonl
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ class Crawl:
     def parse(self, url: str, text: str) -> None:
         tree = LexborHTMLParser(text)
         for node in tree.css("div.product"):
-            title, price, detail = (node.css_first(s) for s in ("h2.title", "span.price", "a.detail"))
+            title, price, detail = (
+                node.css_first(s) for s in ("h2.title", "span.price", "a.detail")
+            )
             if title is None or price is None or detail is None:
                 continue
             href = detail.attributes.get("href") or ""
@@ -113,7 +115,9 @@ class Crawl:
 
 
 async def crawl(args: argparse.Namespace, start_urls: list[str]) -> dict[str, object]:
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
     started = time.perf_counter()
     with args.output.open("w", encoding="utf-8") as out:
         async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
@@ -123,12 +127,16 @@ async def crawl(args: argparse.Namespace, start_urls: list[str]) -> dict[str, ob
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="items, one JSON a line")
     parser.add_argument("--stats", type=Path, help="write the counts here too")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--per-host-concurrency", type=int, default=16)
-    parser.add_argument("--max-pages", type=int, default=None, help="stop after this many responses")
+    parser.add_argument(
+        "--max-pages", type=int, default=None, help="stop after this many responses"
+    )
     args = parser.parse_args(argv)
     start_urls = [u for u in os.environ.get("BENCH_START_URLS", "").split(",") if u]
     if not start_urls:

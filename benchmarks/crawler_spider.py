@@ -21,7 +21,7 @@ class CatalogueSpider(Spider):
     """Items from every ``div.product``; follows every ``a[href]``."""
 
     name = "catalogue"
-    start_urls = [u for u in os.environ.get("BENCH_START_URLS", "").split(",") if u]
+    start_urls = tuple(u for u in os.environ.get("BENCH_START_URLS", "").split(",") if u)
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
         for node in response.css("div.product"):

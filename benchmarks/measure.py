@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,11 +63,26 @@ class Run:
         )
 
 
+class _Reaper(threading.Thread):
+    """Waits for one child with ``os.wait4`` and notes when it ended."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.done = threading.Event()
+        self.result: tuple[int, int, Any] | None = None
+        self.ended = 0.0
+
+    def run(self) -> None:
+        self.result = os.wait4(self.pid, 0)
+        self.ended = time.perf_counter()
+        self.done.set()
+
+
 def measure(
     argv: list[str], env: dict[str, str], cwd: Path, log: Path, timeout_s: float
 ) -> Measurement:
     """Run ``argv`` to completion (or kill it at ``timeout_s``) and measure it with ``os.wait4``."""
-    waited: list[tuple[int, int, Any]] = []
     with log.open("wb") as out:
         started = time.perf_counter()
         # Its own session: a timeout or Ctrl-C kills the crawl's whole process group.
@@ -74,24 +90,21 @@ def measure(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             start_new_session=True,
         )  # fmt: skip
-        ended: list[float] = []
-
-        def reap() -> None:
-            waited.append(os.wait4(process.pid, 0))
-            ended.append(time.perf_counter())
-
-        reaper = threading.Thread(target=reap, daemon=True)
+        reaper = _Reaper(process.pid)
         reaper.start()
+        timed_out = False
         try:
-            reaper.join(timeout_s)
+            timed_out = not reaper.done.wait(timeout_s)
         finally:
-            timed_out = reaper.is_alive()
-            if timed_out:
-                _kill(process.pid, reaper)
-    _, status, usage = waited[0]
+            # Not reaped: a timeout, or the runner is being interrupted. The event decides, not
+            # Thread.is_alive(), which an interrupted join() leaves False on CPython 3.11.
+            if not reaper.done.is_set():
+                _kill(process.pid, reaper.done)
+    assert reaper.result is not None
+    _, status, usage = reaper.result
     process.returncode = os.waitstatus_to_exitcode(status)  # we reaped it, not Popen
     return Measurement(
-        wall_s=ended[0] - started,
+        wall_s=reaper.ended - started,
         cpu_s=usage.ru_utime + usage.ru_stime,
         peak_rss_mib=usage.ru_maxrss / 1024,  # Linux reports kilobytes
         exit_code=process.returncode,
@@ -99,14 +112,11 @@ def measure(
     )
 
 
-def _kill(pid: int, reaper: threading.Thread) -> None:
+def _kill(pid: int, done: threading.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
-        reaper.join(_KILL_GRACE_S)
-        if not reaper.is_alive():
+        if done.wait(_KILL_GRACE_S):
             return
 
 

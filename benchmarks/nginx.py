@@ -83,7 +83,9 @@ def find_nginx(install: bool = True) -> str:
     print("nginx not found: installing Debian's nginx package", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update"], ["apt-get", "install", "-y", "nginx"]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        result = subprocess.run(
+            command, check=False, env=env, capture_output=True, text=True, timeout=900
+        )
         if result.returncode != 0:
             raise NginxError(f"`{' '.join(command)}` failed: {result.stderr.strip()[-2000:]}")
     return find_nginx(install=False)
@@ -150,7 +152,9 @@ class Nginx:
         binary = find_nginx()
         taken = [port for port in self.ports if not _port_free(port)]
         if taken:
-            raise NginxError(f"ports {taken} are in use: stop whatever listens there or pick --base-port")
+            raise NginxError(
+                f"ports {taken} are in use: stop whatever listens there or pick --base-port"
+            )
         for name in _TEMP_DIRS:
             (self.work_dir / name).mkdir(parents=True, exist_ok=True)
         config = self.work_dir / "nginx.conf"
@@ -159,7 +163,11 @@ class Nginx:
         command = [binary, "-p", str(self.work_dir), "-e", str(self.error_log), "-c", str(config)]
         # Its own session, so a last-resort kill reaches the worker too, and Ctrl-C reaches us only.
         self.process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
-        self._wait_ready(timeout_s)
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:  # a failed or interrupted start must not leave nginx behind
+            self.stop()
+            raise
 
     def _wait_ready(self, timeout_s: float) -> None:
         assert self.process is not None
@@ -168,8 +176,9 @@ class Nginx:
             if self.process.poll() is not None:
                 raise NginxError(f"nginx exited at start-up: {self._log_tail()}")
             if time.monotonic() > deadline:
-                self.stop()
-                raise NginxError(f"nginx did not listen within {timeout_s:.0f} s: {self._log_tail()}")
+                raise NginxError(
+                    f"nginx did not listen within {timeout_s:.0f} s: {self._log_tail()}"
+                )
             time.sleep(0.05)
 
     def _log_tail(self) -> str:
@@ -219,7 +228,9 @@ def interrupt_on_sigterm() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("site_dir", type=Path)
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)

@@ -10,35 +10,31 @@ if missing, runs the contenders interleaved, checks every run and prints a table
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import hashlib
 import json
 import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contenders import (
+    BENCH_DIR,
+    NAMES,
+    WORK_DIR,
+    BenchError,
+    Contender,
+    contenders,
+    step,
+)
 from measure import Run, check_catalogue, check_process, measure, read_stats
 from nginx import DEFAULT_BASE_PORT, Nginx, NginxError, interrupt_on_sigterm
 
-BENCH_DIR = Path(__file__).resolve().parent
-WORK_DIR = BENCH_DIR / ".work"
-SCRAPY_VENV = WORK_DIR / "scrapy-venv"
-SCRAPY_REQUIREMENT = "scrapy>=2.13,<3"  # 2.13 brought the async start() the spider uses
-CONTENDERS = ("crawler", "scrapy", "bare")
-CONCURRENCY = 64
-PER_HOST_CONCURRENCY = 16
-SCALE_TARGETS = (100_000, 1_000_000)
-
-
-class BenchError(RuntimeError):
-    """A set-up step failed; the message says which and why."""
+SCALE_TARGETS = "100000,1000000"
 
 
 @dataclass(frozen=True)
@@ -64,128 +60,36 @@ def ensure_site(args: argparse.Namespace, *, endless: bool = False) -> Site:
         options = ["--pages", str(args.pages), "--seed", str(args.seed)]
         if args.links_per_page:
             options += ["--links-per-page", str(args.links_per_page)]
+    # The generator's own hash in the name: editing site.py makes a new site, not a stale one.
+    name += "-" + hashlib.sha256((BENCH_DIR / "site.py").read_bytes()).hexdigest()[:8]
     directory = WORK_DIR / name
     if not (directory / "expected.json").exists():
         partial = WORK_DIR / f"{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         command = [sys.executable, str(BENCH_DIR / "site.py"), str(partial)]
         command += [*options, "--hosts", str(args.hosts), "--base-port", str(args.base_port)]
-        _step(f"generating {name}", command, timeout_s=600)
+        step(f"generating {name}", command, timeout_s=600)
         partial.rename(directory)
     return Site(directory, json.loads((directory / "expected.json").read_text()))
 
 
-def ensure_scrapy() -> Path:
-    """``scrapy`` in its own venv (benchmarks/.work/scrapy-venv), installed from PyPI if missing."""
-    scrapy = SCRAPY_VENV / "bin" / "scrapy"
-    marker = SCRAPY_VENV / ".installed"
-    if scrapy.exists() and marker.exists():
-        return scrapy
-    shutil.rmtree(SCRAPY_VENV, ignore_errors=True)
-    _step("creating Scrapy's venv", [sys.executable, "-m", "venv", str(SCRAPY_VENV)], 300)
-    pip = [str(SCRAPY_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    _step(f"installing {SCRAPY_REQUIREMENT}", [*pip, SCRAPY_REQUIREMENT], timeout_s=900)
-    marker.write_text(SCRAPY_REQUIREMENT + "\n")
-    return scrapy
-
-
-def find_crawler_cli() -> Path | None:
-    """Our ``crawler`` console script: beside this Python first, then on PATH."""
-    beside = Path(sys.executable).with_name("crawler")
-    if beside.exists():
-        return beside
-    found = shutil.which("crawler")
-    return Path(found) if found else None
-
-
-def _step(what: str, command: list[str], timeout_s: float) -> None:
-    print(f"[setup] {what}", file=sys.stderr, flush=True)
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{what}: no result after {timeout_s:.0f} s") from exc
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip()[-3000:]
-        raise BenchError(f"{what} failed (exit {result.returncode}):\n{tail}")
-
-
-@dataclass(frozen=True)
-class Contender:
-    """How to run one crawler: its command for an output path, a stats path and a page limit."""
-
-    name: str
-    command: Callable[[Path, Path, int | None], list[str]]
-
-
-def contenders(names: Sequence[str]) -> list[Contender]:
-    """The selected contenders, each checked (and Scrapy installed) before any run starts."""
-    chosen = []
-    for name in names:
-        if name == "crawler":
-            cli = find_crawler_cli()
-            if cli is None:
-                print(
-                    "[setup] skipping crawler: no `crawler` command beside this Python or on "
-                    "PATH (run `pip install -e .` in this environment)",
-                    file=sys.stderr,
-                )
-                continue
-            chosen.append(Contender(name, _crawler_command(cli)))
-        elif name == "scrapy":
-            chosen.append(Contender(name, _scrapy_command(ensure_scrapy())))
-        else:
-            missing = [m for m in ("httpx", "selectolax") if importlib.util.find_spec(m) is None]
-            if missing:
-                raise BenchError(f"the bare loop needs {missing} in {sys.executable}")
-            chosen.append(Contender(name, _bare_command))
-    if not chosen:
-        raise BenchError("no contender can run")
-    return chosen
-
-
-def _crawler_command(cli: Path) -> Callable[[Path, Path, int | None], list[str]]:
-    def command(out: Path, stats: Path, max_pages: int | None) -> list[str]:
-        settings = [
-            f"concurrency={CONCURRENCY}",
-            f"per_host_concurrency={PER_HOST_CONCURRENCY}",
-            "obey_robots=false",
-        ]
-        if max_pages:
-            settings.append(f"max_pages={max_pages}")
-        argv = [str(cli), "run", str(BENCH_DIR / "crawler_spider.py")]
-        for setting in settings:
-            argv += ["-s", setting]
-        return [*argv, "-o", str(out), "--stats", str(stats)]
-
-    return command
-
-
-def _scrapy_command(scrapy: Path) -> Callable[[Path, Path, int | None], list[str]]:
-    def command(out: Path, stats: Path, max_pages: int | None) -> list[str]:
-        # The stats path reaches the spider as BENCH_STATS_PATH, set in _run_one.
-        argv = [str(scrapy), "runspider", str(BENCH_DIR / "scrapy_spider.py"), "-O", str(out)]
-        return argv + (["-s", f"CLOSESPIDER_PAGECOUNT={max_pages}"] if max_pages else [])
-
-    return command
-
-
-def _bare_command(out: Path, stats: Path, max_pages: int | None) -> list[str]:
-    argv = [sys.executable, str(BENCH_DIR / "bare_httpx.py"), "-o", str(out), "--stats", str(stats)]
-    argv += ["--concurrency", str(CONCURRENCY)]
-    argv += ["--per-host-concurrency", str(PER_HOST_CONCURRENCY)]
-    return argv + (["--max-pages", str(max_pages)] if max_pages else [])
-
-
 def _run_one(
-    contender: Contender, index: int, site: Site, label: str, timeout_s: float, max_pages: int | None
+    contender: Contender,
+    index: int,
+    site: Site,
+    *,
+    label: str,
+    timeout_s: float,
+    max_pages: int | None,
 ) -> tuple[Run, Path, Path]:
     """One crawl in a fresh directory, so no state from an earlier run can be resumed."""
     run_dir = WORK_DIR / "runs" / f"{label}-{contender.name}-{index + 1}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     out, stats = run_dir / "items.jsonl", run_dir / "stats.json"
-    env = {
-        **os.environ,
+    # CRAWLER_* variables would change our crawler's settings behind the benchmark's back.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
+    env |= {
         "BENCH_START_URLS": ",".join(site.start_urls),
         "BENCH_STATS_PATH": str(stats),
     }
@@ -211,42 +115,81 @@ def throughput(args: argparse.Namespace, chosen: list[Contender]) -> list[Run]:
     with Nginx(site.directory, args.hosts, args.base_port):
         for index in range(args.runs):
             for contender in chosen:
-                run, stats, out = _run_one(contender, index, site, "tp", args.timeout, None)
+                run, stats, out = _run_one(
+                    contender, index, site, label="tp", timeout_s=args.timeout, max_pages=None
+                )
                 check_catalogue(run, expected, stats, out)
                 print(run.summary() + _log_hint(run, "tp"), flush=True)
                 runs.append(run)
     return runs
 
 
-def scale(args: argparse.Namespace, chosen: list[Contender]) -> list[tuple[int, Run]]:
+@dataclass
+class ScaleResult:
+    """A crawl stopped by its page limit, and the URLs its frontier held then."""
+
+    target: int
+    run: Run
+    queued: int
+    exact: bool  # the crawl reported its queue; otherwise estimated from pages fetched
+
+
+def scale(args: argparse.Namespace, chosen: list[Contender]) -> list[ScaleResult]:
     """Peak RSS with a frontier of each target size: every page fetched queues ``links`` URLs."""
     site = ensure_site(args, endless=True)
     links = site.expected["links_per_page"]
     results = []
     with Nginx(site.directory, args.hosts, args.base_port):
-        for target in SCALE_TARGETS:
-            max_pages = math.ceil(target / links)
+        for target in args.scale_targets:
             for contender in chosen:
                 label = f"scale{target}"
-                run, stats, _ = _run_one(contender, 0, site, label, args.timeout * 3, max_pages)
-                check_process(run)
-                try:
-                    run.stats = read_stats(stats)
-                    run.pages = sum(run.stats["status_counts"].values())
-                except (OSError, ValueError, AttributeError) as exc:
-                    run.problems.append(f"no stats ({exc.__class__.__name__})")
+                run, stats, _ = _run_one(
+                    contender,
+                    0,
+                    site,
+                    label=label,
+                    timeout_s=args.timeout * 3,
+                    max_pages=math.ceil(target / links),
+                )
+                result = _scale_result(target, run, stats, links, len(site.start_urls))
                 print(f"[{target:,} queued] " + run.summary() + _log_hint(run, label), flush=True)
-                results.append((target, run))
+                results.append(result)
     return results
+
+
+def _scale_result(target: int, run: Run, stats: Path, links: int, starts: int) -> ScaleResult:
+    check_process(run)
+    try:
+        run.stats = read_stats(stats)
+    except (OSError, ValueError, AttributeError) as exc:
+        run.problems.append(f"no stats ({exc.__class__.__name__})")
+        return ScaleResult(target, run, 0, exact=False)
+    counts = run.stats["status_counts"]
+    run.pages = sum(counts.values())
+    if set(counts) - {"200"}:
+        run.problems.append(f"statuses {counts}: the endless site only answers 200")
+    if "queued_urls" in run.stats:
+        return ScaleResult(target, run, int(run.stats["queued_urls"]), exact=True)
+    # Every page parsed discovered `links` new URLs; every response took one off the queue.
+    estimate = counts.get("200", 0) * links + starts - run.pages
+    return ScaleResult(target, run, max(estimate, 0), exact=False)
 
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def _ratio(value: float, baseline: float | None) -> str:
+    if baseline is None or math.isnan(baseline) or math.isnan(value) or baseline == 0:
+        return "-"
+    return f"{value / baseline:.2f}"
+
+
 def throughput_table(runs: list[Run], names: list[str]) -> str:
     """pages/s (median, min, max over valid runs), CPU, peak RSS, and ratios to Scrapy and bare."""
-    medians = {n: _median([r.pages_per_s for r in runs if r.contender == n and r.valid]) for n in names}
+    medians = {
+        n: _median([r.pages_per_s for r in runs if r.contender == n and r.valid]) for n in names
+    }
     header = (
         f"{'crawler':<8} {'valid':>5} {'pages/s':>8} {'min':>7} {'max':>7} {'own p/s':>8} "
         f"{'wall s':>7} {'CPU s':>7} {'RSS MiB':>8} {'/scrapy':>8} {'/bare':>6}"
@@ -266,25 +209,36 @@ def throughput_table(runs: list[Run], names: list[str]) -> str:
             f"{_median([r.measurement.wall_s for r in good]):>7.2f} "
             f"{_median([r.measurement.cpu_s for r in good]):>7.2f} "
             f"{_median([r.measurement.peak_rss_mib for r in good]):>8.0f} "
-            f"{medians[name] / medians.get('scrapy', math.nan):>8.2f} "
-            f"{medians[name] / medians.get('bare', math.nan):>6.2f}"
+            f"{_ratio(medians[name], medians.get('scrapy')):>8} "
+            f"{_ratio(medians[name], medians.get('bare')):>6}"
         )
     return "\n".join(lines)
 
 
-def scale_table(results: list[tuple[int, Run]]) -> str:
+def scale_table(results: list[ScaleResult]) -> str:
+    """Peak RSS per target, then each contender's bytes per queued URL between the targets."""
     header = (
-        f"{'target':>9} {'crawler':<8} {'pages':>6} {'queued':>9} {'RSS MiB':>8} "
+        f"{'target':>9} {'crawler':<8} {'pages':>6} {'queued':>10} {'RSS MiB':>8} "
         f"{'wall s':>7} {'CPU s':>7}  verdict"
     )
     lines = [header, "-" * len(header)]
-    for target, run in results:
-        queued = run.stats.get("queued_urls", "?")
+    for r in results:
+        m = r.run.measurement
+        queued = f"{r.queued:,}" if r.exact else f"~{r.queued:,}"
         lines.append(
-            f"{target:>9,} {run.contender:<8} {run.pages:>6} {queued!s:>9} "
-            f"{run.measurement.peak_rss_mib:>8.0f} {run.measurement.wall_s:>7.1f} "
-            f"{run.measurement.cpu_s:>7.1f}  {'ok' if run.valid else '; '.join(run.problems)}"
+            f"{r.target:>9,} {r.run.contender:<8} {r.run.pages:>6} {queued:>10} "
+            f"{m.peak_rss_mib:>8.0f} {m.wall_s:>7.1f} {m.cpu_s:>7.1f}  "
+            f"{'ok' if r.run.valid else '; '.join(r.run.problems)}"
         )
+    lines.append("")
+    for name in dict.fromkeys(r.run.contender for r in results):
+        mine = sorted(
+            (r for r in results if r.run.contender == name and r.run.valid), key=lambda r: r.queued
+        )
+        if len(mine) >= 2 and mine[-1].queued > mine[0].queued:
+            grown = mine[-1].run.measurement.peak_rss_mib - mine[0].run.measurement.peak_rss_mib
+            per_url = grown * 2**20 / (mine[-1].queued - mine[0].queued)
+            lines.append(f"{name}: {per_url:,.0f} bytes of peak RSS per queued URL")
     return "\n".join(lines)
 
 
@@ -311,22 +265,33 @@ def _row(run: Run) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--pages", type=int, default=3000)
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3, help="runs of each contender, interleaved")
-    parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
+    parser.add_argument("--only", default=",".join(NAMES), help="comma-separated contenders")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--links-per-page", type=int, default=None, help="fixed links per page")
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per crawl (x3 in --scale)")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per crawl (x3 in --scale)"
+    )
     parser.add_argument("--scale", action="store_true", help="peak RSS at 100k and 1M queued URLs")
-    parser.add_argument("--scale-links", type=int, default=1000, help="links per page in --scale")
+    parser.add_argument("--scale-links", type=int, default=100, help="links per page in --scale")
+    parser.add_argument(
+        "--scale-targets", default=SCALE_TARGETS, help="queued-URL counts to measure in --scale"
+    )
     args = parser.parse_args(argv)
+    try:
+        args.scale_targets = [int(n) for n in args.scale_targets.split(",")]
+    except ValueError:
+        parser.error("--scale-targets takes comma-separated numbers, e.g. 100000,1000000")
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = sorted(set(args.only) - set(CONTENDERS))
+    unknown = sorted(set(args.only) - set(NAMES))
     if unknown or not args.only:
-        parser.error(f"--only takes some of {','.join(CONTENDERS)}, not {unknown or 'nothing'}")
+        parser.error(f"--only takes some of {','.join(NAMES)}, not {unknown or 'nothing'}")
     if args.pages < args.hosts or args.runs < 1 or args.hosts < 1:
         parser.error("need --runs >= 1, --hosts >= 1 and at least one page per host")
     return args
@@ -336,12 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     interrupt_on_sigterm()
     try:
-        chosen = contenders([name for name in CONTENDERS if name in args.only])
+        chosen = contenders([name for name in NAMES if name in args.only])
         names = [c.name for c in chosen]
         if args.scale:
             results = scale(args, chosen)
             print("\n" + scale_table(results))
-            saved = _save("scale", [{"target": t, **_row(r)} for t, r in results], args)
+            rows = [{"target": r.target, "queued": r.queued, **_row(r.run)} for r in results]
+            saved = _save("scale", rows, args)
         else:
             runs = throughput(args, chosen)
             print("\n" + throughput_table(runs, names))

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import scrapy
-from scrapy.http import Response
+from scrapy.http import Response, TextResponse
 
 
 def _slot(url: str) -> dict[str, str]:
@@ -32,8 +32,9 @@ class CatalogueSpider(scrapy.Spider):
     """Items from every ``div.product``; follows every ``a[href]``."""
 
     name = "catalogue"
-    start_urls = [u for u in os.environ.get("BENCH_START_URLS", "").split(",") if u]
-    custom_settings = {  # noqa: RUF012 - Scrapy's own spelling of per-spider settings
+    start_urls = [u for u in os.environ.get("BENCH_START_URLS", "").split(",") if u]  # noqa: RUF012
+    # Scrapy declares both as plain (not ClassVar) attributes that spiders override.
+    custom_settings = {  # noqa: RUF012
         "CONCURRENT_REQUESTS": 64,
         "CONCURRENT_REQUESTS_PER_DOMAIN": 16,
         "CONCURRENT_REQUESTS_PER_IP": 0,
@@ -52,6 +53,8 @@ class CatalogueSpider(scrapy.Spider):
             yield scrapy.Request(url, callback=self.parse, meta=_slot(url))
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[dict[str, Any] | scrapy.Request]:
+        if not isinstance(response, TextResponse):
+            return
         for node in response.css("div.product"):
             yield {
                 "title": node.css("h2.title::text").get(),

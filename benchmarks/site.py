@@ -8,8 +8,8 @@ crawl finds: pages (200 responses), items, 404 URLs linked, and the start URLs.
 
 ``--endless`` writes the scale-run site instead: one server-side-include template per host that
 every ``/e/*.html`` URL serves, whose ``--links-per-page`` links are new URLs on every response
-(nginx's ``$request_id``), so a crawl's frontier grows by that many URLs per page fetched,
-whatever order the crawler fetches in.
+(each SSI echo of nginx's ``$request_id`` is a fresh random id), so a crawl's frontier grows by
+that many URLs per page fetched, whatever order the crawler fetches in.
 """
 
 from __future__ import annotations
@@ -23,23 +23,29 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BASE_PORT = 18080
-DEFAULT_ENDLESS_LINKS = 1000
+DEFAULT_ENDLESS_LINKS = 100
 # The nav menu links the first pages of each host, like category landing pages.
 _NAV_PAGES = 12
 
+# fmt: off
 _ADJECTIVES = (
-    "Sturdy Compact Vintage Modern Classic Deluxe Rustic Elegant Portable Quiet Bright Smart "
-    "Handmade Organic Premium Foldable Wireless Ergonomic Durable Lightweight"
-).split()
+    "Sturdy", "Compact", "Vintage", "Modern", "Classic", "Deluxe", "Rustic", "Elegant",
+    "Portable", "Quiet", "Bright", "Smart", "Handmade", "Organic", "Premium", "Foldable",
+    "Wireless", "Ergonomic", "Durable", "Lightweight",
+)
 _NOUNS = (
-    "Lamp Chair Kettle Backpack Blender Desk Mirror Speaker Jacket Teapot Clock Rug Bottle "
-    "Notebook Pillow Drill Headphones Umbrella Skillet Toaster"
-).split()
+    "Lamp", "Chair", "Kettle", "Backpack", "Blender", "Desk", "Mirror", "Speaker", "Jacket",
+    "Teapot", "Clock", "Rug", "Bottle", "Notebook", "Pillow", "Drill", "Headphones", "Umbrella",
+    "Skillet", "Toaster",
+)
 _WORDS = (
-    "quality design everyday material finish comfortable easy clean warranty shipping durable "
-    "colour size fits home office kitchen garden travel gift perfect includes crafted steel "
-    "cotton wood glass recycled packaging reliable tested smooth compact storage simple"
-).split()
+    "quality", "design", "everyday", "material", "finish", "comfortable", "easy", "clean",
+    "warranty", "shipping", "durable", "colour", "size", "fits", "home", "office", "kitchen",
+    "garden", "travel", "gift", "perfect", "includes", "crafted", "steel", "cotton", "wood",
+    "glass", "recycled", "packaging", "reliable", "tested", "smooth", "compact", "storage",
+    "simple",
+)
+# fmt: on
 
 _HEAD = """<!DOCTYPE html>
 <html lang="en">
@@ -63,7 +69,7 @@ main{{max-width:1100px;margin:0 auto;padding:16px}}
 gtag("js",new Date());gtag("config","BENCH-0000");</script>
 </head>
 <body id="top">
-<header><a class="logo" href="/p/0.html">Benchmark Store</a>
+<header><a class="logo" href="{home}">Benchmark Store</a>
 <form class="search" action="/search" method="get"><input name="q" placeholder="Search"></form>
 </header>
 """
@@ -204,7 +210,7 @@ def render_page(spec: SiteSpec, rng: random.Random, page: Page, first_sku: int) 
     """One catalogue page; ``page`` collects its link targets as a side effect."""
     w = _PageWriter(spec, rng, page)
     total_links = spec.links_per_page or rng.randint(30, 60)
-    head = _HEAD.format(title=f"Page {page.id}")
+    head = _HEAD.format(title=f"Page {page.id}", home="/p/0.html")
     nav = _nav(w) + _crumbs(w)
     products = "".join(_product(w, first_sku + i) for i in range(rng.randint(10, 20)))
     # The "next" and the two child links make every page reachable from page 0.
@@ -275,13 +281,15 @@ def generate(spec: SiteSpec, outdir: Path) -> dict[str, Any]:
     return expected
 
 
-def generate_endless(hosts: int, links_per_page: int, base_port: int, outdir: Path) -> dict[str, Any]:
+def generate_endless(
+    hosts: int, links_per_page: int, base_port: int, outdir: Path
+) -> dict[str, Any]:
     """Write the scale-run site: a template per host whose links are fresh on every response."""
-    # One SSI echo per link: nginx's $request_id is constant within a response, unique across them.
+    # SSI gives every echo of $request_id a fresh random id; the index suffix is belt and braces.
     link = '<li><a href="/e/<!--# echo var="request_id" -->-{i}.html">Listing {i}</a></li>'
     body = "".join(link.format(i=i) for i in range(links_per_page))
     html = (
-        _HEAD.format(title="Listing")
+        _HEAD.format(title="Listing", home="/e/start.html")
         + f'<main><h1>Listing</h1><ul class="listing">{body}</ul></main>\n'
         + _FOOTER.format(links="")
     )
@@ -300,7 +308,9 @@ def generate_endless(hosts: int, links_per_page: int, base_port: int, outdir: Pa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--pages", type=int, default=3000)
     parser.add_argument("--hosts", type=int, default=4)

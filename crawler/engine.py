@@ -174,6 +174,7 @@ class Engine:
             flushed = await self.frontier.flush()
             self.stats.duplicates_filtered += flushed.duplicates
             self.queued += flushed.added
+            self.stats.queued = self.queued
             if flushed.added:
                 self.scheduler.hosts_added(flushed.hosts)
             if self.exporter is not None and flushed.items:

@@ -51,8 +51,9 @@ class Spider:
         for url in self.start_urls:
             yield Request(url)
 
-    async def parse(self, response: Response) -> Any:
-        """The default callback."""
+    def parse(self, response: Response) -> Any:
+        """The default callback; override it as ``async def parse(self, response)``, usually an
+        async generator. (Declared plain so that any callback shape type-checks as an override.)"""
         raise NotImplementedError(f"{type(self).__name__} has no parse() method")
 
     def __repr__(self) -> str:

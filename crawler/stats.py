@@ -42,6 +42,7 @@ class Stats:
     max_pages_filtered: int = 0
     bad_urls: int = 0
     bytes_received: int = 0
+    queued: int = 0
     elapsed_s: float = 0.0
     status_counts: Counter[str] = field(default_factory=Counter)
     failure_reasons: Counter[str] = field(default_factory=Counter)
