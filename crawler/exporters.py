@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
-
+from crawler import jsondata
 from crawler.errors import ConfigError
 
 
@@ -125,7 +124,7 @@ class CsvExporter(FeedExporter):
             self.fields = next(csv.reader([header]), None)
 
     def _frame(self, data: bytes) -> bytes:
-        item: dict[str, Any] = orjson.loads(data)
+        item: dict[str, Any] = jsondata.loads(data)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         if self.fields is None:
@@ -139,7 +138,7 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
+        return jsondata.dumps(value).decode()
     return value
 
 

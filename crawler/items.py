@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
+from crawler import jsondata
 from crawler.errors import DropItem
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def to_json(item: object, model: type[BaseModel] | None) -> bytes:
         if isinstance(item, BaseModel):
             return item.model_dump_json().encode()
         if isinstance(item, dict):
-            return orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS)
+            return jsondata.dumps(item, any_keys=True)
     except (TypeError, ValueError) as exc:
         raise DropItem(f"item is not JSON data ({exc})") from None
     raise DropItem(f"a pipeline returned {type(item).__name__}, not an item")

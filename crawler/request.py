@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
-
+from crawler import jsondata
 from crawler.errors import SpiderError
 from crawler.urls import fingerprint, host_of
 
@@ -133,7 +132,7 @@ class Request:
         if self._record is not None:
             return self._record
         try:
-            extra = orjson.dumps(
+            extra = jsondata.dumps(
                 {"meta": self.meta, "cb_kwargs": self.cb_kwargs, "headers": self.headers}
             )
         except TypeError as exc:
@@ -156,7 +155,7 @@ class Request:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Request:
-        extra = orjson.loads(record["extra"])
+        extra = jsondata.loads(record["extra"])
         request = cls(
             record["url"],
             record["callback"],
@@ -189,7 +188,7 @@ def _encode_body(
         return urlencode(data, doseq=True).encode()
     if json is not None:
         _default_content_type(headers, "application/json")
-        return orjson.dumps(json)
+        return jsondata.dumps(json)
     if isinstance(body, str):
         return body.encode()
     return body or b""

@@ -10,9 +10,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-import orjson
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from crawler import jsondata
 from crawler.request import Callback, Request
 from crawler.urls import is_http, join_url
 
@@ -102,7 +102,7 @@ class Response:
         return body.decode(self.encoding, errors="replace")
 
     def json(self) -> Any:
-        return orjson.loads(self.body)
+        return jsondata.loads(self.body)
 
     @cached_property
     def tree(self) -> LexborHTMLParser:

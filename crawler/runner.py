@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from crawler import jsondata
 from crawler.engine import Engine
 from crawler.errors import ConfigError
 from crawler.exporters import FeedExporter, exporter_for
@@ -114,7 +113,7 @@ async def run(job: CrawlJob) -> CrawlResult:
                 exporter.close()
     stats.tick()
     if job.stats is not None:
-        job.stats.write_bytes(orjson.dumps(stats.to_dict(), option=orjson.OPT_INDENT_2))
+        job.stats.write_bytes(jsondata.dumps(stats.to_dict(), indent=True))
     return CrawlResult(stats, stopped, job.state)
 
 

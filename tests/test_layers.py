@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "crawler.errors": 0,
     "crawler.urls": 0,
     "crawler.dedup": 0,
+    "crawler.jsondata": 0,
     # models
     "crawler.request": 1,
     "crawler.settings": 1,
@@ -77,6 +78,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "protego": {"crawler.robots"},
     "pydantic_settings": {"crawler.settings"},
     "aiohttp": {"crawler.transport"},
+    "orjson": {"crawler.jsondata"},
 }
 
 PUBLIC_API = [

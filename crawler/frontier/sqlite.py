@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import orjson
 
+from crawler import jsondata
 from crawler.dedup import RecentSet
 from crawler.errors import StateError
 from crawler.frontier import Counts, Flushed, Outcome, RobotsRecord
@@ -109,7 +109,7 @@ class SqliteFrontier:
             await self.close()
             raise
         stats = meta.get("stats")
-        return dict(orjson.loads(stats)) if stats else {}
+        return dict(jsondata.loads(stats)) if stats else {}
 
     async def _rows(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
         async with self._lock:
@@ -163,10 +163,10 @@ class SqliteFrontier:
         self._robots[host] = record
 
     def save_stats(self, stats: dict[str, Any]) -> None:
-        self._meta["stats"] = orjson.dumps(stats)
+        self._meta["stats"] = jsondata.dumps(stats)
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None:
-        self._meta[f"feed:{path}"] = orjson.dumps([last_item, offset])
+        self._meta[f"feed:{path}"] = jsondata.dumps([last_item, offset])
 
     @property
     def pending_writes(self) -> int:
@@ -252,7 +252,7 @@ class SqliteFrontier:
         rows = await self._rows("SELECT value FROM meta WHERE key = ?", (f"feed:{path}",))
         if not rows:
             return 0, 0
-        last, offset = orjson.loads(rows[0][0])
+        last, offset = jsondata.loads(rows[0][0])
         return int(last), int(offset)
 
     async def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]:
