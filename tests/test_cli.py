@@ -69,25 +69,20 @@ def wait_for_lines(path: Path, count: int, process: subprocess.Popen[str]) -> No
     raise AssertionError(f"feed never grew past {count} lines")
 
 
+def slow_crawl(site: TestSite, folder: Path, feed: Path, per_host: int) -> tuple[str, ...]:
+    """Write the slow spider into ``folder``; the arguments of a resumable run of it."""
+    (folder / "slow.py").write_text(SLOW_SPIDER.format(base=site.base()))
+    state = folder / "state.db"
+    return ("run", "slow.py", "-o", str(feed), "--state", str(state), "--no-progress",
+            "-s", "obey_robots=false", "-s", f"per_host_concurrency={per_host}")  # fmt: skip
+
+
 @pytest.mark.slow
 def test_sigkill_mid_crawl_then_resume_gives_every_item_once(
     site: TestSite, tmp_path: Path
 ) -> None:
-    (tmp_path / "slow.py").write_text(SLOW_SPIDER.format(base=site.base()))
-    feed, state = tmp_path / "items.jsonl", tmp_path / "state.db"
-    args = (
-        "run",
-        "slow.py",
-        "-o",
-        str(feed),
-        "--state",
-        str(state),
-        "--no-progress",
-        "-s",
-        "obey_robots=false",
-        "-s",
-        "per_host_concurrency=3",
-    )
+    feed = tmp_path / "items.jsonl"
+    args = slow_crawl(site, tmp_path, feed, per_host=3)
     for _ in range(3):
         process = start(*args, cwd=tmp_path)
         wait_for_lines(feed, lines(feed), process)
@@ -102,21 +97,8 @@ def test_sigkill_mid_crawl_then_resume_gives_every_item_once(
 
 @pytest.mark.slow
 def test_sigint_finishes_in_flight_requests_and_resumes(site: TestSite, tmp_path: Path) -> None:
-    (tmp_path / "slow.py").write_text(SLOW_SPIDER.format(base=site.base()))
-    feed, state = tmp_path / "items.json", tmp_path / "state.db"
-    args = (
-        "run",
-        "slow.py",
-        "-o",
-        str(feed),
-        "--state",
-        str(state),
-        "--no-progress",
-        "-s",
-        "obey_robots=false",
-        "-s",
-        "per_host_concurrency=1",
-    )
+    feed = tmp_path / "items.json"
+    args = slow_crawl(site, tmp_path, feed, per_host=1)
     process = start(*args, cwd=tmp_path)
     wait_for_lines(feed, 5, process)
     process.send_signal(signal.SIGINT)

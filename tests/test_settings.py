@@ -184,3 +184,13 @@ def test_parse_overrides_errors(pair: str) -> None:
     ) as caught:
         parse_overrides(["ok=1", pair])
     assert repr(pair) in str(caught.value)
+
+
+def test_shipped_config_file_and_readme_match_the_model() -> None:
+    """config/crawler.toml holds the defaults, and the README's table names every setting."""
+    root = Path(__file__).resolve().parent.parent
+    shipped = read_config_file(root / "config" / "crawler.toml")
+    defaults = Settings().model_dump()
+    assert {k: defaults[k] for k in shipped} == shipped
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert [name for name in Settings.model_fields if f"| `{name}` |" not in readme] == []
