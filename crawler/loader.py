@@ -38,10 +38,7 @@ def _import(path: Path) -> ModuleType:
         raise SpiderLoadError(f"cannot read {path}: {exc.strerror}") from None
     except Exception as exc:
         del sys.modules[module_name]
-        line = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else ""
-        raise SpiderLoadError(
-            f"{path} does not import: {type(exc).__name__}: {exc}{line}"
-        ) from None
+        raise SpiderLoadError(f"{path} does not import: {type(exc).__name__}: {exc}") from None
     return module
 
 
@@ -58,8 +55,11 @@ def spiders_in(path: Path) -> list[Found]:
     ]
 
 
-def discover(folder: Path = DEFAULT_SPIDERS_DIR) -> list[Found]:
-    """Every spider in a folder; files that do not import are reported and skipped."""
+def discover(
+    folder: Path = DEFAULT_SPIDERS_DIR, broken: list[SpiderLoadError] | None = None
+) -> list[Found]:
+    """Every spider in a folder. Files that do not import are skipped, and collected in
+    ``broken`` when given (logged otherwise)."""
     found: list[Found] = []
     if not folder.is_dir():
         return found
@@ -69,7 +69,10 @@ def discover(folder: Path = DEFAULT_SPIDERS_DIR) -> list[Found]:
         try:
             found.extend(spiders_in(path))
         except SpiderLoadError as exc:
-            log.warning("%s", exc)
+            if broken is None:
+                log.warning("%s", exc)
+            else:
+                broken.append(exc)
     return found
 
 
@@ -84,9 +87,12 @@ def load(target: str, folder: Path = DEFAULT_SPIDERS_DIR) -> type[Spider]:
             names = ", ".join(f.name for f in found) or "none"
             raise SpiderLoadError(f"{target} must define exactly one named Spider (found: {names})")
         return found[0].spider
-    spiders = discover(folder)
+    broken: list[SpiderLoadError] = []
+    spiders = discover(folder, broken)
     for candidate in spiders:
         if candidate.name == target:
             return candidate.spider
+    if broken:
+        raise broken[0]  # the spider may well be in the file that does not import
     known = ", ".join(sorted(f.name for f in spiders)) or f"none in {folder}/"
     raise SpiderLoadError(f"unknown spider {target!r} (known: {known})")

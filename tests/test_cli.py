@@ -226,3 +226,16 @@ def test_new_then_list_then_fetch(site: TestSite, tmp_path: Path) -> None:
     urls = {json.loads(line)["url"] for line in (tmp_path / "out.jsonl").read_text().splitlines()}
     assert urls == {site.url(f"/paged?page={n}") for n in range(1, 6)}
     assert os.path.exists(tmp_path / "spiders" / "paged.py")
+
+
+def test_a_spider_file_that_does_not_import_is_named(tmp_path: Path) -> None:
+    (tmp_path / "spiders").mkdir()
+    (tmp_path / "spiders" / "broken.py").write_text(
+        "from crawler import Spider\n\nclass B(Spider):\n    name = 'broken'\n"
+        "    async def parse(self, response):\n        yield from []\n"
+    )
+    result = crawler("run", "broken", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "broken.py does not import: SyntaxError" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
