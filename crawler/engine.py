@@ -69,7 +69,6 @@ class Engine:
         self.scope = Scope(spider.allowed_domains, settings.max_depth)
         self.retry = retry.RetryPolicy(settings)
         self.scheduler = Scheduler(frontier, settings, flush=self.flush)
-        self.queued = 0
         self._recent_urls = RecentSet(RECENT_URLS)
         self._robots: dict[str, RobotsRules] = {}
         self._robots_locks: dict[str, asyncio.Lock] = {}
@@ -79,7 +78,7 @@ class Engine:
         self._requests_before = stats.requests_total
 
     def __repr__(self) -> str:
-        return f"<Engine spider={self.spider.name!r} queued={self.queued} {self.scheduler!r}>"
+        return f"<Engine spider={self.spider.name!r} queued={self.stats.queued} {self.scheduler!r}>"
 
     def stop(self) -> None:
         """Stop scheduling; requests in flight finish and are saved."""
@@ -87,7 +86,7 @@ class Engine:
 
     async def run(self) -> None:
         counts = await self.frontier.counts()
-        self.queued = counts.queued
+        self.stats.queued = counts.queued
         await self._seed()
         await self.scheduler.start(dispatched_before=counts.done + counts.failed)
         try:
@@ -165,7 +164,7 @@ class Engine:
             if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
                 await self.flush()
             if self.progress is not None:
-                self.progress.update(self.queued, self.scheduler.in_flight)
+                self.progress.update(self.stats.queued, self.scheduler.in_flight)
 
     async def flush(self) -> None:
         """Commit what is buffered, then append the committed items to the feed."""
@@ -175,8 +174,7 @@ class Engine:
             self.frontier.save_stats(self.stats.to_dict())
             flushed = await self.frontier.flush()
             self.stats.duplicates_filtered += flushed.duplicates
-            self.queued += flushed.added
-            self.stats.queued = self.queued
+            self.stats.queued += flushed.added
             if flushed.added:
                 self.scheduler.hosts_added(flushed.hosts)
             if self.exporter is not None and flushed.items:
@@ -191,7 +189,7 @@ class Engine:
             return  # left in flight: the next run re-queues it
         finally:
             self.scheduler.done(request)
-        self.queued -= 1
+        self.stats.queued -= 1
         self.frontier.complete(outcome)
         if self.frontier.pending_writes >= FLUSH_EVERY:
             await self.flush()

@@ -47,6 +47,7 @@ class Scheduler:
         self.stopping = False
         self.lease_size = max(32, 4 * settings.per_host_concurrency)
         self.max_buffered = max(1024, 8 * settings.concurrency)
+        self.buffered = 0  # leased requests waiting in the slots' buffers
 
     def __repr__(self) -> str:
         return (
@@ -54,10 +55,6 @@ class Scheduler:
             f" in_flight={self.in_flight} hosts={len(self.slots)} buffered={self.buffered}"
             f" backlog={len(self._backlog)}>"
         )
-
-    @property
-    def buffered(self) -> int:
-        return sum(len(slot.queue) for slot in self.slots.values())
 
     async def start(self, dispatched_before: int = 0) -> None:
         self.dispatched = dispatched_before
@@ -136,6 +133,7 @@ class Scheduler:
 
     def _dispatch(self, slot: HostSlot, now: float) -> Request:
         request = slot.take(now)
+        self.buffered -= 1
         self.active += 1
         self.in_flight += 1
         self.dispatched += 1
@@ -170,6 +168,7 @@ class Scheduler:
             leased = await self.frontier.lease(host, want)
             for request in leased:
                 slot.push(request)
+            self.buffered += len(leased)
             budget -= len(leased)
             if len(leased) < want:
                 self._backlog.discard(host)
