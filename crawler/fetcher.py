@@ -29,10 +29,15 @@ from crawler.settings import Settings
 from crawler.transport import AiohttpTransport
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
+BeforeSend = Callable[[str], Awaitable[None]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 async def _allow_every_hop(url: str) -> SkipReason | None:
+    return None
+
+
+async def _send_at_once(url: str) -> None:
     return None
 
 
@@ -100,15 +105,21 @@ class Fetcher:
         await self.client.aclose()
 
     async def fetch(
-        self, request: Request, hop_check: HopCheck = _allow_every_hop
+        self,
+        request: Request,
+        hop_check: HopCheck = _allow_every_hop,
+        before_send: BeforeSend = _send_at_once,
     ) -> Response | SkipReason:
         """The response to ``request`` (any status), or why a redirect hop was not followed.
 
-        Raises TransientError for failures worth retrying, FetchError for the others.
+        ``hop_check(url)`` vets each redirect target; ``before_send(url)`` is awaited before every
+        request goes on the wire (the scheduler's politeness turn). Raises TransientError for
+        failures worth retrying, FetchError for the others.
         """
         url, method, body = request.url, request.method, request.body
         started = time.monotonic()
         for hop in range(self.settings.max_redirects + 1):
+            await before_send(url)
             status, headers, content = await self._send(method, url, request.headers, body)
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):

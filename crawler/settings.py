@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     max_depth: int | None = Field(None, ge=0, description="links deeper than this are skipped")
     max_pages: int | None = Field(None, ge=1, description="stop after this many pages")
     user_agent: str = Field("crawler/0.1", min_length=1, description="User-Agent header")
+    robots_user_agent: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_-]+$",
+        description="robots.txt group name to obey; default: user_agent up to its first / or space",
+    )
     max_response_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="decoded body size cap; larger pages fail"
     )

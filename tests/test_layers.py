@@ -43,6 +43,8 @@ LAYERS: dict[str, int] = {
     "crawler.sandbox": 3,
     "crawler.loader": 3,
     # the crawl
+    "crawler.admission": 4,
+    "crawler.robots_cache": 4,
     "crawler.scheduler": 4,
     "crawler.engine": 5,
     "crawler.runner": 6,
