@@ -127,9 +127,9 @@ class Engine:
         self.frontier.add(batch)
         await self.flush()
 
-    def _accept(self, request: Request, parent: Request | None) -> Request | None:
-        """Admission of one new request (see ``Admission.admit``)."""
-        return self.admission.admit(request, parent)
+    def _accept(self, request: Request, parent: Request | None) -> bool:
+        """Whether a new request is admitted (see ``Admission.admit``, which the engine uses)."""
+        return self.admission.admit(request, parent) is not None
 
     async def _tick(self) -> None:
         while not self._finished.is_set():
