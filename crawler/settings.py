@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     http_transport: Literal["aiohttp", "httpcore"] = Field(
         "aiohttp", description="connections under httpx: aiohttp (fast) or httpcore (stock)"
     )
+    csv_escape_formulas: bool = Field(
+        True, description="prefix CSV cells that start with = + - @ tab or CR with '"
+    )
     log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
     progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")
 

@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "crawler.urls": 0,
     "crawler.dedup": 0,
     "crawler.jsondata": 0,
+    "crawler.logs": 0,
     # models
     "crawler.request": 1,
     "crawler.settings": 1,
