@@ -22,10 +22,10 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _LABEL = r"(?!xn--)[a-z0-9-]+"
 _STANDARD = re.compile(
-    rf"(?P<scheme>https?)://(?P<host>(?:{_OCTET}\.){{3}}{_OCTET}|(?:{_LABEL}\.)*(?=[a-z]){_LABEL})"
-    r"(?::(?P<port>[1-9][0-9]{0,4}))?"
-    r"(?P<path>/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)"
-    r"(?P<query>\?[A-Za-z0-9._~!$&()*+,;=:@/?%-]*)?"
+    rf"(https?)://((?:{_OCTET}\.){{3}}{_OCTET}|(?:{_LABEL}\.)*(?=[a-z]){_LABEL})"  # scheme, host
+    r"(?::([1-9][0-9]{0,4}))?"  # port
+    r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)"  # path
+    r"(\?[A-Za-z0-9._~!$&()*+,;=:@/?%-]*)?"  # query
     r"(?:#[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?"
 )
 # A relative link of the same characters, with no scheme (no ":" in its path) and no host
@@ -211,14 +211,15 @@ def _read_standard(url: str) -> _Http | None:
     match = _STANDARD.fullmatch(url)
     if match is None:
         return None
-    host, port, path, query = match.group("host", "port", "path", "query")
-    if port is not None and (int(port) > 65535 or port == _DEFAULT_PORTS[match["scheme"]]):
+    scheme, host, port, path, query = match.groups()
+    if port is not None and (port == _DEFAULT_PORTS[scheme] or (len(port) == 5 and port > "65535")):
         return None
     if "/." in path and any(s in (".", "..") for s in path.split("/")):
         return None
-    head = url[: match.end("path")]
+    end = match.end(4)
+    head = url if end == len(url) else url[:end]
     canonical = head + _canonical_query(query) if query else head
-    return canonical, f"{host}:{port}" if port else host, host, True
+    return canonical, host + ":" + port if port else host, host, True
 
 
 def _read_parsed(url: str) -> _Http | None:
