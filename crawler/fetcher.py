@@ -11,7 +11,6 @@ import asyncio
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from urllib.parse import urljoin
 
 import httpx
 
@@ -27,6 +26,7 @@ from crawler.request import Request
 from crawler.response import Response
 from crawler.settings import Settings
 from crawler.transport import AiohttpTransport
+from crawler.urls import join_url
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
 BeforeSend = Callable[[str], Awaitable[None]]
@@ -127,7 +127,7 @@ class Fetcher:
                 return Response(url, status, headers, content, request=request, elapsed=elapsed)
             if hop == self.settings.max_redirects:
                 break
-            url = urljoin(url, location.strip())
+            url = join_url(url, location)
             if (skip := await hop_check(url)) is not None:
                 return skip
             if status == 303 or (status in (301, 302) and method == "POST"):

@@ -278,6 +278,30 @@ def base_href(req: Incoming) -> Reply:
     )
 
 
+# Pages of /spellings/ and the links its index holds to each, in the spellings browsers read as
+# one URL: a tab or newline inside, backslashes, dot segments ("%2e" too), escape case, an IPv4
+# number form and an upper-case scheme. The crawl should fetch each page once.
+SPELLINGS = {
+    "page-1": ["pa\tge-1", "page\n-1", "page-1"],
+    "page-2": ["\\spellings\\page-2", "page-2"],
+    "page-3": ["x/../page-3", "./%2e/page-3", "/spellings/./page-3"],
+    "page-~4": ["page-%7E4", "page-%7e4", "page-~4"],
+    "page-5": [
+        "http://0x7f.1:{port}/spellings/page-5",
+        "HTTP://127.0.0.1:{port}/spellings/page-5#x",
+    ],
+}
+
+
+def spellings(req: Incoming) -> Reply:
+    if not req.rest:
+        port = req.headers["host"].rpartition(":")[2]
+        links = [link.format(port=port) for hrefs in SPELLINGS.values() for link in hrefs]
+        return page("spellings", anchors(links))
+    name = req.rest.replace("%7E", "~").replace("%7e", "~")
+    return page(name, f"<p>{name}</p>") if name in SPELLINGS else not_found()
+
+
 def echo(req: Incoming) -> Reply:
     body = req.body.decode(errors="replace")
     seen = {"method": req.method, "path": req.path, "headers": req.headers, "body": body}
@@ -308,6 +332,7 @@ ROUTES: dict[str, Route] = {
     "/json": json_page,
     "/base-href": base_href,
     "/echo": echo,
+    "/spellings": spellings,
 }
 
 

@@ -82,6 +82,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "pydantic_settings": {"crawler.settings"},
     "aiohttp": {"crawler.transport"},
     "orjson": {"crawler.jsondata"},
+    "ada_url": {"crawler.urls"},
 }
 
 PUBLIC_API = [
