@@ -3,7 +3,8 @@ requests through aiohttp's connection pool and C HTTP parser.
 
 httpx keeps its API (the client, requests, responses, headers, errors); only the sockets and the
 HTTP/1.1 parsing are aiohttp's. Stock httpcore scans every pooled connection on each request,
-which makes it the largest cost of a busy crawl; aiohttp's pool does not.
+which makes it the largest cost of a busy crawl; aiohttp's pool does not. One request handed to
+this transport is one request on the wire: retrying is the fetcher's decision, never aiohttp's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,29 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
+
+
+class _Unanswered(aiohttp.ClientConnectionError):
+    """The connection closed before a response began; raised instead of letting aiohttp resend."""
+
+
+async def _send_once(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """A client middleware that stops aiohttp's hidden second try of an idempotent request.
+
+    ``ClientSession`` sends a GET again, once, when its connection drops before the response
+    (RFC 9112 allows it), so a server that hangs up would see each attempt twice and
+    ``max_retries`` would not bound what it sees. That resend happens around the middleware
+    chain and only for ``ClientOSError`` and ``ServerDisconnectedError``: any other error
+    raised here propagates as it is.
+    """
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise  # could not connect: nothing was sent, and aiohttp does not resend these
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        raise _Unanswered(str(exc) or type(exc).__name__) from exc
 
 
 class _Body(httpx.AsyncByteStream):
@@ -61,6 +85,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
             timeout=aiohttp.ClientTimeout(total=None),  # the fetcher times whole requests
+            middlewares=(_send_once,),
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -78,7 +103,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        except (_Unanswered, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
         except aiohttp.InvalidURL as exc:
             raise httpx.InvalidURL(str(exc)) from exc
