@@ -38,6 +38,27 @@ async def _send_once(
         raise _Unanswered(str(exc) or type(exc).__name__) from exc
 
 
+# Most specific first: the first class that matches names the httpx error.
+_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # a response we cannot parse
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (_Unanswered, httpx.ReadError),
+    (aiohttp.ServerDisconnectedError, httpx.ReadError),
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (TimeoutError, httpx.TimeoutException),
+    (aiohttp.ClientError, httpx.NetworkError),
+)
+
+
+def _translate(exc: Exception, request: httpx.Request | None = None) -> httpx.TransportError:
+    """The httpx exception the fetcher expects for an aiohttp failure."""
+    kind = next(kind for cause, kind in _ERRORS if isinstance(exc, cause))
+    return kind(str(exc) or type(exc).__name__, request=request)
+
+
 class _Body(httpx.AsyncByteStream):
     """An aiohttp response body as httpx reads it: raw bytes, still content-encoded."""
 
@@ -48,10 +69,8 @@ class _Body(httpx.AsyncByteStream):
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
         except aiohttp.ClientError as exc:
-            raise httpx.NetworkError(str(exc) or type(exc).__name__) from exc
+            raise _translate(exc) from exc
 
     async def aclose(self) -> None:
         self._response.release()
@@ -60,17 +79,22 @@ class _Body(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=AiohttpTransport(max_connections=64))``.
 
-    The session is made on first use, inside the running event loop.
+    ``proxy="http://user:password@proxy:3128"`` sends every request through an HTTP proxy (a
+    CONNECT tunnel for https). The session is made on first use, inside the running event loop.
     """
 
-    def __init__(self, *, max_connections: int, keepalive_expiry: float = 30.0) -> None:
+    def __init__(
+        self, *, max_connections: int, keepalive_expiry: float = 30.0, proxy: str | None = None
+    ) -> None:
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
+        self.proxy = proxy
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._session is not None else "idle"
-        return f"<AiohttpTransport {state} max_connections={self.max_connections}>"
+        via = f" via {self.proxy.rpartition('@')[2]}" if self.proxy else ""  # no credentials
+        return f"<AiohttpTransport {state} max_connections={self.max_connections}{via}>"
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -86,6 +110,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
             timeout=aiohttp.ClientTimeout(total=None),  # the fetcher times whole requests
             middlewares=(_send_once,),
+            proxy=self.proxy,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -101,16 +126,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 compress=None,
             )
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except (_Unanswered, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
         except aiohttp.InvalidURL as exc:
             raise httpx.InvalidURL(str(exc)) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.NetworkError(str(exc) or type(exc).__name__, request=request) from exc
-        except TimeoutError as exc:
-            raise httpx.TimeoutException(str(exc), request=request) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _translate(exc, request) from exc
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,

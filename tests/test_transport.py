@@ -4,10 +4,12 @@ wire, raw bodies, headers as given, and failures as httpx exceptions."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 import trustme
 
 from crawler import Response, Spider
-from crawler.errors import TransientError
+from crawler.errors import FetchError, TransientError
 from crawler.fetcher import Fetcher
 from crawler.request import Request
 from crawler.settings import Settings
@@ -165,12 +167,81 @@ def _closed_port() -> int:
     return port
 
 
-async def test_failures_map_to_httpx_exceptions(site: TestSite, client: httpx.AsyncClient) -> None:
+class RawServer:
+    """A loopback server that answers each connection's first request with fixed bytes, then
+    closes it; it keeps the request heads it read."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.heads: list[str] = []
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            self.heads.append((await reader.readuntil(b"\r\n\r\n")).decode("latin-1"))
+            writer.write(self.answer)
+            await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[bytes], Awaitable[RawServer]]]:
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(answer: bytes) -> RawServer:
+            raw = RawServer(answer)
+            server = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
+            await stack.enter_async_context(server)
+            raw.port = server.sockets[0].getsockname()[1]
+            return raw
+
+        yield start
+
+
+async def test_failures_map_to_httpx_exceptions(
+    site: TestSite, client: httpx.AsyncClient, raw_server: Callable[[bytes], Awaitable[RawServer]]
+) -> None:
+    garbled = await raw_server(b"HTTP/1.1 abc\r\n\r\n")
     with pytest.raises(httpx.ConnectError):
         await client.get(f"http://127.0.0.1:{_closed_port()}/")
     with pytest.raises(httpx.ReadError):
         await client.get(site.url("/hang-up/c"))
     assert site.hits("/hang-up/c") == 1
+    with pytest.raises(httpx.RemoteProtocolError):
+        await client.get(f"http://127.0.0.1:{garbled.port}/")
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await client.get("ftp://127.0.0.1/")
+
+
+async def test_a_garbled_response_is_transient_and_a_non_http_url_is_not(
+    fetcher: Fetcher, raw_server: Callable[[bytes], Awaitable[RawServer]]
+) -> None:
+    garbled = await raw_server(b"HTTP/1.1 abc\r\n\r\n")
+    with pytest.raises(TransientError, match="RemoteProtocolError"):
+        await fetcher.fetch(Request(f"http://127.0.0.1:{garbled.port}/"))
+    with pytest.raises(FetchError, match="unsupported URL") as failed:
+        await fetcher.fetch(Request("ftp://127.0.0.1/"))
+    assert not isinstance(failed.value, TransientError)
+
+
+async def test_a_proxy_with_credentials_gets_every_request(
+    raw_server: Callable[[bytes], Awaitable[RawServer]],
+) -> None:
+    proxy = await raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nvia proxy")
+    transport = AiohttpTransport(
+        max_connections=2, proxy=f"http://me:s3cret@127.0.0.1:{proxy.port}"
+    )
+    assert "s3cret" not in repr(transport)
+    target = "http://127.0.0.9:1/page"  # never connected to: the proxy answers for it
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.get(target, headers={"X-Kept": "yes"})
+
+    assert response.text == "via proxy"
+    [head] = proxy.heads
+    lines = head.split("\r\n")
+    assert lines[0] == f"GET {target} HTTP/1.1"
+    assert f"Proxy-Authorization: Basic {base64.b64encode(b'me:s3cret').decode()}" in lines
+    assert "X-Kept: yes" in lines
 
 
 @pytest.fixture
