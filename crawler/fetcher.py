@@ -73,20 +73,29 @@ class _BoundedDecoder:
         return out
 
 
+def _transport(settings: Settings) -> httpx.AsyncBaseTransport:
+    """The transport under the client. Neither sends a request twice: each attempt the retry
+    policy makes is one request on the wire, so ``max_retries`` bounds what a server sees."""
+    if settings.http_transport == "aiohttp":
+        return AiohttpTransport(max_connections=settings.concurrency + 8)
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(
+            max_connections=settings.concurrency,
+            max_keepalive_connections=settings.concurrency,
+            keepalive_expiry=30.0,
+        ),
+        trust_env=False,
+        retries=0,  # httpcore's own connect retries: off, as is its default
+    )
+
+
 class Fetcher:
     """Fetches requests through one client whose pool is sized from the settings."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
-        if transport is None and settings.http_transport == "aiohttp":
-            transport = AiohttpTransport(max_connections=settings.concurrency + 8)
         self.client = httpx.AsyncClient(
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=settings.concurrency,
-                max_keepalive_connections=settings.concurrency,
-                keepalive_expiry=30.0,
-            ),
+            transport=transport if transport is not None else _transport(settings),
             timeout=httpx.Timeout(settings.request_timeout),
             follow_redirects=False,
             trust_env=False,
