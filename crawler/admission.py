@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from crawler.dedup import RecentSet
 from crawler.errors import SkipReason, SpiderError
@@ -10,6 +11,7 @@ from crawler.request import Request
 from crawler.scope import Scope
 from crawler.spider import Spider
 from crawler.stats import Stats
+from crawler.urls import standard_url
 
 log = logging.getLogger("crawler.engine")
 
@@ -47,8 +49,8 @@ class Admission:
                 self.stats.skipped(SkipReason.DUPLICATE)
                 return None
         why = self._callback_problem(request)
-        if why is None and parent is not None and request.depth <= parent.depth:
-            request = request.replace(depth=parent.depth + 1)
+        if why is None:
+            request = _settled(request, parent)
         if why is None:
             try:
                 request.to_record()
@@ -73,3 +75,14 @@ class Admission:
         if request.callback_owner not in (None, self.spider):
             return "its callback is a method of another object"
         return None
+
+
+def _settled(request: Request, parent: Request | None) -> Request:
+    """The request as it is stored: its URL spelled as it is sent, one level below its parent."""
+    changes: dict[str, Any] = {}
+    url = standard_url(request.url)
+    if url != request.url:
+        changes["url"] = url
+    if parent is not None and request.depth <= parent.depth:
+        changes["depth"] = parent.depth + 1
+    return request.replace(**changes) if changes else request

@@ -150,6 +150,19 @@ def is_http(url: str) -> bool:
     return _read(url) is not None
 
 
+def standard_url(url: str) -> str:
+    """``url`` as the standard serialises it, which is what the crawler sends; as given if
+    ``is_http`` refuses it.
+
+    >>> standard_url("HTTP://a.test/x/../y\tz")
+    'http://a.test/yz'
+    """
+    parsed = _read(url)
+    if parsed is None or parsed[_IS_STANDARD]:
+        return url
+    return _parse(url) or url
+
+
 def host_of(url: str) -> str:
     """The politeness key of a URL: its host as the standard spells it (lower case, IDNA
     ASCII, IPv4 dotted, IPv6 in brackets), with the port when it is not the default.

@@ -44,6 +44,20 @@ def test_a_child_already_deeper_is_kept_as_it_is() -> None:
     assert admission.admit(child, Request("http://a.test/", depth=1)) is child
 
 
+def test_a_url_is_stored_as_the_standard_spells_it() -> None:
+    admission = _admission()
+    given = Request("HTTP://A.test/x/../p\tq?b=1", depth=2)
+    admitted = admission.admit(given, None)
+    assert admitted is not None
+    assert (admitted.url, admitted.depth, given.url) == (
+        "http://a.test/pq?b=1",
+        2,
+        "HTTP://A.test/x/../p\tq?b=1",
+    )
+    plain = Request("http://a.test/already/standard")
+    assert admission.admit(plain, None) is plain
+
+
 def test_max_depth_applies_to_plain_children() -> None:
     admission = _admission(max_depth=2)
     assert admission.admit(Request("http://a.test/x"), Request("http://a.test/", depth=2)) is None
