@@ -51,11 +51,15 @@ class PageParser:
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        pid = self._worker.pid if self._worker is not None else None
         return (
-            f"<PageParser max_parse_s={self.max_parse_s} worker_pid={pid} "
+            f"<PageParser max_parse_s={self.max_parse_s} worker_pid={self.worker_pid} "
             f"parsed_off_loop={self.parsed_off_loop} over_budget={self.over_budget}>"
         )
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The screening process's id; None until a large page needs it, or after a kill."""
+        return self._worker.pid if self._worker is not None else None
 
     async def prepare(self, response: Response) -> None:
         """Parse a large page's markup off the loop, so that its callback finds it parsed.
@@ -86,30 +90,38 @@ class PageParser:
 
     async def _screen(self, html: bytes, budget: float) -> None:
         async with self._lock:
-            if self._worker is not None and self._worker.returncode is not None:
-                await self._discard(self._worker)  # it died between pages: start another
-            worker = self._worker or await self._start()
-            if worker is None:
-                return
-            try:
-                async with asyncio.timeout(budget):
-                    answer = await self._exchange(worker, html)
-            except TimeoutError:
-                self.over_budget += 1
-                await self._discard(worker)
-                raise ParseBudgetExceeded(
-                    f"HTML takes over max_parse_s={budget}s to parse"
-                ) from None
-            except (asyncio.IncompleteReadError, ConnectionError):
-                await self._discard(worker)
-                raise ParseBudgetExceeded("HTML that makes the parser crash") from None
-            except BaseException:
-                # Cancelled mid-page: the worker is busy with a page nobody waits for.
-                self._kill(worker)
-                raise
-            if answer != PARSED:
-                await self._discard(worker)
-                raise ParseBudgetExceeded(f"the HTML parser answered {answer!r}")
+            # A worker found dead may have died before this page (killed from outside, out of
+            # memory): one fresh worker gets a second try before the page is blamed.
+            for tries_left in (1, 0):
+                worker = self._worker or await self._start()
+                if worker is None:
+                    return
+                try:
+                    await self._screen_in(worker, html, budget)
+                    return
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    await self._discard(worker)
+                    if not tries_left:
+                        raise ParseBudgetExceeded("its HTML makes the parser crash") from None
+
+    async def _screen_in(
+        self, worker: asyncio.subprocess.Process, html: bytes, budget: float
+    ) -> None:
+        try:
+            async with asyncio.timeout(budget):
+                answer = await self._exchange(worker, html)
+        except TimeoutError:
+            self.over_budget += 1
+            await self._discard(worker)
+            raise ParseBudgetExceeded(f"HTML takes over max_parse_s={budget}s to parse") from None
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise
+        except BaseException:
+            # Cancelled mid-page: the worker is busy with a page nobody waits for.
+            self._kill(worker)
+            raise
+        if answer != PARSED:
+            raise ConnectionError(f"the screening process answered {answer!r}")
 
     @staticmethod
     async def _exchange(worker: asyncio.subprocess.Process, html: bytes) -> bytes:
