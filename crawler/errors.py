@@ -13,7 +13,7 @@ CrawlerError
 │   ├── ResponseTooLarge    the decoded body passed max_response_bytes
 │   ├── TooManyRedirects
 │   ├── BadResponse         a response we cannot read (unknown content-encoding, ...)
-│   └── ParseBudgetExceeded its HTML took longer than max_parse_s to parse
+│   └── ParseBudgetExceeded its HTML took over max_parse_s to parse, or crashed the parser
 └── DropItem                raised by a pipeline to drop an item
 """
 
