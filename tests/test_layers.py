@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "crawler.jsondata": 0,
     "crawler.sniffing": 0,
     "crawler.parse_worker": 0,
+    "crawler.logs": 0,
     # models
     "crawler.request": 1,
     "crawler.settings": 1,
@@ -46,6 +47,8 @@ LAYERS: dict[str, int] = {
     "crawler.loader": 3,
     "crawler.parsing": 3,
     # the crawl
+    "crawler.admission": 4,
+    "crawler.robots_cache": 4,
     "crawler.scheduler": 4,
     "crawler.engine": 5,
     "crawler.runner": 6,
@@ -82,6 +85,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "pydantic_settings": {"crawler.settings"},
     "aiohttp": {"crawler.transport"},
     "orjson": {"crawler.jsondata"},
+    "ada_url": {"crawler.urls"},
 }
 
 PUBLIC_API = [
