@@ -301,7 +301,7 @@ async def test_hostile_pages_parse_in_bounded_time_or_fail_alone(
         site.url(f"/chain/0?length={CHAIN_LENGTH}", 2),
     )
     result = await crawl(
-        hostile_spider(urls), tmp_path, obey_robots=False, max_parse_s=4.0, max_links_per_page=1000
+        hostile_spider(urls), tmp_path, obey_robots=False, max_parse_s=3.0, max_links_per_page=1000
     )
 
     items = {item["url"]: item for item in result.items if "url" in item}
