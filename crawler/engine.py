@@ -23,6 +23,7 @@ from crawler.errors import (
 from crawler.exporters import FeedExporter
 from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
+from crawler.parsing import PageParser
 from crawler.progress import Progress
 from crawler.request import Request
 from crawler.response import Response
@@ -70,6 +71,7 @@ class Engine:
         self.admission = Admission(spider, self.scope, stats)
         self.retry = retry.RetryPolicy(settings)
         self.scheduler = Scheduler(frontier, settings, flush=self.flush)
+        self.parser = PageParser(settings)
         self.robots_token = settings.robots_user_agent or product_token(settings.user_agent)
         self.robots = RobotsCache(
             frontier, self._fetch_robots, self.robots_token, on_rules=self._robots_loaded
@@ -107,6 +109,7 @@ class Engine:
                 raise _first(broken) from None
             raise
         finally:
+            await self.parser.aclose()
             if self.progress is not None:
                 self.progress.close()
         await self.flush()
@@ -186,10 +189,26 @@ class Engine:
             self.stats.failed(f"http_{status}")
             log.info("HTTP %d %s: not passed to the callback", status, request.url)
             return Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
+        if (failed := await self._prepare(request, result)) is not None:
+            return failed
         self.stats.pages_crawled += 1
         outcome = Outcome(request, RequestState.DONE, status=status)
         await self._run_callback(request, request.callback or "parse", result, outcome)
         return outcome
+
+    async def _prepare(self, request: Request, response: Response) -> Outcome | None:
+        """Parse a large page off the loop before its callback; one over max_parse_s fails."""
+        try:
+            await self.parser.prepare(response)
+        except FetchError as error:
+            self.stats.failed(type(error).__name__)
+            log.warning("failed %s: %s", request.url, error)
+            outcome = Outcome(
+                request, RequestState.FAILED, status=response.status, error=str(error)
+            )
+            await self._run_callback(request, request.errback, error, outcome)
+            return outcome
+        return None
 
     async def _download(self, request: Request) -> Response | SkipReason:
         def before_sleep(state: RetryCallState) -> None:

@@ -12,7 +12,8 @@ CrawlerError
 │   │   └── RobotsUnavailable   robots.txt answered 5xx or was unreachable
 │   ├── ResponseTooLarge    the decoded body passed max_response_bytes
 │   ├── TooManyRedirects
-│   └── BadResponse         a response we cannot read (unknown content-encoding, ...)
+│   ├── BadResponse         a response we cannot read (unknown content-encoding, ...)
+│   └── ParseBudgetExceeded its HTML took over max_parse_s to parse, or crashed the parser
 └── DropItem                raised by a pipeline to drop an item
 """
 
@@ -78,6 +79,10 @@ class TooManyRedirects(FetchError):
 
 class BadResponse(FetchError):
     """The response cannot be decoded."""
+
+
+class ParseBudgetExceeded(FetchError):
+    """The page's HTML took longer than max_parse_s to parse, or broke the parser."""
 
 
 class DropItem(CrawlerError):

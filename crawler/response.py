@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from functools import cached_property
@@ -13,7 +14,10 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from crawler import jsondata
 from crawler.request import Callback, Request
+from crawler.sniffing import BodyKind, body_kind
 from crawler.urls import is_http, join_url
+
+log = logging.getLogger("crawler.response")
 
 Node = LexborNode
 
@@ -59,12 +63,25 @@ def detect_encoding(content_type: str | None, body: bytes) -> str:
     return "utf-8"
 
 
+def parse_html(html: str | bytes) -> LexborHTMLParser:
+    """A parsed document; lexbor lets go of the GIL while it parses, so a thread may run this
+    while the event loop goes on. Bytes are read as UTF-8."""
+    return LexborHTMLParser(html)
+
+
 class Response:
     """A fetched page.
 
     >>> response.css_first("h1").text()            # doctest: +SKIP
     >>> yield response.follow(node, callback=self.parse_item)   # doctest: +SKIP
+
+    Only markup is parsed (``response.kind``: HTML or XML). On an image, a PDF or plain text,
+    ``css()`` is ``[]``, ``css_first()`` is None and ``follow_all(css=...)`` yields nothing;
+    ``text``, ``body`` and ``follow(url)`` work as on any page.
     """
+
+    link_limit: int | None = None
+    """The most requests ``follow_all`` makes for this page (the crawl's max_links_per_page)."""
 
     def __init__(
         self,
@@ -82,6 +99,7 @@ class Response:
         self.body = body
         self.request = request
         self.elapsed = elapsed
+        self._links_followed = 0
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -104,15 +122,28 @@ class Response:
         return jsondata.loads(self.body)
 
     @cached_property
+    def kind(self) -> BodyKind:
+        """HTML, XML, text or binary: from the Content-Type, sniffed when there is none."""
+        return body_kind(self.headers.get("content-type"), self.body)
+
+    @property
+    def is_html(self) -> bool:
+        return self.kind is BodyKind.HTML
+
+    @cached_property
     def tree(self) -> LexborHTMLParser:
-        """The parsed page (selectolax's lexbor parser)."""
-        return LexborHTMLParser(self.text)
+        """The parsed page (selectolax's lexbor parser); an empty document if it is not markup.
+
+        A large page is parsed off the event loop before its callback runs, so reading this
+        costs nothing there; a small one is parsed here, when first read.
+        """
+        return parse_html(self.text if self.kind.is_markup else "")
 
     def css(self, selector: str) -> list[Node]:
-        return self.tree.css(selector)
+        return self.tree.css(selector) if self.kind.is_markup else []
 
     def css_first(self, selector: str) -> Node | None:
-        return self.tree.css_first(selector)
+        return self.tree.css_first(selector) if self.kind.is_markup else None
 
     @cached_property
     def base_url(self) -> str:
@@ -154,7 +185,9 @@ class Response:
     ) -> Iterator[Request]:
         """Requests for many links: ``follow_all(css="li.next a")`` or ``follow_all(urls=[...])``.
 
-        Links that are not http(s) (mailto:, javascript:, ...) are skipped.
+        Links that are not http(s) (mailto:, javascript:, ...) are skipped. A page yields at most
+        ``link_limit`` requests over all its calls: each costs the event loop a few microseconds,
+        and a page of half a million links would hold it for seconds.
         """
         if (urls is None) == (css is None):
             raise ValueError("follow_all takes exactly one of urls= and css=")
@@ -164,6 +197,14 @@ class Response:
             if href and not href.lstrip().startswith("#"):
                 request = self.follow(href, callback, **kwargs)
                 if is_http(request.url):
+                    if self.link_limit is not None and self._links_followed >= self.link_limit:
+                        log.warning(
+                            "%s: links past max_links_per_page=%d dropped",
+                            self.url,
+                            self.link_limit,
+                        )
+                        return
+                    self._links_followed += 1
                     yield request
 
     def __repr__(self) -> str:

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     max_response_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="decoded body size cap; larger pages fail"
     )
+    max_parse_s: float | None = Field(
+        5.0, gt=0, description="seconds a large page's HTML may take to parse; slower pages fail"
+    )
+    max_links_per_page: int | None = Field(
+        10_000, ge=1, description="requests follow_all makes for one page; later links dropped"
+    )
     follow_redirects: bool = Field(True, description="follow 3xx redirects")
     max_redirects: int = Field(10, ge=0, le=100, description="redirect hops per request")
     http_transport: Literal["aiohttp", "httpcore"] = Field(

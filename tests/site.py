@@ -285,6 +285,91 @@ def base_href(req: Incoming) -> Reply:
     )
 
 
+# Bytes that look like links, hidden in files that are not HTML: no crawl may follow them.
+LINKS_IN_BINARY = b'<html><a href="/binary-link/1">one</a> <a href="/binary-link/2">two</a></html>'
+BINARIES: dict[str, tuple[str, bytes]] = {
+    "pdf": ("application/pdf", b"%PDF-1.7\n1 0 obj <<>> stream\n" + LINKS_IN_BINARY + b"\n%%EOF\n"),
+    "png": ("image/png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01" + LINKS_IN_BINARY),
+    "gif": ("image/gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00" + LINKS_IN_BINARY),
+    "zip": ("application/zip", b"PK\x03\x04\x14\x00\x00\x00" + LINKS_IN_BINARY),
+    "blob": ("application/octet-stream", b"\x00\x01\x02\x03" + LINKS_IN_BINARY),
+}
+
+
+def binary(req: Incoming) -> Reply:
+    """A binary file with link-like bytes; `?type=` overrides its Content-Type, `type=none`
+    sends none (so the client has to sniff)."""
+    if req.rest not in BINARIES:
+        return not_found()
+    content_type, body = BINARIES[req.rest]
+    content_type = req.query.get("type", content_type)
+    headers = {} if content_type == "none" else {"Content-Type": content_type}
+    return Reply(200, (body,), len(body), headers)
+
+
+def _nested(n: int) -> bytes:
+    return b"<div>" * n + b"deep" + b"</div>" * n
+
+
+def _long_line(n: int) -> bytes:
+    words = b"lorem ipsum dolor sit amet " * (n // 27 + 1)
+    return b'<p class="long">' + words[:n] + b"</p>"
+
+
+def _nul(n: int) -> bytes:
+    return b"<p>a\x00b</p>\x00" * (n // 13 + 1)
+
+
+def _unclosed(n: int) -> bytes:
+    return b"<p><li><td><a href=#>x<b><select><option>" * (n // 40 + 1)
+
+
+def _links(n: int) -> bytes:
+    return b"".join(b"<a href=/m/%d>" % i for i in range(n))
+
+
+def _formatting(n: int) -> bytes:
+    # Formatting elements with distinct attributes, then misnested end tags: the tree builder
+    # reconstructs the whole list of active formatting elements for each one.
+    opens = b"".join(b"<b %d><i %d>" % (i, i) for i in range(n))
+    return opens + b"x</b>" * n
+
+
+HOSTILE: dict[str, tuple[Callable[[int], bytes], int]] = {
+    "nested": (_nested, 100_000),
+    "long-line": (_long_line, 5_000_000),
+    "nul": (_nul, 2_000_000),
+    "unclosed": (_unclosed, 1_000_000),
+    "links": (_links, 500_000),
+    "formatting": (_formatting, 3_000),
+}
+
+
+@functools.lru_cache(maxsize=8)
+def hostile_page(shape: str, n: int) -> bytes:
+    """A pathological HTML page; `/leaf/<n>` linked at its very end marks when it was parsed."""
+    build, _ = HOSTILE[shape]
+    head = b'<!doctype html><html><head><title>hostile</title></head><body><h1 class="t">'
+    return head + shape.encode() + b"</h1>" + build(n) + b'<a href="/leaf/%d">end</a>' % n
+
+
+def hostile(req: Incoming) -> Reply:
+    if req.rest not in HOSTILE:
+        return not_found()
+    return raw(hostile_page(req.rest, req.integer("n", HOSTILE[req.rest][1])), HTML)
+
+
+def chain(req: Incoming) -> Reply:
+    """`/chain/<k>`: a page after `?delay=` seconds, linking to `/chain/<k+1>` up to `?length=`."""
+    k = index(req.rest)
+    if k is None or k >= req.integer("length", 100):
+        return not_found()
+    req.sleep(req.number("delay", 0))
+    query = req.path.partition("?")[2]
+    link = anchors([f"/chain/{k + 1}?{query}"]) if k + 1 < req.integer("length", 100) else ""
+    return page(f"chain {k}", f'<h1 class="n">{k}</h1>\n{link}')
+
+
 # Pages of /spellings/ and the links its index holds to each, in the spellings browsers read as
 # one URL: a tab or newline inside, backslashes, dot segments ("%2e" too), escape case, an IPv4
 # number form and an upper-case scheme. The crawl should fetch each page once.
@@ -361,6 +446,9 @@ ROUTES: dict[str, Route] = {
     "/json": json_page,
     "/base-href": base_href,
     "/echo": echo,
+    "/binary": binary,
+    "/hostile": hostile,
+    "/chain": chain,
     "/spellings": spellings,
     "/hang-up": hang_up,
     "/closing": closing,

@@ -21,6 +21,8 @@ LAYERS: dict[str, int] = {
     "crawler.urls": 0,
     "crawler.dedup": 0,
     "crawler.jsondata": 0,
+    "crawler.sniffing": 0,
+    "crawler.parse_worker": 0,
     "crawler.logs": 0,
     # models
     "crawler.request": 1,
@@ -43,6 +45,7 @@ LAYERS: dict[str, int] = {
     "crawler.progress": 3,
     "crawler.sandbox": 3,
     "crawler.loader": 3,
+    "crawler.parsing": 3,
     # the crawl
     "crawler.admission": 4,
     "crawler.robots_cache": 4,
@@ -73,7 +76,7 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
 # case-insensitive multi-dict users read). tenacity: engine names RetryCallState for typing only.
 LIBRARY_OWNERS: dict[str, set[str]] = {
     "httpx": {"crawler.fetcher", "crawler.response", "crawler.transport"},
-    "selectolax": {"crawler.response"},
+    "selectolax": {"crawler.response", "crawler.parse_worker"},
     "tenacity": {"crawler.retry", "crawler.engine"},
     "aiosqlite": {"crawler.frontier.sqlite"},
     "sqlite3": {"crawler.frontier.sqlite"},

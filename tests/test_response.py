@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from crawler.request import Request
-from crawler.response import Response, detect_encoding
+from crawler.response import Response, detect_encoding, parse_html
+from crawler.sniffing import BodyKind
 from crawler.spider import Spider
 
 PAGE = b"""<html><head><title>Books</title></head><body>
@@ -227,3 +228,128 @@ def test_follow_all_skips_every_scheme_that_is_not_http() -> None:
 def test_follow_all_needs_exactly_one_of_urls_and_css(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="follow_all takes exactly one of urls= and css="):
         list(_response().follow_all(**kwargs))
+
+
+LINKS_IN_BYTES = b'<a href="/hidden/1">one</a><a href="/hidden/2">two</a>'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "kind"),
+    [
+        ("text/html; charset=utf-8", b"<p>hi", BodyKind.HTML),
+        ("TEXT/HTML", b"no tags at all", BodyKind.HTML),
+        ("application/xhtml+xml", b"<?xml version='1.0'?><html/>", BodyKind.HTML),
+        ("text/html", b"<p>a\x00b</p>", BodyKind.HTML),  # NUL bytes in real HTML: still HTML
+        ("text/xml", b"<urlset/>", BodyKind.XML),
+        ("application/rss+xml; charset=utf-8", b"<rss/>", BodyKind.XML),
+        ("image/svg+xml", b"<svg/>", BodyKind.XML),
+        ("text/plain", b"<a href=/x>x</a>", BodyKind.TEXT),
+        ("application/json", b'{"a": "<a href=/x>"}', BodyKind.TEXT),
+        ("application/ld+json", b"{}", BodyKind.TEXT),
+        ("text/css", b"a{}", BodyKind.TEXT),
+        ("application/pdf", LINKS_IN_BYTES, BodyKind.BINARY),
+        ("image/png", LINKS_IN_BYTES, BodyKind.BINARY),
+        ("application/octet-stream", b"<html>", BodyKind.BINARY),
+        ("font/woff2", b"wOF2", BodyKind.BINARY),
+        # A declared type the bytes contradict: the file's signature wins.
+        ("text/html", b"%PDF-1.4\n" + LINKS_IN_BYTES, BodyKind.BINARY),
+        ("text/html", b"\x89PNG\r\n\x1a\n" + LINKS_IN_BYTES, BodyKind.BINARY),
+        # No type, or one that says nothing: sniffed.
+        (None, b"<!DOCTYPE html><p>x", BodyKind.HTML),
+        (None, b"\n\t  <html><body>", BodyKind.HTML),
+        (None, b"<p>x", BodyKind.HTML),
+        (None, codecs.BOM_UTF8 + b"<html>", BodyKind.HTML),
+        (None, codecs.BOM_UTF16_LE + "<html>".encode("utf-16-le"), BodyKind.HTML),
+        (None, b"<?xml version='1.0'?><urlset/>", BodyKind.XML),
+        ("unknown/unknown", b"<p>x", BodyKind.HTML),
+        ("", b"<p>x", BodyKind.HTML),
+        (None, b"%PDF-1.7\n" + LINKS_IN_BYTES, BodyKind.BINARY),
+        (None, b"\x89PNG\r\n\x1a\n" + LINKS_IN_BYTES, BodyKind.BINARY),
+        (None, b"GIF89a" + LINKS_IN_BYTES, BodyKind.BINARY),
+        (None, b"\xff\xd8\xff\xe0" + LINKS_IN_BYTES, BodyKind.BINARY),
+        (None, b"PK\x03\x04" + LINKS_IN_BYTES, BodyKind.BINARY),
+        (None, b"\x1f\x8b\x08\x00" + LINKS_IN_BYTES, BodyKind.BINARY),
+        (None, b"\x00\x00\x01\x00 an icon", BodyKind.BINARY),
+        (None, b"data " + b"\x00" + LINKS_IN_BYTES, BodyKind.BINARY),
+        (None, b"x" * 600 + b"\x00" + LINKS_IN_BYTES, BodyKind.TEXT),  # past the 512 sniffed
+        (None, b"plain words, tabs\tand\r\nlines", BodyKind.TEXT),
+        (None, b"", BodyKind.TEXT),
+    ],
+)
+def test_kind_comes_from_the_content_type_or_a_sniff(
+    content_type: str | None, body: bytes, kind: BodyKind
+) -> None:
+    headers = {"content-type": content_type} if content_type is not None else {}
+    response = _response(body, headers=headers)
+    assert response.kind is kind
+    assert response.is_html == (kind is BodyKind.HTML)
+    assert kind.is_markup == (kind in (BodyKind.HTML, BodyKind.XML))
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/pdf", b"%PDF-1.7\n" + LINKS_IN_BYTES),
+        (None, b"\x89PNG\r\n\x1a\n" + LINKS_IN_BYTES),
+        ("text/plain", LINKS_IN_BYTES),
+    ],
+    ids=["pdf", "sniffed-png", "plain-text"],
+)
+def test_a_body_that_is_not_markup_gives_no_nodes_and_no_links(
+    content_type: str | None, body: bytes
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = _response(body, headers=headers)
+
+    assert response.css("a") == []
+    assert response.css("body") == []  # not even the elements an empty document has
+    assert response.css_first("a") is None
+    assert list(response.follow_all(css="a")) == []
+    assert response.tree.css("a") == []  # the bytes were never parsed
+    assert "/hidden/1" in response.text  # the body is still there to read
+    assert response.follow("/next").url == "http://example.com/next"
+    assert [r.url for r in response.follow_all(urls=["a", "b"])] == [
+        "http://example.com/shelf/a",
+        "http://example.com/shelf/b",
+    ]
+
+
+def test_xml_is_markup() -> None:
+    sitemap = (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<url><loc>http://example.com/a</loc></url><url><loc>http://example.com/b</loc></url>"
+        b"</urlset>"
+    )
+    response = _response(sitemap, headers={"content-type": "application/xml"})
+    assert response.kind is BodyKind.XML
+    assert not response.is_html
+    assert [node.text() for node in response.css("loc")] == [
+        "http://example.com/a",
+        "http://example.com/b",
+    ]
+
+
+def test_link_limit_caps_follow_all_over_the_whole_page(caplog: pytest.LogCaptureFixture) -> None:
+    response = _response()
+    response.link_limit = 4
+    first = [r.url for r in response.follow_all(css="li.book a")]
+    rest = [r.url for r in response.follow_all(urls=["/a", "/b", "/c"])]
+
+    assert len(first) == 3
+    assert rest == ["http://example.com/a"]
+    assert "links past max_links_per_page=4 dropped" in caplog.text
+    assert list(response.follow_all(urls=["/d"])) == []
+    assert response.follow("/e").url == "http://example.com/e"  # a single follow is not capped
+
+
+def test_no_link_limit_by_default() -> None:
+    urls = [f"/{i}" for i in range(20_000)]
+    assert sum(1 for _ in _response().follow_all(urls=urls)) == 20_000
+
+
+def test_parse_html_reads_bytes_as_utf8() -> None:
+    tree = parse_html("<p>caf\u00e9</p>".encode())
+    node = tree.css_first("p")
+    assert node is not None
+    assert node.text() == "caf\u00e9"
