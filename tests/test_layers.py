@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "crawler.urls": 0,
     "crawler.dedup": 0,
     "crawler.jsondata": 0,
+    "crawler.encoding": 0,
     # models
     "crawler.request": 1,
     "crawler.settings": 1,
@@ -79,6 +80,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "pydantic_settings": {"crawler.settings"},
     "aiohttp": {"crawler.transport"},
     "orjson": {"crawler.jsondata"},
+    "webencodings": {"crawler.encoding"},
 }
 
 PUBLIC_API = [
