@@ -53,6 +53,20 @@ _NO_ASCII_SHORTCUT = frozenset({"utf-16le", "utf-16be", "iso-2022-jp", "replacem
 _INDEX_FIXES = {"koi8-u": {0xAE: "\u045e", 0xBE: "\u040e"}, "windows-1255": {0xCA: "\u05ba"}}
 
 
+def _gb18030_errors(error: UnicodeError) -> tuple[str, int]:
+    """Python's gb18030 codec, corrected: the standard reads a lone 0x80 as the euro sign, as
+    Windows' code page 936 writes it; any other error is one U+FFFD, like "replace"."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    if error.object[error.start] == 0x80:
+        return "\u20ac", error.start + 1
+    return "\ufffd", error.end
+
+
+_GB18030_ERRORS = "crawler.encoding.gb18030"
+codecs.register_error(_GB18030_ERRORS, _gb18030_errors)
+
+
 def _single_byte_decoder(codec: codecs.CodecInfo, fixes: dict[int, str]) -> Callable[[bytes], str]:
     """A charmap decoder from Python's codec, made to agree with the standard's index: a byte in
     0x80-0x9F that Python leaves undefined is the C1 control of that number (as every windows-*
@@ -80,7 +94,8 @@ def _decoder(name: str, codec: codecs.CodecInfo) -> Callable[[bytes], str]:
         decoder = lambda data: codec.decode(data, "replace")[0]  # noqa: E731
     else:
         python_name = _DECODE_AS.get(name, codec.name)
-        decoder = lambda data: data.decode(python_name, "replace")  # noqa: E731
+        errors = _GB18030_ERRORS if python_name == "gb18030" else "replace"
+        decoder = lambda data: data.decode(python_name, errors)  # noqa: E731
     if name in _NO_ASCII_SHORTCUT:
         return decoder
     # ASCII is the same bytes in all the others, and Python's ASCII decoder is the fastest.
