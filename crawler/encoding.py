@@ -18,7 +18,17 @@ from functools import cache, lru_cache
 import webencodings
 from webencodings.labels import LABELS
 
-__all__ = ["BOMS", "Encoding", "decode", "detect", "detect_encoding", "lookup", "prescan"]
+__all__ = [
+    "BOMS",
+    "Encoding",
+    "bom_encoding",
+    "decode",
+    "detect",
+    "detect_encoding",
+    "lookup",
+    "prescan",
+    "xml_declared",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +129,8 @@ def lookup(label: str) -> Encoding | None:
     return _encoding(found.name) if found is not None else None
 
 
-UTF8 = _encoding("utf-8")
-WINDOWS_1252 = _encoding("windows-1252")
+_UTF8 = _encoding("utf-8")
+_WINDOWS_1252 = _encoding("windows-1252")
 _BY_BOM = {bom: _encoding(name) for name, bom in _BOMS.items()}
 _BOM_LEADS = frozenset(bom[0] for bom in _BY_BOM)
 # (BOM, the Python codec it means), UTF-8 first: the UTF-16LE BOM starts UTF-32LE's too.
@@ -190,12 +200,12 @@ def decode(body: bytes, codec: str) -> str:
 
 def _sniff(body: bytes, *, utf8_default: bool) -> Encoding:
     if body.isascii():
-        return UTF8 if utf8_default else WINDOWS_1252
+        return _UTF8 if utf8_default else _WINDOWS_1252
     try:
         codecs.utf_8_decode(body, "strict", True)
     except UnicodeDecodeError:
-        return WINDOWS_1252
-    return UTF8
+        return _WINDOWS_1252
+    return _UTF8
 
 
 def _as_read(found: Encoding | None) -> Encoding | None:
@@ -204,8 +214,8 @@ def _as_read(found: Encoding | None) -> Encoding | None:
     if found is None:
         return None
     if found.name in ("utf-16le", "utf-16be"):
-        return UTF8
-    return WINDOWS_1252 if found.name == "x-user-defined" else found
+        return _UTF8
+    return _WINDOWS_1252 if found.name == "x-user-defined" else found
 
 
 _XML_DECLARATION = re.compile(
@@ -241,12 +251,17 @@ _ATTRIBUTE = re.compile(
     rb"""[\t\n\f\r /]*+(?:>|([^\t\n\f\r />][^\t\n\f\r />=]*+)(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+"""
     rb"""(?:"([^"]*+)("?)|'([^']*+)('?)|([^\t\n\f\r >"'][^\t\n\f\r >]*+))?)?)"""
 )
-# The rest of any other tag: the same attributes, skipped in one match.
-_TAG_REST = re.compile(
-    rb"""[^\t\n\f\r >]*+(?>[\t\n\f\r /]*+[^\t\n\f\r />][^\t\n\f\r />=]*+(?>[\t\n\f\r ]*+="""
-    rb"""[\t\n\f\r ]*+(?:"[^"]*+"?|'[^']*+'?|[^\t\n\f\r >"'][^\t\n\f\r >]*+)?)?)*+"""
-    rb"""[\t\n\f\r /]*+>"""
+# The attributes of a tag up to its ">", skipped in one match; and the rest of any other tag.
+_ATTRIBUTES = (
+    rb"""(?>[\t\n\f\r /]*+[^\t\n\f\r />][^\t\n\f\r />=]*+(?>[\t\n\f\r ]*+=[\t\n\f\r ]*+"""
+    rb"""(?:"[^"]*+"?|'[^']*+'?|[^\t\n\f\r >"'][^\t\n\f\r >]*+)?)?)*+[\t\n\f\r /]*+>"""
 )
+_ATTRIBUTES_END = re.compile(_ATTRIBUTES)
+_TAG_REST = re.compile(rb"[^\t\n\f\r >]*+" + _ATTRIBUTES)
+# Where a script, style or title ends, for reading it as text (a browser's tokenizer does).
+_RAW_TEXT_END = {
+    name: re.compile(rb"</" + name + rb"[\t\n\f\r />]", re.I) for name in _RAW_TEXT_TAGS
+}
 _CONTENT_CHARSET = re.compile(
     rb"""charset[\t\n\f\r ]*=[\t\n\f\r ]*(?:"([^"]*)"|'([^']*)'|(["'])|([^\t\n\f\r ;]*))"""
 )
@@ -260,6 +275,9 @@ class _Head:
     def __init__(self) -> None:
         self.open = True
         self.raw_text = b""
+
+    def __repr__(self) -> str:
+        return f"<_Head open={self.open} raw_text={self.raw_text!r}>"
 
     def see(self, name: bytes, closing: bool) -> None:
         if self.raw_text:
@@ -280,8 +298,14 @@ def prescan(body: bytes) -> Encoding | None:
         return None
     pos, head = 0, _Head()
     while (start := body.find(b"<", pos, end)) >= 0:
-        if not head.open and start >= _UNCONDITIONAL_BYTES:
-            return None
+        if start >= _UNCONDITIONAL_BYTES:
+            if not head.open:
+                return None
+            if head.raw_text:  # past the prescan's kilobyte, read as Blink does: as text
+                close = _RAW_TEXT_END[head.raw_text].search(body, start, end)
+                if close is None:
+                    return None
+                start = close.start()
         markup = _MARKUP.match(body, start, end)
         if markup is None:  # a "<" that starts nothing
             pos = start + 1
@@ -325,6 +349,11 @@ def _skip(body: bytes, markup: re.Match[bytes], end: int, head: _Head) -> int:
 def _meta(body: bytes, pos: int, end: int) -> tuple[Encoding | None, int]:
     """What a <meta> whose attributes start at ``pos`` declares, and where it ends (-1: it does
     not). The attribute steps of the standard's prescan, in order."""
+    tag = _ATTRIBUTES_END.match(body, pos, end)
+    if tag is None:
+        return None, -1
+    if b"charset" not in body[pos : tag.end()].lower():  # no charset=, no declaration
+        return None, tag.end()
     seen: set[bytes] = set()
     got_pragma, need_pragma, failed = False, None, False
     charset: Encoding | None = None

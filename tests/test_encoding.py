@@ -162,6 +162,9 @@ def test_a_late_meta_is_found_while_the_markup_could_be_a_head() -> None:
     body = head + b"<meta charset=windows-1251></head><body><p>\xcf</p>"
     assert detect_encoding("text/html", body) == "cp1251"
     assert _text("text/html", body).endswith("<p>П</p>")
+    # Past the first kilobyte a script is text, as to a browser: a <meta> in it is no declaration.
+    quoted = b"<head><script>" + b"x" * 2000 + b"'<meta charset=koi8-r>'</script><meta charset=l2>"
+    assert _declared(quoted) == "iso-8859-2"
 
 
 def test_past_the_first_kilobyte_a_meta_after_body_content_is_not_looked_for() -> None:
