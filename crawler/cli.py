@@ -17,6 +17,7 @@ import click
 from crawler import loader, runner
 from crawler.errors import CrawlerError, SettingsError
 from crawler.fetcher import Fetcher
+from crawler.logs import SafeFormatter
 from crawler.request import Request
 from crawler.response import Response
 from crawler.settings import load_settings, parse_overrides, read_config_file
@@ -24,15 +25,15 @@ from crawler.stats import Stats
 
 T = TypeVar("T")
 
-SPIDER_TEMPLATE = '''"""The {name} spider: starts at {url}."""
+SPIDER_TEMPLATE = '''"""The {name} spider."""
 
 from crawler import Response, Spider
 
 
 class {cls}(Spider):
-    name = "{name}"
-    start_urls = ["{url}"]
-    allowed_domains = ["{domain}"]
+    name = {name!r}
+    start_urls = [{url!r}]
+    allowed_domains = [{domain!r}]
 
     async def parse(self, response: Response):
         title = response.css_first("title")
@@ -40,6 +41,10 @@ class {cls}(Spider):
         for request in response.follow_all(css="a[href]"):
             yield request
 '''
+
+
+# What a start URL written into a spider file may not hold (it is written with repr() anyway).
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\`]")
 
 
 def _fail(message: str) -> NoReturn:
@@ -140,11 +145,11 @@ def run(
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
@@ -193,6 +198,8 @@ def new(name: str, url: str, spiders_dir: Path) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         _fail(f"start URL {url!r} must be an http:// or https:// URL")
+    if _UNSAFE_IN_URL.search(url):
+        _fail(f"start URL {url!r} holds quotes, backslashes, spaces or control characters")
     path = spiders_dir / f"{name}.py"
     if path.exists():
         _fail(f"{path} already exists")

@@ -21,10 +21,17 @@ class RecentSet:
     def __repr__(self) -> str:
         return f"<RecentSet {len(self.young) + len(self.old)}/{2 * self.size}>"
 
-    def seen(self, key: Hashable) -> bool:
-        if key in self.young or key in self.old:
-            return True
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self.young or key in self.old
+
+    def add(self, key: Hashable) -> None:
         if len(self.young) >= self.size:
             self.old, self.young = self.young, set()
         self.young.add(key)
+
+    def seen(self, key: Hashable) -> bool:
+        """Whether the key was added lately; adds it."""
+        if key in self.young or key in self.old:
+            return True
+        self.add(key)
         return False

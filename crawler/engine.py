@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from crawler import items as item_processing
 from crawler import retry
-from crawler.dedup import RecentSet
+from crawler.admission import Admission
 from crawler.errors import (
     CrawlerError,
     DropItem,
     FetchError,
     RobotsUnavailable,
     SkipReason,
-    SpiderError,
+    StateError,
 )
 from crawler.exporters import FeedExporter
 from crawler.fetcher import Fetcher
@@ -26,7 +26,8 @@ from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
 from crawler.progress import Progress
 from crawler.request import Request
 from crawler.response import Response
-from crawler.robots import RobotsRules, robots_url
+from crawler.robots import RobotsRules, product_token, robots_url
+from crawler.robots_cache import RobotsCache
 from crawler.scheduler import CrawlStopped, Scheduler
 from crawler.scope import Scope
 from crawler.settings import Settings
@@ -42,7 +43,6 @@ log = logging.getLogger("crawler.engine")
 FLUSH_EVERY = 200  # buffered writes that trigger a commit
 FLUSH_INTERVAL_S = 1.0
 TICK_S = 0.25
-RECENT_URLS = 65_536
 
 
 class Engine:
@@ -67,11 +67,13 @@ class Engine:
         self.exporter = exporter
         self.progress = progress
         self.scope = Scope(spider.allowed_domains, settings.max_depth)
+        self.admission = Admission(spider, self.scope, stats)
         self.retry = retry.RetryPolicy(settings)
         self.scheduler = Scheduler(frontier, settings, flush=self.flush)
-        self._recent_urls = RecentSet(RECENT_URLS)
-        self._robots: dict[str, RobotsRules] = {}
-        self._robots_locks: dict[str, asyncio.Lock] = {}
+        self.robots_token = settings.robots_user_agent or product_token(settings.user_agent)
+        self.robots = RobotsCache(
+            frontier, self._fetch_robots, self.robots_token, on_rules=self._robots_loaded
+        )
         self._flush_lock = asyncio.Lock()
         self._finished = asyncio.Event()
         self._last_flush = time.monotonic()
@@ -99,6 +101,11 @@ class Engine:
                 finally:
                     # The ticker is told, not cancelled: a flush it runs must not be cut halfway.
                     self._finished.set()
+        except BaseExceptionGroup as group:
+            # The state cannot be written: the crawl stops with that one error, not a group.
+            if (broken := group.subgroup(StateError)) is not None:
+                raise _first(broken) from None
+            raise
         finally:
             if self.progress is not None:
                 self.progress.close()
@@ -111,8 +118,8 @@ class Engine:
             if not isinstance(value, Request):
                 log.warning("start_requests yielded %r, not a Request: ignored", value)
                 continue
-            if self._accept(value, parent=None):
-                batch.append(value)
+            if (admitted := self.admission.admit(value, parent=None)) is not None:
+                batch.append(admitted)
             if len(batch) >= 1000:
                 self.frontier.add(batch)
                 batch = []
@@ -121,40 +128,8 @@ class Engine:
         await self.flush()
 
     def _accept(self, request: Request, parent: Request | None) -> bool:
-        """Whether a new request may enter the frontier (checked callback, scope and depth).
-
-        Most links of a page were seen already: a set of recent URLs drops those first, before
-        any canonicalising, fingerprinting or encoding.
-        """
-        # The key is the URL's hash: an int is a tenth of the memory of the URL, and 64-bit
-        # hashes of ~100k recent URLs do not collide in practice.
-        key = hash((request.method, request.url.partition("#")[0]))
-        if not request.dont_filter and not request.body and self._recent_urls.seen(key):
-            self.stats.skipped(SkipReason.DUPLICATE)
-            return False
-        for name in (request.callback or "parse", request.errback):
-            if name is not None and not callable(getattr(self.spider, name, None)):
-                self._reject(request, f"callback {name!r} is not a method of {self.spider!r}")
-                return False
-        if request.callback_owner not in (None, self.spider):
-            self._reject(request, "its callback is a method of another object")
-            return False
-        try:
-            request.to_record()
-        except SpiderError as error:
-            self._reject(request, str(error))
-            return False
-        if parent is not None:
-            request.depth = max(request.depth, parent.depth + 1)
-        reason = self.scope.check(request)
-        if reason is not None:
-            self.stats.skipped(reason)
-            return False
-        return True
-
-    def _reject(self, request: Request, why: str) -> None:
-        self.stats.callback_errors += 1
-        log.error("request %s rejected: %s", request.url, why)
+        """Whether a new request is admitted (see ``Admission.admit``, which the engine uses)."""
+        return self.admission.admit(request, parent) is not None
 
     async def _tick(self) -> None:
         while not self._finished.is_set():
@@ -238,9 +213,9 @@ class Engine:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt(self, request: Request) -> Response | SkipReason:
-        if self.settings.obey_robots and not await self._robots_allow(request.url):
+        if self.settings.obey_robots and not await self.robots.allows(request.url):
             return SkipReason.ROBOTS
-        result = await self.fetcher.fetch(request, self._hop_check)
+        result = await self.fetcher.fetch(request, self._hop_check, self.scheduler.turn)
         if isinstance(result, Response):
             self.stats.response(result.status, len(result.body))
             retry.check_status(result.status, result.headers.get("retry-after"))
@@ -249,39 +224,29 @@ class Engine:
     async def _hop_check(self, url: str) -> SkipReason | None:
         if not self.scope.allows_url(url):
             return SkipReason.OFFSITE
-        if self.settings.obey_robots and not await self._robots_allow(url):
+        if self.settings.obey_robots and not await self.robots.allows(url):
             return SkipReason.ROBOTS
         return None
 
-    async def _robots_allow(self, url: str) -> bool:
-        host = host_of(url)
-        rules = self._robots.get(host) or await self._load_robots(host, url)
-        return rules.allows(url, self.settings.user_agent)
+    async def _robots_hop_check(self, url: str) -> SkipReason | None:
+        return None if self.scope.allows_url(url) else SkipReason.OFFSITE
 
-    async def _load_robots(self, host: str, url: str) -> RobotsRules:
-        """robots.txt of a host: from memory, the state, or the site (once per host)."""
-        async with self._robots_locks.setdefault(host, asyncio.Lock()):
-            if (rules := self._robots.get(host)) is not None:
-                return rules
-            record = await self.frontier.robots(host)
-            if record is None:
-                record = await self._fetch_robots(url)
-            rules = RobotsRules.from_response(record.status, record.body)
-            self.frontier.save_robots(host, record)
-            self._robots[host] = rules
-            delay = rules.crawl_delay(self.settings.user_agent)
-            self.scheduler.configure_host(host, delay)
-            if delay:
-                await asyncio.sleep(delay)  # the robots.txt request counts: keep the delay
-            return rules
+    def _robots_loaded(self, url: str, rules: RobotsRules) -> None:
+        self.scheduler.configure_host(host_of(url), rules.crawl_delay(self.robots_token))
 
     async def _fetch_robots(self, url: str) -> RobotsRecord:
+        request = Request(robots_url(url))
         try:
-            response = await self.fetcher.fetch(Request(robots_url(url)))
+            response = await self.fetcher.fetch(
+                request, self._robots_hop_check, self.scheduler.turn
+            )
         except FetchError as error:
             raise RobotsUnavailable(f"robots.txt unreachable: {error}") from None
         if not isinstance(response, Response):
-            raise RobotsUnavailable("robots.txt redirect was not followed")
+            # RFC 9309 2.3.1.2: a robots.txt that cannot be followed is "unavailable", as a
+            # 4xx is: its site has no rules.
+            log.info("robots.txt of %s redirects off-site: no rules", request.url)
+            return RobotsRecord(404, b"", time.time())
         return RobotsRecord(response.status, response.body, time.time())
 
     async def _run_callback(
@@ -298,8 +263,8 @@ class Engine:
                 if not isinstance(value, Request):
                     if (data := await self._item(value)) is not None:
                         outcome.items.append(data)
-                elif self._accept(value, parent=request):
-                    children.append(value)
+                elif (admitted := self.admission.admit(value, parent=request)) is not None:
+                    children.append(admitted)
         except CrawlerError as error:
             self.stats.callback_errors += 1
             log.error("%s in %s(%s): %s", type(error).__name__, name, request.url, error)
@@ -321,3 +286,8 @@ class Engine:
             return None
         self.stats.items_scraped += 1
         return data
+
+
+def _first(group: BaseExceptionGroup[StateError]) -> StateError:
+    error = group.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error

@@ -4,12 +4,16 @@ Items reach a feed only after they are committed to the state, and a feed's (las
 offset) checkpoint is saved after the file is synced. On resume the file is cut back to its
 checkpoint and the items after it are written again, so a kill at any moment loses no item and
 writes none twice.
+
+Feed files are created readable by their owner only (0600), and a feed path that is a symbolic
+link is refused: a crawl never writes through a link someone else may have planted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import errno
 import io
 import os
 from pathlib import Path
@@ -24,8 +28,9 @@ class FeedExporter:
 
     suffix = ""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, escape_formulas: bool = True) -> None:
         self.path = path
+        self.escape_formulas = escape_formulas
         self.last_item = 0
         self.count = 0
         self._file: BinaryIO | None = None
@@ -40,7 +45,7 @@ class FeedExporter:
             exists = self.path.exists() and self.path.stat().st_size >= offset
             if not exists or offset == 0:
                 last_item, offset = 0, 0
-            self._file = open(self.path, "r+b" if exists else "w+b")  # noqa: SIM115
+            self._file = open_private(self.path)
             self._file.truncate(offset)
             self._file.seek(offset)
         except OSError as exc:
@@ -83,6 +88,14 @@ class FeedExporter:
             self._file = None
 
 
+def open_private(path: Path) -> BinaryIO:
+    """Open ``path`` for reading and writing, creating it with mode 0600; never through a link."""
+    if path.is_symlink():
+        raise OSError(errno.ELOOP, f"{path} is a symbolic link; give the path of its target")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    return os.fdopen(fd, "r+b")
+
+
 class JsonLinesExporter(FeedExporter):
     suffix = ".jsonl"
 
@@ -111,7 +124,12 @@ class JsonExporter(FeedExporter):
 
 
 class CsvExporter(FeedExporter):
-    """CSV with a header from the first item's fields; nested values are written as JSON."""
+    """CSV with a header from the first item's fields; nested values are written as JSON.
+
+    Rows end in CRLF (RFC 4180), and a value holding a CR or LF is quoted. A text cell that a
+    spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a CR) gets a leading
+    ``'`` (OWASP's advice against CSV injection), unless ``escape_formulas`` is off.
+    """
 
     suffix = ".csv"
 
@@ -126,12 +144,20 @@ class CsvExporter(FeedExporter):
     def _frame(self, data: bytes) -> bytes:
         item: dict[str, Any] = jsondata.loads(data)
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\r\n")
         if self.fields is None:
             self.fields = list(item)
-            writer.writerow(self.fields)
-        writer.writerow([_cell(item.get(name)) for name in self.fields])
+            writer.writerow([self._text(name) for name in self.fields])
+        writer.writerow([self._text(_cell(item.get(name))) for name in self.fields])
         return out.getvalue().encode("utf-8")
+
+    def _text(self, value: Any) -> Any:
+        if self.escape_formulas and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+            return "'" + value
+        return value
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value: Any) -> Any:
@@ -147,10 +173,10 @@ EXPORTERS: dict[str, type[FeedExporter]] = {
 }
 
 
-def exporter_for(path: Path) -> FeedExporter:
+def exporter_for(path: Path, *, escape_formulas: bool = True) -> FeedExporter:
     """The exporter for a feed file, chosen by its extension."""
     cls = EXPORTERS.get(path.suffix.lower())
     if cls is None:
         known = ", ".join(sorted(EXPORTERS))
         raise ConfigError(f"cannot export to {path}: the file name must end in one of {known}")
-    return cls(path)
+    return cls(path, escape_formulas=escape_formulas)

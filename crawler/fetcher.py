@@ -11,7 +11,6 @@ import asyncio
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from urllib.parse import urljoin
 
 import httpx
 
@@ -27,12 +26,18 @@ from crawler.request import Request
 from crawler.response import Response
 from crawler.settings import Settings
 from crawler.transport import AiohttpTransport
+from crawler.urls import join_url
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
+BeforeSend = Callable[[str], Awaitable[None]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 async def _allow_every_hop(url: str) -> SkipReason | None:
+    return None
+
+
+async def _send_at_once(url: str) -> None:
     return None
 
 
@@ -68,20 +73,29 @@ class _BoundedDecoder:
         return out
 
 
+def _transport(settings: Settings) -> httpx.AsyncBaseTransport:
+    """The transport under the client. Neither sends a request twice: each attempt the retry
+    policy makes is one request on the wire, so ``max_retries`` bounds what a server sees."""
+    if settings.http_transport == "aiohttp":
+        return AiohttpTransport(max_connections=settings.concurrency + 8)
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(
+            max_connections=settings.concurrency,
+            max_keepalive_connections=settings.concurrency,
+            keepalive_expiry=30.0,
+        ),
+        trust_env=False,
+        retries=0,  # httpcore's own connect retries: off, as is its default
+    )
+
+
 class Fetcher:
     """Fetches requests through one client whose pool is sized from the settings."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
-        if transport is None and settings.http_transport == "aiohttp":
-            transport = AiohttpTransport(max_connections=settings.concurrency + 8)
         self.client = httpx.AsyncClient(
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=settings.concurrency,
-                max_keepalive_connections=settings.concurrency,
-                keepalive_expiry=30.0,
-            ),
+            transport=transport if transport is not None else _transport(settings),
             timeout=httpx.Timeout(settings.request_timeout),
             follow_redirects=False,
             trust_env=False,
@@ -100,15 +114,21 @@ class Fetcher:
         await self.client.aclose()
 
     async def fetch(
-        self, request: Request, hop_check: HopCheck = _allow_every_hop
+        self,
+        request: Request,
+        hop_check: HopCheck = _allow_every_hop,
+        before_send: BeforeSend = _send_at_once,
     ) -> Response | SkipReason:
         """The response to ``request`` (any status), or why a redirect hop was not followed.
 
-        Raises TransientError for failures worth retrying, FetchError for the others.
+        ``hop_check(url)`` vets each redirect target; ``before_send(url)`` is awaited before every
+        request goes on the wire (the scheduler's politeness turn). Raises TransientError for
+        failures worth retrying, FetchError for the others.
         """
         url, method, body = request.url, request.method, request.body
         started = time.monotonic()
         for hop in range(self.settings.max_redirects + 1):
+            await before_send(url)
             status, headers, content = await self._send(method, url, request.headers, body)
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
@@ -116,7 +136,7 @@ class Fetcher:
                 return Response(url, status, headers, content, request=request, elapsed=elapsed)
             if hop == self.settings.max_redirects:
                 break
-            url = urljoin(url, location.strip())
+            url = join_url(url, location)
             if (skip := await hop_check(url)) is not None:
                 return skip
             if status == 303 or (status in (301, 302) and method == "POST"):

@@ -6,7 +6,6 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -86,10 +85,17 @@ class Response:
 
     @cached_property
     def base_url(self) -> str:
-        """The URL relative links resolve against: ``<base href>`` if the page has one."""
+        """The URL relative links resolve against: ``<base href>`` if the page has one.
+
+        A ``<base href>`` the URL standard rejects is ignored, as browsers ignore it; so is
+        one that is not http(s), since no link resolved against it could be fetched.
+        """
         base = self.tree.css_first("base[href]") if b"<base" in self.body[:65536].lower() else None
         href = base.attributes.get("href") if base is not None else None
-        return urljoin(self.url, href.strip()) if href else self.url
+        if not href:
+            return self.url
+        joined = join_url(self.url, href)
+        return joined if is_http(joined) else self.url
 
     def urljoin(self, url: str) -> str:
         return join_url(self.base_url, url)

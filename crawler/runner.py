@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -16,7 +17,7 @@ from typing import Any
 from crawler import jsondata
 from crawler.engine import Engine
 from crawler.errors import ConfigError
-from crawler.exporters import FeedExporter, exporter_for
+from crawler.exporters import FeedExporter, exporter_for, open_private
 from crawler.fetcher import Fetcher
 from crawler.frontier.sqlite import SqliteFrontier
 from crawler.progress import Progress
@@ -52,20 +53,52 @@ def resolve_settings(job: CrawlJob) -> Settings:
     return load_settings(read_config_file(job.config), job.spider.custom_settings, job.overrides)
 
 
+def check_outputs(job: CrawlJob) -> None:
+    """Refuse, before anything is written, output paths that would destroy each other or that
+    cannot be written: the feed, the state (with SQLite's -wal, -shm and -journal files beside it)
+    and the stats file must be different files, in folders that exist, and not symbolic links."""
+    claimed: dict[Path, str] = {}
+    for option, path in (("--state", job.state), ("-o", job.feed), ("--stats", job.stats)):
+        if path is None:
+            continue
+        if path.is_symlink():
+            raise ConfigError(f"{option} {path} is a symbolic link; give the path of its target")
+        if option != "-o" and not path.parent.is_dir():
+            raise ConfigError(f"{option} {path}: folder {path.parent} does not exist")
+        names = [path]
+        if option == "--state":
+            names += [path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")]
+        for name in names:
+            key = name.resolve()
+            if key in claimed:
+                raise ConfigError(f"{option} {path} is the same file as {claimed[key]}")
+            claimed[key] = f"{option} {path}"
+
+
+def _create_private(path: Path) -> None:
+    """Create a new state file with mode 0600 before SQLite opens it (its -wal and -shm files
+    take the database file's mode)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot keep state in {path}: {exc.strerror}") from None
+
+
 @contextlib.asynccontextmanager
 async def _state_file(path: Path | None) -> AsyncIterator[Path]:
     if path is not None:
-        if path.parent and not path.parent.is_dir():
-            raise ConfigError(f"cannot keep state in {path}: folder {path.parent} does not exist")
+        _create_private(path)
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="crawler-") as folder:
         yield Path(folder) / "state.db"
 
 
-async def _open_feed(path: Path, frontier: SqliteFrontier) -> FeedExporter:
+async def _open_feed(path: Path, frontier: SqliteFrontier, settings: Settings) -> FeedExporter:
     """Open the feed at its checkpoint and write the committed items it does not have yet."""
-    exporter = exporter_for(path)
+    exporter = exporter_for(path, escape_formulas=settings.csv_escape_formulas)
     exporter.open(*await frontier.feed(str(path)))
     batch: list[tuple[int, bytes]] = []
     async for item in frontier.items_after(exporter.last_item):
@@ -82,6 +115,7 @@ async def run(job: CrawlJob) -> CrawlResult:
     """Run a crawl to its end, or until SIGINT/SIGTERM: the first stops scheduling and lets
     requests in flight finish; a second stops at once. The state stays consistent either way."""
     settings = resolve_settings(job)
+    check_outputs(job)
     spider = job.spider(**job.arguments)
     async with _state_file(job.state) as state_path:
         frontier = SqliteFrontier(state_path)
@@ -94,7 +128,7 @@ async def run(job: CrawlJob) -> CrawlResult:
             if job.feed is None and job.state is None:
                 log.warning("no -o FILE and no --state FILE: the items will not be kept")
             stats = Stats.from_dict(saved)
-            exporter = await _open_feed(job.feed, frontier) if job.feed else None
+            exporter = await _open_feed(job.feed, frontier, settings) if job.feed else None
             progress = Progress(stats, settings.progress_interval) if job.progress else None
             engine = Engine(
                 spider,
@@ -113,7 +147,9 @@ async def run(job: CrawlJob) -> CrawlResult:
                 exporter.close()
     stats.tick()
     if job.stats is not None:
-        job.stats.write_bytes(jsondata.dumps(stats.to_dict(), indent=True))
+        with open_private(job.stats) as file:
+            file.truncate()
+            file.write(jsondata.dumps(stats.to_dict(), indent=True))
     return CrawlResult(stats, stopped, job.state)
 
 

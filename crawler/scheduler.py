@@ -17,6 +17,7 @@ from crawler.frontier import Frontier
 from crawler.request import Request
 from crawler.settings import Settings
 from crawler.throttle import HostSlot
+from crawler.urls import host_of
 
 
 class CrawlStopped(CrawlerError):
@@ -132,7 +133,7 @@ class Scheduler:
         return best, (None if soonest is None else soonest - now)
 
     def _dispatch(self, slot: HostSlot, now: float) -> Request:
-        request = slot.take(now)
+        request = slot.take()
         self.buffered -= 1
         self.active += 1
         self.in_flight += 1
@@ -184,6 +185,36 @@ class Scheduler:
         self.in_flight -= 1
         self.wake()
 
+    async def turn(self, url: str) -> None:
+        """A request of a dispatched attempt is about to go on the wire to ``url``'s host (its
+        first hop, a redirect hop, or robots.txt): wait until that host's delay since its last
+        request has passed, then mark the start.
+
+        While it waits, the attempt gives its global slot back, so other hosts go on. Raises
+        CrawlStopped if the crawl stops meanwhile.
+        """
+        slot = self.slot(host_of(url))
+        now = self._clock()
+        if slot.next_start > now:
+            now = await self._wait_turn(slot, url)
+        slot.sent(now)
+
+    async def _wait_turn(self, slot: HostSlot, url: str) -> float:
+        self.active -= 1
+        self.wake()
+        try:
+            while not self.stopping:
+                changed = self._changed
+                now = self._clock()
+                if slot.next_start <= now and self.active < self.settings.concurrency:
+                    return now
+                timeout = slot.next_start - now if slot.next_start > now else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=timeout)
+            raise CrawlStopped(url)
+        finally:
+            self.active += 1  # the attempt holds its global slot again; release() frees it
+
     def pause_host(self, host: str, seconds: float) -> None:
         self.slot(host).pause_until(self._clock() + seconds)
 
@@ -202,7 +233,7 @@ class Scheduler:
                 now = self._clock()
                 start = max(deadline, slot.next_start)
                 if start <= now and slot.has_room() and self.active < self.settings.concurrency:
-                    slot.start(now)
+                    slot.start()
                     self.active += 1
                     return
                 timeout = start - now if start > now else None

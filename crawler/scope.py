@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from crawler.errors import SkipReason
 from crawler.request import Request
-from crawler.urls import is_http
+from crawler.urls import domain, hostname, is_http
 
 
 class Scope:
@@ -17,7 +16,7 @@ class Scope:
     """
 
     def __init__(self, allowed_domains: Sequence[str], max_depth: int | None) -> None:
-        self.domains = tuple(d.lower().strip(".") for d in allowed_domains)
+        self.domains = tuple(domain(d.strip(".")) for d in allowed_domains)
         self.max_depth = max_depth
 
     def __repr__(self) -> str:
@@ -28,7 +27,7 @@ class Scope:
             return False
         if not self.domains:
             return True
-        host = (urlsplit(url).hostname or "").lower()
+        host = hostname(url)
         return any(host == d or host.endswith("." + d) for d in self.domains)
 
     def check(self, request: Request) -> SkipReason | None:

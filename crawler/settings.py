@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     max_depth: int | None = Field(None, ge=0, description="links deeper than this are skipped")
     max_pages: int | None = Field(None, ge=1, description="stop after this many pages")
     user_agent: str = Field("crawler/0.1", min_length=1, description="User-Agent header")
+    robots_user_agent: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_-]+$",
+        description="robots.txt group name to obey; default: user_agent up to its first / or space",
+    )
     max_response_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="decoded body size cap; larger pages fail"
     )
@@ -52,6 +57,9 @@ class Settings(BaseSettings):
     max_redirects: int = Field(10, ge=0, le=100, description="redirect hops per request")
     http_transport: Literal["aiohttp", "httpcore"] = Field(
         "aiohttp", description="connections under httpx: aiohttp (fast) or httpcore (stock)"
+    )
+    csv_escape_formulas: bool = Field(
+        True, description="prefix CSV cells that start with = + - @ tab or CR with '"
     )
     log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
     progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")

@@ -24,6 +24,7 @@ class HostSlot:
     delay: float
     active: int = 0
     next_start: float = 0.0
+    last_sent: float | None = None
     retry_waiters: int = 0
     queue: list[tuple[int, int, Request]] = field(default_factory=list, repr=False)
 
@@ -36,6 +37,8 @@ class HostSlot:
     def configure(self, concurrency: int, delay: float) -> None:
         self.concurrency = concurrency
         self.delay = delay
+        if self.last_sent is not None:  # a new delay counts from the last request, robots.txt's
+            self.next_start = max(self.next_start, self.last_sent + delay)
 
     def push(self, request: Request) -> None:
         heapq.heappush(self.queue, (-request.priority, next(_order), request))
@@ -49,13 +52,20 @@ class HostSlot:
             return None
         return max(now, self.next_start)
 
-    def start(self, now: float) -> None:
+    def start(self) -> None:
         self.active += 1
-        self.next_start = max(self.next_start, now) + self.delay
 
-    def take(self, now: float) -> Request:
-        self.start(now)
+    def take(self) -> Request:
+        self.start()
         return heapq.heappop(self.queue)[2]
+
+    def sent(self, now: float) -> None:
+        """A request went on the wire to this host: the next may start ``delay`` later.
+
+        The delay is measured between real request starts (robots.txt and redirect hops
+        included), not between dispatches."""
+        self.last_sent = now
+        self.next_start = max(self.next_start, now + self.delay)
 
     def finish(self) -> None:
         self.active -= 1

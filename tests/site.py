@@ -50,12 +50,18 @@ class Hit:
 
 @dataclass
 class Reply:
-    """A response to send; `length=None` means no Content-Length: the body ends when we close."""
+    """A response to send; `length=None` means no Content-Length: the body ends when we close.
+
+    `close` hangs up after the reply without a `Connection: close` header, as a server whose
+    keep-alive ran out does; `hang_up` closes the connection instead of answering at all.
+    """
 
     status: int = 200
     chunks: Iterable[bytes] = ()
     length: int | None = 0
     headers: dict[str, str] = field(default_factory=dict)
+    close: bool = False
+    hang_up: bool = False
 
 
 class BadParam(Exception):
@@ -75,6 +81,7 @@ class Incoming:
     headers: dict[str, str]
     body: bytes
     count: int  # this request's ordinal for (host, path), starting at 1
+    raw_headers: tuple[tuple[str, str], ...] = ()  # as sent: original case and order
 
     def number(self, name: str, default: float) -> float:
         try:
@@ -283,10 +290,56 @@ def base_href(req: Incoming) -> Reply:
     )
 
 
+# Pages of /spellings/ and the links its index holds to each, in the spellings browsers read as
+# one URL: a tab or newline inside, backslashes, dot segments ("%2e" too), escape case, an IPv4
+# number form and an upper-case scheme. The crawl should fetch each page once.
+SPELLINGS = {
+    "page-1": ["pa\tge-1", "page\n-1", "page-1"],
+    "page-2": ["\\spellings\\page-2", "page-2"],
+    "page-3": ["x/../page-3", "./%2e/page-3", "/spellings/./page-3"],
+    "page-~4": ["page-%7E4", "page-%7e4", "page-~4"],
+    "page-5": [
+        "http://0x7f.1:{port}/spellings/page-5",
+        "HTTP://127.0.0.1:{port}/spellings/page-5#x",
+    ],
+}
+
+
+def spellings(req: Incoming) -> Reply:
+    if not req.rest:
+        port = req.headers["host"].rpartition(":")[2]
+        links = [link.format(port=port) for hrefs in SPELLINGS.values() for link in hrefs]
+        return page("spellings", anchors(links))
+    name = req.rest.replace("%7E", "~").replace("%7e", "~")
+    return page(name, f"<p>{name}</p>") if name in SPELLINGS else not_found()
+
+
 def echo(req: Incoming) -> Reply:
     body = req.body.decode(errors="replace")
-    seen = {"method": req.method, "path": req.path, "headers": req.headers, "body": body}
+    seen = {
+        "method": req.method,
+        "path": req.path,
+        "headers": req.headers,
+        "raw_headers": req.raw_headers,
+        "body": body,
+    }
     return raw(json.dumps(seen).encode(), "application/json")
+
+
+def hang_up(req: Incoming) -> Reply:
+    return Reply(hang_up=True)
+
+
+def closing(req: Incoming) -> Reply:
+    """`/closing/0?n=N` links to pages 1..N-1; every reply closes its connection afterwards."""
+    i = index(req.rest)
+    n = req.integer("n", 10)
+    if i is None or i >= n:
+        return not_found()
+    hrefs = [f"/closing/{j}?n={n}" for j in range(1, n)] if i == 0 else []
+    reply = page(f"closing {i}", f'<p class="v">{i}</p>\n{anchors(hrefs)}')
+    reply.close = True
+    return reply
 
 
 Route = Callable[[Incoming], Reply]
@@ -313,6 +366,9 @@ ROUTES: dict[str, Route] = {
     "/json": json_page,
     "/base-href": base_href,
     "/echo": echo,
+    "/spellings": spellings,
+    "/hang-up": hang_up,
+    "/closing": closing,
 }
 
 
@@ -348,7 +404,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         site, host = self.server.site, self.server.host
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {name.lower(): value for name, value in self.headers.items()}
+        raw_headers = tuple(self.headers.items())
+        headers = {name.lower(): value for name, value in raw_headers}
         target, _, query = self.path.partition("?")
         rest = target.lstrip("/").partition("/")[2]
         started = time.monotonic()
@@ -364,8 +421,14 @@ class _Handler(BaseHTTPRequestHandler):
 
         try:
             args = dict(parse_qsl(query, keep_blank_values=True))
-            req = Incoming(site, host, self.command, self.path, rest, args, headers, body, count)
-            self._send(route(req), record)
+            req = Incoming(
+                site, host, self.command, self.path, rest, args, headers, body, count, raw_headers
+            )
+            reply = route(req)
+            if not reply.hang_up:
+                self._send(reply, record)
+            # Set after sending: a header must not announce it, the client finds out the hard way.
+            self.close_connection = self.close_connection or reply.close or reply.hang_up
         finally:
             record()
 

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "crawler.dedup": 0,
     "crawler.jsondata": 0,
     "crawler.encoding": 0,
+    "crawler.logs": 0,
     # models
     "crawler.request": 1,
     "crawler.settings": 1,
@@ -44,6 +45,8 @@ LAYERS: dict[str, int] = {
     "crawler.sandbox": 3,
     "crawler.loader": 3,
     # the crawl
+    "crawler.admission": 4,
+    "crawler.robots_cache": 4,
     "crawler.scheduler": 4,
     "crawler.engine": 5,
     "crawler.runner": 6,
@@ -81,6 +84,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "aiohttp": {"crawler.transport"},
     "orjson": {"crawler.jsondata"},
     "webencodings": {"crawler.encoding"},
+    "ada_url": {"crawler.urls"},
 }
 
 PUBLIC_API = [

@@ -16,7 +16,7 @@ def test_higher_priority_first_then_fifo() -> None:
     slot = _slot(concurrency=100)
     for path, priority in [("a", 0), ("b", 5), ("c", 0), ("d", -1), ("e", 5), ("f", 0)]:
         slot.push(_request(path, priority))
-    taken = [slot.take(now=0.0).url.rsplit("/", 1)[1] for _ in range(6)]
+    taken = [slot.take().url.rsplit("/", 1)[1] for _ in range(6)]
     assert taken == ["b", "e", "a", "c", "f", "d"]
     assert slot.queue == []
 
@@ -25,10 +25,10 @@ def test_fifo_across_interleaved_pushes() -> None:
     slot = _slot(concurrency=100)
     slot.push(_request("a"))
     slot.push(_request("b"))
-    assert slot.take(0.0).url.endswith("/a")
+    assert slot.take().url.endswith("/a")
     slot.push(_request("c", priority=1))
     slot.push(_request("d"))
-    assert [slot.take(0.0).url[-1] for _ in range(3)] == ["c", "b", "d"]
+    assert [slot.take().url[-1] for _ in range(3)] == ["c", "b", "d"]
 
 
 def test_ready_at_needs_a_buffered_request() -> None:
@@ -42,18 +42,21 @@ def test_ready_at_honours_the_delay() -> None:
     slot = _slot(concurrency=5, delay=2.0)
     for path in "abc":
         slot.push(_request(path))
-    slot.take(now=10.0)
+    slot.take()
+    assert slot.ready_at(10.0) == 10.0  # taking is not sending: the delay starts on the wire
+    slot.sent(10.0)
     assert slot.next_start == 12.0
     assert slot.ready_at(10.5) == 12.0
     assert slot.ready_at(13.0) == 13.0
-    slot.take(now=13.0)
+    slot.take()
+    slot.sent(13.0)
     assert slot.ready_at(13.0) == 15.0
 
 
-def test_start_after_a_long_idle_counts_from_now() -> None:
+def test_a_send_after_a_long_idle_counts_from_now() -> None:
     slot = _slot(concurrency=5, delay=1.0)
-    slot.start(now=0.0)
-    slot.start(now=100.0)
+    slot.sent(0.0)
+    slot.sent(100.0)
     assert slot.next_start == 101.0
 
 
@@ -61,9 +64,9 @@ def test_ready_at_honours_concurrency() -> None:
     slot = _slot(concurrency=2)
     for path in "abc":
         slot.push(_request(path))
-    slot.take(0.0)
+    slot.take()
     assert slot.has_room()
-    slot.take(0.0)
+    slot.take()
     assert not slot.has_room()
     assert slot.ready_at(0.0) is None
     slot.finish()
@@ -75,11 +78,12 @@ def test_configure_sets_the_real_limits() -> None:
     slot = _slot(concurrency=1, delay=0.0)
     for path in "ab":
         slot.push(_request(path))
-    slot.take(0.0)
+    slot.take()
     assert slot.ready_at(0.0) is None
     slot.configure(concurrency=4, delay=3.0)
     assert slot.ready_at(0.0) == 0.0
-    slot.take(0.0)
+    slot.take()
+    slot.sent(0.0)
     assert slot.next_start == 3.0
 
 
@@ -98,7 +102,8 @@ def test_delay_counts_from_the_end_of_a_pause() -> None:
     for path in "ab":
         slot.push(_request(path))
     slot.pause_until(30.0)
-    slot.take(now=30.0)
+    slot.take()
+    slot.sent(30.0)
     assert slot.ready_at(30.0) == 32.0
 
 
@@ -116,5 +121,6 @@ def test_repr_shows_live_state() -> None:
     slot = _slot(concurrency=2, delay=1.5)
     slot.push(_request("a"))
     slot.push(_request("b"))
-    slot.take(now=4.0)
+    slot.take()
+    slot.sent(4.0)
     assert repr(slot) == ("<HostSlot example.com active=1/2 delay=1.5 buffered=1 next_start=5.500>")

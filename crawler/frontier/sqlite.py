@@ -6,6 +6,7 @@ WAL mode and batched writes: one transaction commits many responses' outcomes, i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -113,7 +114,13 @@ class SqliteFrontier:
 
     async def _rows(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
         async with self._lock:
-            return list(await self.db.execute_fetchall(sql, parameters))
+            try:
+                return list(await self.db.execute_fetchall(sql, parameters))
+            except sqlite3.Error as exc:
+                raise self._broken(exc) from None
+
+    def _broken(self, exc: sqlite3.Error) -> StateError:
+        return StateError(f"state file {self.path} cannot be used: {exc}")
 
     async def _read_meta(self) -> dict[str, bytes]:
         return {key: value for key, value in await self._rows("SELECT key, value FROM meta")}
@@ -220,11 +227,14 @@ class SqliteFrontier:
             )
             await db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(meta.items()))
             await db.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             # Also on cancellation (a second Ctrl-C): none of the batch lands, the state stays
             # as the last commit left it.
             if db.in_transaction:
-                await db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._broken(exc) from None
             raise
 
     async def lease(self, host: str, limit: int) -> list[Request]:

@@ -1,0 +1,75 @@
+"""Admission: whether a new request may enter the crawl (recent URLs, callback, scope, depth)."""
+
+from __future__ import annotations
+
+import logging
+
+from crawler.dedup import RecentSet
+from crawler.errors import SkipReason, SpiderError
+from crawler.request import Request
+from crawler.scope import Scope
+from crawler.spider import Spider
+from crawler.stats import Stats
+
+log = logging.getLogger("crawler.engine")
+
+RECENT_URLS = 65_536
+
+
+class Admission:
+    """``admit(request, parent)`` gives the request to store, or None; refusals are counted.
+
+    The request that comes out is a value: when its depth must change (a child yielded as a plain
+    ``Request(...)`` one level below its parent), admission returns a new request rather than
+    mutating the one the spider still holds.
+
+    Most links of a page were admitted already: a set of recent URLs drops those first, before any
+    canonicalising, fingerprinting or encoding. A URL enters that set only once admitted, so a URL
+    first met too deep is still taken when a shallower page links to it later.
+    """
+
+    def __init__(self, spider: Spider, scope: Scope, stats: Stats) -> None:
+        self.spider = spider
+        self.scope = scope
+        self.stats = stats
+        self._recent = RecentSet(RECENT_URLS)
+
+    def __repr__(self) -> str:
+        return f"<Admission spider={self.spider.name!r} {self.scope!r} recent={self._recent!r}>"
+
+    def admit(self, request: Request, parent: Request | None) -> Request | None:
+        # The key is the URL's hash: an int is a tenth of the memory of the URL, and 64-bit
+        # hashes of ~100k recent URLs do not collide in practice.
+        key = None
+        if not request.dont_filter and not request.body:
+            key = hash((request.method, request.url.partition("#")[0]))
+            if key in self._recent:
+                self.stats.skipped(SkipReason.DUPLICATE)
+                return None
+        why = self._callback_problem(request)
+        if why is None and parent is not None and request.depth <= parent.depth:
+            request = request.replace(depth=parent.depth + 1)
+        if why is None:
+            try:
+                request.to_record()
+            except SpiderError as error:
+                why = str(error)
+        if why is not None:
+            self.stats.callback_errors += 1
+            log.error("request %s rejected: %s", request.url, why)
+            return None
+        reason = self.scope.check(request)
+        if reason is not None:
+            self.stats.skipped(reason)
+            return None
+        if key is not None:
+            self._recent.add(key)
+        return request
+
+    def _callback_problem(self, request: Request) -> str | None:
+        for name in (request.callback or "parse", request.errback):
+            if name is not None and not callable(getattr(self.spider, name, None)):
+                return f"callback {name!r} is not a method of {self.spider!r}"
+        if request.callback_owner not in (None, self.spider):
+            return "its callback is a method of another object"
+        return None

@@ -1,0 +1,84 @@
+"""robots.txt per site (scheme, host and port): from memory, else the state, else the site.
+
+A site's rules are fetched once and reused for 24 hours (RFC 9309 2.4), across resumed and
+repeated runs: the fetch time is kept in the state with the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from crawler.frontier import Frontier, RobotsRecord
+from crawler.robots import EXPIRE_S, RobotsRules
+from crawler.urls import host_of
+
+FetchRobots = Callable[[str], Awaitable[RobotsRecord]]
+OnRules = Callable[[str, RobotsRules], None]
+
+
+def site_of(url: str) -> str:
+    """The key robots.txt is kept under: scheme and politeness host (host, and a port that is
+    not the scheme's default).
+
+    >>> site_of("https://Example.com:443/a?b")
+    'https://example.com'
+    """
+    return f"{urlsplit(url).scheme.lower()}://{host_of(url)}"
+
+
+class RobotsCache:
+    """``await cache.allows(url)``. ``fetch(url)`` reads a site's robots.txt (raising
+    RobotsUnavailable when it cannot); ``on_rules(url, rules)`` hears of every newly loaded site,
+    so that its Crawl-delay reaches the scheduler."""
+
+    def __init__(
+        self,
+        frontier: Frontier,
+        fetch: FetchRobots,
+        token: str,
+        on_rules: OnRules,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.frontier = frontier
+        self.token = token
+        self._fetch = fetch
+        self._on_rules = on_rules
+        self._clock = clock
+        self._rules: dict[str, tuple[RobotsRules, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"<RobotsCache token={self.token!r} sites={len(self._rules)}>"
+
+    async def allows(self, url: str) -> bool:
+        site = site_of(url)
+        cached = self._rules.get(site)
+        if cached is None or self._expired(cached[1]):
+            rules = await self._load(site, url)
+        else:
+            rules = cached[0]
+        return rules.allows(url, self.token)
+
+    def _expired(self, fetched_at: float) -> bool:
+        return self._clock() - fetched_at >= EXPIRE_S
+
+    async def _load(self, site: str, url: str) -> RobotsRules:
+        async with self._locks.setdefault(site, asyncio.Lock()):
+            cached = self._rules.get(site)
+            if cached is not None and not self._expired(cached[1]):
+                return cached[0]  # loaded by another request while this one waited
+            record = None if cached is not None else await self.frontier.robots(site)
+            if record is not None and not self._expired(record.fetched_at):
+                rules = RobotsRules.from_response(record.status, record.body)
+            else:
+                record = await self._fetch(url)
+                # Raises for an answer that gives no rules (5xx, 429): nothing is kept, and the
+                # next attempt asks the site again.
+                rules = RobotsRules.from_response(record.status, record.body)
+                self.frontier.save_robots(site, record)
+            self._rules[site] = (rules, record.fetched_at)
+            self._on_rules(url, rules)
+            return rules

@@ -1,0 +1,77 @@
+"""Delays are measured between real request starts on one host, as the server sees them:
+robots.txt, the first page after it, and every redirect hop, to whichever host it goes."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from crawler import Response, Spider
+from tests.crawling import crawl
+from tests.site import TestSite
+
+DELAY = 0.3
+SLACK = 0.02  # the server's clock reads a request a little after the client sent it
+
+
+def _gaps(site: TestSite, host: int) -> list[float]:
+    starts = sorted(hit.started for hit in site.log if hit.host == site.host(host))
+    return [b - a for a, b in itertools.pairwise(starts)]
+
+
+def _spider(*urls: str) -> type[Spider]:
+    class Urls(Spider):
+        name = "urls"
+        start_urls = urls
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    return Urls
+
+
+async def test_the_first_page_after_robots_txt_waits_for_crawl_delay(
+    site: TestSite, tmp_path: Path
+) -> None:
+    site.robots = f"User-agent: *\nCrawl-delay: {DELAY}\n"
+    result = await crawl(_spider(site.url("/leaf/1")), tmp_path)
+    assert len(result.items) == 1
+    assert [hit.path for hit in site.log] == ["/robots.txt", "/leaf/1"]
+    assert _gaps(site, 0)[0] >= DELAY - SLACK
+
+
+async def test_every_redirect_hop_waits_for_the_delay(site: TestSite, tmp_path: Path) -> None:
+    spider = _spider(site.url("/redirect-chain/3"))
+    result = await crawl(spider, tmp_path, obey_robots=False, download_delay=DELAY)
+    assert len(result.items) == 1
+    gaps = _gaps(site, 0)
+    assert len(gaps) == 3  # four requests: three hops and the end of the chain
+    assert min(gaps) >= DELAY - SLACK
+
+
+async def test_a_hop_to_another_host_waits_for_that_hosts_delay(
+    site: TestSite, tmp_path: Path
+) -> None:
+    """Host 1 is crawled page by page with a delay; a redirect from host 0 lands on host 1 in
+    the middle of it, and still keeps host 1's delay."""
+    site.robots = f"User-agent: *\nCrawl-delay: {DELAY}\n"
+    hop_to = site.url("/leaf/9", 1)
+
+    class Hops(Spider):
+        name = "hops"
+        start_urls = (
+            *(site.url(f"/leaf/{i}", 1) for i in range(4)),
+            site.url(f"/redirect?to={hop_to}", 0),
+        )
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    result = await crawl(Hops, tmp_path)
+    assert len(result.items) == 5
+    assert site.hits("/leaf/9", 1) == 1
+    on_host_1 = [hit.path for hit in site.log if hit.host == site.host(1)]
+    assert len(on_host_1) == 6  # robots.txt, four pages and the hop
+    assert min(_gaps(site, 1)) >= DELAY - SLACK
