@@ -133,7 +133,7 @@ _UTF8 = _encoding("utf-8")
 _WINDOWS_1252 = _encoding("windows-1252")
 _BY_BOM = {bom: _encoding(name) for name, bom in _BOMS.items()}
 _BOM_LEADS = frozenset(bom[0] for bom in _BY_BOM)
-# (BOM, the Python codec it means), UTF-8 first: the UTF-16LE BOM starts UTF-32LE's too.
+# (BOM, the Python codec it means). The standard has no UTF-32: its LE BOM reads as UTF-16LE's.
 BOMS = tuple((bom, encoding.codec) for bom, encoding in _BY_BOM.items())
 # Response.encoding holds a Python codec name (and users may set one): the way back to the
 # standard's encoding. iso8859-8 stands for ISO-8859-8 and -8-I alike: they decode alike.
@@ -294,7 +294,7 @@ def prescan(body: bytes) -> Encoding | None:
     declares, found as the HTML standard's prescan finds it (comments, quoting, attributes in
     any order), or None."""
     end = min(len(body), _PRESCAN_BYTES)
-    if not _may_declare(body, end):
+    if not _META_OPEN.search(body, 0, end):  # the common "no": one scan in C
         return None
     pos, head = 0, _Head()
     while (start := body.find(b"<", pos, end)) >= 0:
@@ -319,17 +319,6 @@ def prescan(body: bytes) -> Encoding | None:
         if pos < 0:  # a tag or comment left open at the end: the prescan fails
             return None
     return None
-
-
-def _may_declare(body: bytes, end: int) -> bool:
-    """Whether a <meta> opens and "charset" (any case) follows it: without both no walk can find
-    a declaration, and two scans in C are cheaper than walking the markup."""
-    meta = _META_OPEN.search(body, 0, end)
-    if meta is None:
-        return False
-    return (
-        body.find(b"charset", meta.end(), end) >= 0 or b"charset" in body[meta.end() : end].lower()
-    )
 
 
 def _skip(body: bytes, markup: re.Match[bytes], end: int, head: _Head) -> int:
