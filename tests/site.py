@@ -262,6 +262,11 @@ CHARSET_PAGES: dict[str, tuple[str, bytes]] = {
         ),
     ),
     "bom": ("text/html", "\ufeff<p>café</p>".encode()),
+    # What many servers send: windows-1252 bytes (curly quotes, dashes, euro) under a latin-1 label.
+    "windows-1252": (
+        "text/html; charset=iso-8859-1",
+        "<h1>Café “deals”</h1><p>€5 \u2013 €9… \u2018now\u2019</p>".encode("cp1252"),
+    ),
     "none": ("text/html", "<p>café</p>".encode()),
 }
 

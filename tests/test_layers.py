@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "crawler.jsondata": 0,
     "crawler.sniffing": 0,
     "crawler.parse_worker": 0,
+    "crawler.encoding": 0,
     "crawler.logs": 0,
     # models
     "crawler.request": 1,
@@ -85,6 +86,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "pydantic_settings": {"crawler.settings"},
     "aiohttp": {"crawler.transport"},
     "orjson": {"crawler.jsondata"},
+    "webencodings": {"crawler.encoding"},
     "ada_url": {"crawler.urls"},
 }
 

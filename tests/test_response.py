@@ -53,8 +53,8 @@ def _response(
     [
         ("text/html; charset=ISO-8859-2", b"<meta charset=utf-8>", "iso8859-2"),
         ('text/html; charset="utf-8"', b"\xe9", "utf-8"),
-        ("text/html;charset=Shift_JIS", b"", "shift_jis"),
-        ("text/html; charset=no-such-codec", b"abc", "utf-8"),
+        ("text/html;charset=Shift_JIS", b"", "cp932"),
+        ("text/html; charset=no-such-codec", b"abc", "cp1252"),
         ("text/html; charset=no-such-codec", b"caf\xe9", "cp1252"),
         (None, codecs.BOM_UTF8 + b"<meta charset=latin-1>", "utf-8"),
         (None, codecs.BOM_UTF16_LE + "hi".encode("utf-16-le"), "utf-16-le"),
@@ -63,15 +63,16 @@ def _response(
         (None, b"<meta charset=bogus>caf\xc3\xa9", "utf-8"),
         (None, "caf\u00e9 \u2603".encode(), "utf-8"),
         (None, b"caf\xe9 \x80", "cp1252"),
-        (None, b"", "utf-8"),
+        (None, b"", "cp1252"),
     ],
 )
 def test_detect_encoding(content_type: str | None, body: bytes, expected: str) -> None:
     assert detect_encoding(content_type, body) == expected
 
 
-def test_meta_charset_is_only_looked_for_near_the_start() -> None:
-    body = b" " * 5000 + b"<meta charset=koi8-r>\xe9"
+def test_meta_charset_is_looked_for_in_the_head_and_the_first_kilobyte() -> None:
+    assert detect_encoding(None, b" " * 5000 + b"<meta charset=koi8-r>\xe9") == "koi8-r"
+    body = b"<body>" + b" " * 5000 + b"<meta charset=koi8-r>\xe9"
     assert detect_encoding(None, body) == "cp1252"
 
 
