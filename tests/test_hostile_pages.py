@@ -20,7 +20,7 @@ import pytest
 from crawler import Request, Response, Spider
 from crawler.errors import ParseBudgetExceeded
 from crawler.parse_worker import HEADER_BYTES, PARSED, READY, serve
-from crawler.parsing import INLINE_PARSE_BYTES, PageParser
+from crawler.parsing import INLINE_PARSE_BYTES, SCREEN_TAGS, PageParser
 from crawler.settings import Settings
 from tests.crawling import crawl
 from tests.site import BINARIES, TestSite, hostile_page
@@ -103,7 +103,7 @@ def test_worker_stops_at_a_cut_page() -> None:
 
 async def test_a_small_page_is_left_to_parse_on_first_read() -> None:
     parser = PageParser(Settings(max_links_per_page=7))
-    response = _response(_page(INLINE_PARSE_BYTES - 100))
+    response = _response(_page(SCREEN_TAGS * 10 - 100))  # some 30 bytes per three tags
     await parser.prepare(response)
 
     assert (parser.parsed_off_loop, parser.worker_pid) == (0, None)  # no process started
@@ -123,6 +123,30 @@ async def test_a_large_page_is_parsed_off_the_loop() -> None:
     finally:
         await parser.aclose()
     assert parser.worker_pid is None
+
+
+async def test_a_large_page_with_few_tags_is_parsed_in_a_thread_unscreened() -> None:
+    parser = PageParser(Settings())
+    body = b"<html><body><p>" + b"lorem ipsum " * 90_000 + b"</p><a href=/x>x</a></body></html>"
+    response = _response(body)
+    assert len(body) > INLINE_PARSE_BYTES
+    await parser.prepare(response)
+    assert (parser.parsed_off_loop, parser.worker_pid) == (1, None)
+    assert response.css_first("a[href='/x']") is not None
+    await parser.aclose()
+
+
+async def test_a_small_page_with_many_tags_is_screened() -> None:
+    parser = PageParser(Settings())
+    body = b"<b>" * (SCREEN_TAGS + 1)
+    assert len(body) <= INLINE_PARSE_BYTES
+    response = _response(body)
+    try:
+        await parser.prepare(response)
+        assert parser.parsed_off_loop == 1
+        assert parser.worker_pid is not None
+    finally:
+        await parser.aclose()
 
 
 @pytest.mark.parametrize("name", sorted(BINARIES))
