@@ -411,6 +411,30 @@ def echo(req: Incoming) -> Reply:
     return raw(json.dumps(seen).encode(), "application/json")
 
 
+# The messy web on one page: every kind of trouble the crawler must take in its stride, linked
+# from /messy (the paths are on the same host; `{other}` is the base of host 1).
+MESSY_LINKS = (
+    "/charset/windows-1252",
+    "/spellings/",
+    "/binary/pdf",
+    "/binary/png?type=none",
+    "/hostile/nested",
+    "/hostile/links",
+    "/closing/0?n=5",
+    "/private/secret",
+    "/redirect-chain/2",
+    "{other}/paged?page=1",
+    "http://[",
+    "http://a\tb.invalid:99999/",
+    "javascript:alert(1)",
+)
+
+
+def messy(req: Incoming) -> Reply:
+    other = req.site.base(1) if len(req.site.hosts) > 1 else ""
+    return page("messy", anchors(link.format(other=other) for link in MESSY_LINKS))
+
+
 def hang_up(req: Incoming) -> Reply:
     return Reply(hang_up=True)
 
@@ -451,6 +475,7 @@ ROUTES: dict[str, Route] = {
     "/json": json_page,
     "/base-href": base_href,
     "/echo": echo,
+    "/messy": messy,
     "/binary": binary,
     "/hostile": hostile,
     "/chain": chain,
