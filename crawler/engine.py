@@ -165,6 +165,13 @@ class Engine:
             outcome = await self._process(request)
         except CrawlStopped:
             return  # left in flight: the next run re-queues it
+        except StateError:
+            raise  # the state cannot be written: the crawl stops
+        except Exception as error:
+            # Whatever a hostile page or server provoked, it fails this request only: a request
+            # that raised must not stay in flight to kill every resumed run again.
+            outcome = self._failed(request, error)
+            log.error("failed %s: %s: %s", request.url, type(error).__name__, error, exc_info=True)
         finally:
             self.scheduler.done(request)
         self.stats.queued -= 1
@@ -172,13 +179,16 @@ class Engine:
         if self.frontier.pending_writes >= FLUSH_EVERY:
             await self.flush()
 
+    def _failed(self, request: Request, error: Exception, status: int | None = None) -> Outcome:
+        self.stats.failed(type(error).__name__)
+        return Outcome(request, RequestState.FAILED, status=status, error=str(error) or None)
+
     async def _process(self, request: Request) -> Outcome:
         try:
             result = await self._download(request)
         except FetchError as error:
-            self.stats.failed(type(error).__name__)
             log.warning("failed %s: %s", request.url, error)
-            outcome = Outcome(request, RequestState.FAILED, error=str(error))
+            outcome = self._failed(request, error)
             await self._run_callback(request, request.errback, error, outcome)
             return outcome
         if isinstance(result, SkipReason):
@@ -201,11 +211,8 @@ class Engine:
         try:
             await self.parser.prepare(response)
         except FetchError as error:
-            self.stats.failed(type(error).__name__)
             log.warning("failed %s: %s", request.url, error)
-            outcome = Outcome(
-                request, RequestState.FAILED, status=response.status, error=str(error)
-            )
+            outcome = self._failed(request, error, response.status)
             await self._run_callback(request, request.errback, error, outcome)
             return outcome
         return None
@@ -241,14 +248,14 @@ class Engine:
         return result
 
     async def _hop_check(self, url: str) -> SkipReason | None:
-        if not self.scope.allows_url(url):
-            return SkipReason.OFFSITE
+        if (reason := self.scope.check_url(url)) is not None:
+            return reason
         if self.settings.obey_robots and not await self.robots.allows(url):
             return SkipReason.ROBOTS
         return None
 
     async def _robots_hop_check(self, url: str) -> SkipReason | None:
-        return None if self.scope.allows_url(url) else SkipReason.OFFSITE
+        return self.scope.check_url(url)
 
     def _robots_loaded(self, url: str, rules: RobotsRules) -> None:
         self.scheduler.configure_host(host_of(url), rules.crawl_delay(self.robots_token))

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 
 from crawler.errors import SkipReason
 from crawler.request import Request
-from crawler.urls import domain, hostname, is_http
+from crawler.urls import domain, fetchable, hostname
 
 
 class Scope:
     """``Scope(["example.com"], max_depth=3).check(request)`` -> None or a SkipReason.
 
-    A domain allows itself and its subdomains; no domains means every host is allowed.
+    A domain allows itself and its subdomains; no domains means every host is allowed. A URL
+    the crawler may not request at all (see ``urls.fetchable``: userinfo, bad host names) is a
+    bad URL wherever it comes from: a start URL, a link or a redirect.
     """
 
     def __init__(self, allowed_domains: Sequence[str], max_depth: int | None) -> None:
@@ -23,18 +25,20 @@ class Scope:
         return f"<Scope domains={self.domains} max_depth={self.max_depth}>"
 
     def allows_url(self, url: str) -> bool:
-        if not is_http(url):
-            return False
+        return self.check_url(url) is None
+
+    def check_url(self, url: str) -> SkipReason | None:
+        if not fetchable(url):
+            return SkipReason.BAD_URL
         if not self.domains:
-            return True
+            return None
         host = hostname(url)
-        return any(host == d or host.endswith("." + d) for d in self.domains)
+        if any(host == d or host.endswith("." + d) for d in self.domains):
+            return None
+        return SkipReason.OFFSITE
 
     def check(self, request: Request) -> SkipReason | None:
-        if not is_http(request.url):
-            return SkipReason.BAD_URL
-        if not self.allows_url(request.url):
-            return SkipReason.OFFSITE
-        if self.max_depth is not None and request.depth > self.max_depth:
+        reason = self.check_url(request.url)
+        if reason is None and self.max_depth is not None and request.depth > self.max_depth:
             return SkipReason.TOO_DEEP
-        return None
+        return reason

@@ -150,11 +150,33 @@ def is_http(url: str) -> bool:
     return _read(url) is not None
 
 
+def fetchable(url: str) -> bool:
+    """Whether the crawler may request this URL: ``is_http``, no userinfo (credentials belong
+    in headers, never in a link a page can write), and a host name whose labels DNS can carry
+    (1 to 63 characters each, 253 in all).
+
+    >>> fetchable("http://a.test/"), fetchable("http://u:p@a.test/")
+    (True, False)
+    >>> fetchable("http://" + "a" * 64 + ".test/")
+    False
+    """
+    parsed = _read(url)
+    if parsed is None:
+        return False
+    if "@" in parsed[_CANONICAL].partition("://")[2].partition("/")[0]:
+        return False
+    name = parsed[_HOSTNAME]
+    if name.startswith("["):
+        return True
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    return len(name) <= 253 and all(0 < len(label) <= 63 for label in labels)
+
+
 def standard_url(url: str) -> str:
     """``url`` as the standard serialises it, which is what the crawler sends; as given if
     ``is_http`` refuses it.
 
-    >>> standard_url("HTTP://a.test/x/../y\tz")
+    >>> standard_url("HTTP://a.test/x/../y\\tz")
     'http://a.test/yz'
     """
     parsed = _read(url)

@@ -435,6 +435,15 @@ def messy(req: Incoming) -> Reply:
     return page("messy", anchors(link.format(other=other) for link in MESSY_LINKS))
 
 
+def links(req: Incoming) -> Reply:
+    """`/links?h=<JSON list>`: a page whose anchors carry exactly those hrefs (escaped as HTML)."""
+    try:
+        hrefs = json.loads(req.query.get("h", "[]"))
+    except ValueError:
+        raise BadParam("h must be a JSON list of strings") from None
+    return page("links", anchors(str(href) for href in hrefs))
+
+
 def hang_up(req: Incoming) -> Reply:
     return Reply(hang_up=True)
 
@@ -476,6 +485,7 @@ ROUTES: dict[str, Route] = {
     "/base-href": base_href,
     "/echo": echo,
     "/messy": messy,
+    "/links": links,
     "/binary": binary,
     "/hostile": hostile,
     "/chain": chain,
