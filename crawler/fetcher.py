@@ -26,7 +26,7 @@ from crawler.request import Request
 from crawler.response import Response
 from crawler.settings import Settings
 from crawler.transport import AiohttpTransport
-from crawler.urls import join_url
+from crawler.urls import host_of, join_url
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
 BeforeSend = Callable[[str], Awaitable[None]]
@@ -89,11 +89,20 @@ def _transport(settings: Settings) -> httpx.AsyncBaseTransport:
     )
 
 
+def _origin(url: str) -> tuple[str, str]:
+    return url.partition(":")[0].lower(), host_of(url)
+
+
+def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.lower() not in names}
+
+
 class Fetcher:
     """Fetches requests through one client whose pool is sized from the settings."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
+        self.sensitive_headers = frozenset(name.lower() for name in settings.sensitive_headers)
         self.client = httpx.AsyncClient(
             transport=transport if transport is not None else _transport(settings),
             timeout=httpx.Timeout(settings.request_timeout),
@@ -126,19 +135,24 @@ class Fetcher:
         failures worth retrying, FetchError for the others.
         """
         url, method, body = request.url, request.method, request.body
+        sent_headers = request.headers
         started = time.monotonic()
         for hop in range(self.settings.max_redirects + 1):
             await before_send(url)
-            status, headers, content = await self._send(method, url, request.headers, body)
+            status, headers, content = await self._send(method, url, sent_headers, body)
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
                 elapsed = time.monotonic() - started
                 return Response(url, status, headers, content, request=request, elapsed=elapsed)
             if hop == self.settings.max_redirects:
                 break
-            url = join_url(url, location)
+            url, previous = join_url(url, location), url
             if (skip := await hop_check(url)) is not None:
                 return skip
+            if _origin(url) != _origin(previous):
+                # Credentials stay with their origin: a redirect to another scheme, host or port
+                # (an https-to-http downgrade included) loses them for the rest of the chain.
+                sent_headers = _without(sent_headers, self.sensitive_headers)
             if status == 303 or (status in (301, 302) and method == "POST"):
                 method, body = "GET", b""
         raise TooManyRedirects(f"more than max_redirects={self.settings.max_redirects} redirects")

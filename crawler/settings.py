@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     max_links_per_page: int | None = Field(
         10_000, ge=1, description="requests follow_all makes for one page; later links dropped"
     )
+    sensitive_headers: list[str] = Field(
+        ["Authorization", "Cookie", "Proxy-Authorization"],
+        description="request headers dropped when a redirect leaves the origin",
+    )
     follow_redirects: bool = Field(True, description="follow 3xx redirects")
     max_redirects: int = Field(10, ge=0, le=100, description="redirect hops per request")
     http_transport: Literal["aiohttp", "httpcore"] = Field(
