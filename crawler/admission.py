@@ -49,24 +49,30 @@ class Admission:
                 self.stats.skipped(SkipReason.DUPLICATE)
                 return None
         why = self._callback_problem(request)
-        if why is None:
-            request = _settled(request, parent)
-        if why is None:
-            try:
-                request.to_record()
-            except SpiderError as error:
-                why = str(error)
         if why is not None:
-            self.stats.callback_errors += 1
-            log.error("request %s rejected: %s", request.url, why)
+            self._reject(request, why)
             return None
-        reason = self.scope.check(request)
+        depth = request.depth
+        if parent is not None and depth <= parent.depth:
+            depth = parent.depth + 1
+        # Scope first: most refused links are off-site, and they need no copy nor record.
+        reason = self.scope.check_url(request.url) or self.scope.check_depth(depth)
         if reason is not None:
             self.stats.skipped(reason)
+            return None
+        request = _settled(request, depth)
+        try:
+            request.to_record()
+        except SpiderError as error:
+            self._reject(request, str(error))
             return None
         if key is not None:
             self._recent.add(key)
         return request
+
+    def _reject(self, request: Request, why: str) -> None:
+        self.stats.callback_errors += 1
+        log.error("request %s rejected: %s", request.url, why)
 
     def _callback_problem(self, request: Request) -> str | None:
         for name in (request.callback or "parse", request.errback):
@@ -77,12 +83,12 @@ class Admission:
         return None
 
 
-def _settled(request: Request, parent: Request | None) -> Request:
-    """The request as it is stored: its URL spelled as it is sent, one level below its parent."""
+def _settled(request: Request, depth: int) -> Request:
+    """The request as it is stored: its URL spelled as it is sent, at its depth."""
     changes: dict[str, Any] = {}
     url = standard_url(request.url)
     if url != request.url:
         changes["url"] = url
-    if parent is not None and request.depth <= parent.depth:
-        changes["depth"] = parent.depth + 1
+    if depth != request.depth:
+        changes["depth"] = depth
     return request.replace(**changes) if changes else request

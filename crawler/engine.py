@@ -239,8 +239,8 @@ class Engine:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt(self, request: Request) -> Response | SkipReason:
-        if self.settings.obey_robots and not await self.robots.allows(request.url):
-            return SkipReason.ROBOTS
+        if self.settings.obey_robots and (skip := await self._robots_check(request.url)):
+            return skip
         result = await self.fetcher.fetch(request, self._hop_check, self.scheduler.turn)
         if isinstance(result, Response):
             self.stats.response(result.status, len(result.body))
@@ -250,15 +250,26 @@ class Engine:
     async def _hop_check(self, url: str) -> SkipReason | None:
         if (reason := self.scope.check_url(url)) is not None:
             return reason
-        if self.settings.obey_robots and not await self.robots.allows(url):
+        if self.settings.obey_robots:
+            return await self._robots_check(url)
+        return None
+
+    async def _robots_check(self, url: str) -> SkipReason | None:
+        rules = await self.robots.rules(url)
+        if not rules.allows(url, self.robots_token):
             return SkipReason.ROBOTS
+        if (rules.crawl_delay(self.robots_token) or 0.0) > self.settings.max_crawl_delay:
+            return SkipReason.CRAWL_DELAY
         return None
 
     async def _robots_hop_check(self, url: str) -> SkipReason | None:
         return self.scope.check_url(url)
 
     def _robots_loaded(self, url: str, rules: RobotsRules) -> None:
-        self.scheduler.configure_host(host_of(url), rules.crawl_delay(self.robots_token))
+        delay = rules.crawl_delay(self.robots_token) or 0.0
+        if delay > self.settings.max_crawl_delay:
+            delay = 0.0  # never waited for: the site's pages are skipped (_robots_check) at once
+        self.scheduler.configure_host(host_of(url), delay)
 
     async def _fetch_robots(self, url: str) -> RobotsRecord:
         request = Request(robots_url(url))

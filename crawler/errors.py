@@ -98,3 +98,4 @@ class SkipReason(enum.StrEnum):
     TOO_DEEP = "too_deep"
     MAX_PAGES = "max_pages"
     BAD_URL = "bad_url"
+    CRAWL_DELAY = "crawl_delay"  # robots.txt asks for a longer Crawl-delay than max_crawl_delay

@@ -147,7 +147,7 @@ class CsvExporter(FeedExporter):
         writer = csv.writer(out, lineterminator="\r\n")
         if self.fields is None:
             self.fields = list(item)
-            writer.writerow([self._text(name) for name in self.fields])
+            writer.writerow(self.fields)  # the spider's field names, read back on resume
         writer.writerow([self._text(_cell(item.get(name))) for name in self.fields])
         return out.getvalue().encode("utf-8")
 

@@ -170,6 +170,10 @@ class PageParser:
                 error or type(error).__name__,
             )
             return None
+        except BaseException:
+            if worker is not None:  # cancelled while it started: aclose() reaps it
+                self._kill(worker)
+            raise
         self._worker = worker
         return worker
 

@@ -21,6 +21,8 @@ log = logging.getLogger("crawler.response")
 
 Node = LexborNode
 
+_BASE_TAG = re.compile(rb"<base", re.IGNORECASE)
+
 # The conformance runner (shared/conformance) peeks at these three to tell a declared encoding
 # from the fallback. Detection is crawler.encoding's: its prescan is what decides, not this regex.
 _BOMS = BOMS
@@ -121,7 +123,8 @@ class Response:
         A ``<base href>`` the URL standard rejects is ignored, as browsers ignore it; so is
         one that is not http(s), since no link resolved against it could be fetched.
         """
-        base = self.tree.css_first("base[href]") if b"<base" in self.body[:65536].lower() else None
+        has_base = _BASE_TAG.search(self.body, 0, 65536) is not None
+        base = self.tree.css_first("base[href]") if has_base else None
         href = base.attributes.get("href") if base is not None else None
         if not href:
             return self.url

@@ -20,7 +20,6 @@ from protego import Protego
 from crawler.errors import RobotsUnavailable
 
 ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: parse at least 500 KiB
-RETRY_UNAVAILABLE_S = 30.0
 EXPIRE_S = 24 * 3600.0  # RFC 9309 2.4: do not use a cached robots.txt for more than 24 hours
 
 _TOKEN = re.compile(r"[A-Za-z_-]+")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 from crawler.frontier import Frontier, RobotsRecord
 from crawler.robots import EXPIRE_S, RobotsRules
@@ -26,7 +25,7 @@ def site_of(url: str) -> str:
     >>> site_of("https://Example.com:443/a?b")
     'https://example.com'
     """
-    return f"{urlsplit(url).scheme.lower()}://{host_of(url)}"
+    return f"{url.partition(':')[0].lower()}://{host_of(url)}"
 
 
 class RobotsCache:
@@ -54,13 +53,15 @@ class RobotsCache:
         return f"<RobotsCache token={self.token!r} sites={len(self._rules)}>"
 
     async def allows(self, url: str) -> bool:
+        return (await self.rules(url)).allows(url, self.token)
+
+    async def rules(self, url: str) -> RobotsRules:
+        """The rules of ``url``'s site; raises RobotsUnavailable when they cannot be had."""
         site = site_of(url)
         cached = self._rules.get(site)
         if cached is None or self._expired(cached[1]):
-            rules = await self._load(site, url)
-        else:
-            rules = cached[0]
-        return rules.allows(url, self.token)
+            return await self._load(site, url)
+        return cached[0]
 
     def _expired(self, fetched_at: float) -> bool:
         return self._clock() - fetched_at >= EXPIRE_S

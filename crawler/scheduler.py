@@ -48,6 +48,8 @@ class Scheduler:
         self.stopping = False
         self.lease_size = max(32, 4 * settings.per_host_concurrency)
         self.max_buffered = max(1024, 8 * settings.concurrency)
+        # Requests past their download (being parsed, or waiting to retry) hold memory too.
+        self.max_in_flight = 2 * settings.concurrency
         self.buffered = 0  # leased requests waiting in the slots' buffers
 
     def __repr__(self) -> str:
@@ -98,7 +100,7 @@ class Scheduler:
             changed = self._changed
             now = self._clock()
             wait: float | None = None
-            if self.active < self.settings.concurrency:
+            if self.active < self.settings.concurrency and self.in_flight < self.max_in_flight:
                 slot, wait = self._pick(now)
                 if slot is not None:
                     return self._dispatch(slot, now)
@@ -190,7 +192,10 @@ class Scheduler:
         first hop, a redirect hop, or robots.txt): wait until that host's delay since its last
         request has passed, then mark the start.
 
-        While it waits, the attempt gives its global slot back, so other hosts go on. Raises
+        While it waits, the attempt lends its global slot to other hosts, and takes it back when
+        its turn comes even if they filled every slot meanwhile (the dispatcher then holds back
+        until the count is under ``concurrency`` again): waiting for a free slot here could wait
+        on requests that wait for this one (a robots.txt fetch holds its site's lock). Raises
         CrawlStopped if the crawl stops meanwhile.
         """
         slot = self.slot(host_of(url))
@@ -206,7 +211,7 @@ class Scheduler:
             while not self.stopping:
                 changed = self._changed
                 now = self._clock()
-                if slot.next_start <= now and self.active < self.settings.concurrency:
+                if slot.next_start <= now:
                     return now
                 timeout = slot.next_start - now if slot.next_start > now else None
                 with contextlib.suppress(TimeoutError):

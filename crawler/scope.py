@@ -37,8 +37,9 @@ class Scope:
             return None
         return SkipReason.OFFSITE
 
+    def check_depth(self, depth: int) -> SkipReason | None:
+        too_deep = self.max_depth is not None and depth > self.max_depth
+        return SkipReason.TOO_DEEP if too_deep else None
+
     def check(self, request: Request) -> SkipReason | None:
-        reason = self.check_url(request.url)
-        if reason is None and self.max_depth is not None and request.depth > self.max_depth:
-            return SkipReason.TOO_DEEP
-        return reason
+        return self.check_url(request.url) or self.check_depth(request.depth)

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     per_host_concurrency: int = Field(2, ge=1, le=1_000, description="requests in flight per host")
     download_delay: float = Field(0.0, ge=0, description="seconds between requests to one host")
     obey_robots: bool = Field(True, description="fetch and obey robots.txt (and its Crawl-delay)")
+    max_crawl_delay: float = Field(
+        60.0,
+        ge=0,
+        description="longest robots.txt Crawl-delay obeyed; a site asking more is skipped",
+    )
     max_retries: int = Field(3, ge=0, le=100, description="retries of a transient failure")
     retry_backoff: float = Field(0.5, ge=0, description="first retry wait in seconds; doubles")
     retry_backoff_max: float = Field(30.0, ge=0, description="longest backoff wait, seconds")

@@ -16,6 +16,7 @@ _SKIP_COUNTERS = {
     SkipReason.TOO_DEEP: "depth_filtered",
     SkipReason.MAX_PAGES: "max_pages_filtered",
     SkipReason.BAD_URL: "bad_urls",
+    SkipReason.CRAWL_DELAY: "crawl_delay_skipped",
 }
 
 
@@ -41,6 +42,7 @@ class Stats:
     depth_filtered: int = 0
     max_pages_filtered: int = 0
     bad_urls: int = 0
+    crawl_delay_skipped: int = 0
     bytes_received: int = 0
     queued: int = 0
     elapsed_s: float = 0.0

@@ -150,6 +150,8 @@ def paged(req: Incoming) -> Reply:
 
 
 def robots(req: Incoming) -> Reply:
+    if req.site.robots_redirect is not None and req.host == req.site.host(0):
+        return raw(b"", HTML, 302, {"Location": req.site.robots_redirect})
     rules = req.site.robots
     status = req.site.robots_status or (200 if rules is not None else 404)
     return text(rules or "", status)
@@ -636,6 +638,7 @@ class TestSite:
     def __init__(self, addresses: Sequence[str] = ADDRESSES) -> None:
         self.robots: str | None = None
         self.robots_status: int | None = None
+        self.robots_redirect: str | None = None  # host 0's robots.txt answers 302 to this
         self.log: list[Hit] = []
         self.errors: list[BaseException] = []
         self._addresses = tuple(addresses)

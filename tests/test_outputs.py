@@ -185,3 +185,19 @@ def test_files_in_a_private_umask_are_not_widened(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert _mode(tmp_path / "f.jsonl") == 0o600
+
+
+async def test_csv_resume_keeps_columns_whose_names_start_like_formulas(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    first = exporter_for(path)
+    first.open(0, 0)
+    first.write([(1, _json({"@type": "Product", "name": "=a"}))])
+    checkpoint = await first.sync()
+    first.close()
+    again = exporter_for(path)
+    again.open(*checkpoint)
+    again.write([(2, _json({"@type": "Offer", "name": "b"}))])
+    again.close()
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.reader(file))
+    assert rows == [["@type", "name"], ["Product", "'=a"], ["Offer", "b"]]

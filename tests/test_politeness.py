@@ -75,3 +75,28 @@ async def test_a_hop_to_another_host_waits_for_that_hosts_delay(
     on_host_1 = [hit.path for hit in site.log if hit.host == site.host(1)]
     assert len(on_host_1) == 6  # robots.txt, four pages and the hop
     assert min(_gaps(site, 1)) >= DELAY - SLACK
+
+
+async def test_redirects_into_a_delayed_site_whose_robots_txt_redirects_do_not_deadlock(
+    site: TestSite, tmp_path: Path
+) -> None:
+    """A request waiting for its host's turn lends its global slot; requests of other hosts that
+    redirect into that site wait on its robots.txt lock while holding theirs. The crawl must
+    still end: the waiting request takes its slot back when its turn comes."""
+    site.robots_redirect = "/redirect-chain/2"  # host 0's robots.txt: "end", three hops away
+    hops = [site.url("/redirect?to=" + site.url(f"/leaf/{i}", 0), 1 + i % 2) for i in range(4)]
+    spider = _spider(site.url("/leaf/9", 0), *hops)
+    result = await crawl(spider, tmp_path, concurrency=2, download_delay=DELAY)
+    assert len(result.items) == 5
+    assert min(_gaps(site, 0)) >= DELAY - SLACK
+
+
+async def test_a_site_asking_for_a_huge_crawl_delay_is_skipped_not_waited_for(
+    site: TestSite, tmp_path: Path
+) -> None:
+    site.robots = "User-agent: *\nCrawl-delay: 1000000000\n"
+    spider = _spider(site.url("/leaf/1", 0), site.url("/leaf/2", 0), site.url("/leaf/3", 1))
+    result = await crawl(spider, tmp_path, max_crawl_delay=30)
+    assert result.items == []
+    assert result.stats.crawl_delay_skipped == 3
+    assert [hit.path for hit in site.log] == ["/robots.txt", "/robots.txt"]

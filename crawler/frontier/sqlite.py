@@ -20,7 +20,7 @@ from crawler.errors import StateError
 from crawler.frontier import Counts, Flushed, Outcome, RobotsRecord
 from crawler.request import Request
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: WHATWG canonical URLs (new fingerprints), robots.txt kept per site
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
