@@ -27,7 +27,7 @@ from crawler.parsing import PageParser
 from crawler.progress import Progress
 from crawler.request import Request
 from crawler.response import Response
-from crawler.robots import RobotsRules, product_token, robots_url
+from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
 from crawler.robots_cache import RobotsCache
 from crawler.scheduler import CrawlStopped, Scheduler
 from crawler.scope import Scope
@@ -275,7 +275,7 @@ class Engine:
         request = Request(robots_url(url))
         try:
             response = await self.fetcher.fetch(
-                request, self._robots_hop_check, self.scheduler.turn
+                request, self._robots_hop_check, self.scheduler.turn, keep_bytes=ROBOTS_MAX_BYTES
             )
         except FetchError as error:
             raise RobotsUnavailable(f"robots.txt unreachable: {error}") from None

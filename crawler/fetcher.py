@@ -42,11 +42,14 @@ async def _send_at_once(url: str) -> None:
 
 
 class _BoundedDecoder:
-    """Content-Encoding decoding that stops as soon as the output passes ``limit`` bytes."""
+    """Content-Encoding decoding that stops as soon as the output passes ``limit`` bytes: it
+    raises ResponseTooLarge, or with ``cut`` keeps the first ``limit`` bytes and is ``full``."""
 
-    def __init__(self, encoding: str, limit: int) -> None:
+    def __init__(self, encoding: str, limit: int, *, cut: bool = False) -> None:
         encoding = encoding.strip().lower()
         self.limit = limit
+        self.cut = cut
+        self.full = False
         self.size = 0
         self._zlib: zlib._Decompress | None
         if encoding in ("", "identity"):
@@ -69,7 +72,10 @@ class _BoundedDecoder:
                 raise BadResponse(f"cannot decode body: {exc}") from None
         self.size += len(out)
         if self.size > self.limit:
-            raise ResponseTooLarge(f"body larger than max_response_bytes={self.limit}")
+            if not self.cut:
+                raise ResponseTooLarge(f"body larger than max_response_bytes={self.limit}")
+            out = out[: len(out) - (self.size - self.limit)]
+            self.size, self.full = self.limit, True
         return out
 
 
@@ -127,19 +133,23 @@ class Fetcher:
         request: Request,
         hop_check: HopCheck = _allow_every_hop,
         before_send: BeforeSend = _send_at_once,
+        *,
+        keep_bytes: int | None = None,
     ) -> Response | SkipReason:
         """The response to ``request`` (any status), or why a redirect hop was not followed.
 
         ``hop_check(url)`` vets each redirect target; ``before_send(url)`` is awaited before every
-        request goes on the wire (the scheduler's politeness turn). Raises TransientError for
-        failures worth retrying, FetchError for the others.
+        request goes on the wire (the scheduler's politeness turn). With ``keep_bytes`` the body
+        is cut there and the rest is not read, rather than the page failing past
+        ``max_response_bytes``. Raises TransientError for failures worth retrying, FetchError for
+        the others.
         """
         url, method, body = request.url, request.method, request.body
         sent_headers = request.headers
         started = time.monotonic()
         for hop in range(self.settings.max_redirects + 1):
             await before_send(url)
-            status, headers, content = await self._send(method, url, sent_headers, body)
+            status, headers, content = await self._send(method, url, sent_headers, body, keep_bytes)
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
                 elapsed = time.monotonic() - started
@@ -158,7 +168,7 @@ class Fetcher:
         raise TooManyRedirects(f"more than max_redirects={self.settings.max_redirects} redirects")
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes
+        self, method: str, url: str, headers: dict[str, str], body: bytes, keep: int | None
     ) -> tuple[int, httpx.Headers, bytes]:
         self.requests_sent += 1
         try:
@@ -166,7 +176,7 @@ class Fetcher:
                 request = self.client.build_request(method, url, headers=headers, content=body)
                 response = await self.client.send(request, stream=True)
                 try:
-                    content = await self._read(response)
+                    content = await self._read(response, keep)
                 finally:
                     await response.aclose()
         except TimeoutError:
@@ -179,12 +189,18 @@ class Fetcher:
             raise FetchError(f"invalid URL {url!r}: {exc}") from None
         return response.status_code, response.headers, content
 
-    async def _read(self, response: httpx.Response) -> bytes:
+    async def _read(self, response: httpx.Response, keep: int | None) -> bytes:
         limit = self.settings.max_response_bytes
         encoding = response.headers.get("content-encoding", "")
         length = response.headers.get("content-length", "")
-        if not encoding and length.isascii() and length.isdigit() and int(length) > limit:
+        if keep is not None:
+            limit = keep
+        elif not encoding and length.isascii() and length.isdigit() and int(length) > limit:
             raise ResponseTooLarge(f"Content-Length {length} > max_response_bytes={limit}")
-        decoder = _BoundedDecoder(encoding, limit)
-        chunks = [decoder.feed(chunk) async for chunk in response.aiter_raw()]
+        decoder = _BoundedDecoder(encoding, limit, cut=keep is not None)
+        chunks = []
+        async for chunk in response.aiter_raw():
+            chunks.append(decoder.feed(chunk))
+            if decoder.full:
+                break  # the rest is never read: closing the response drops the connection
         return b"".join(chunks)

@@ -127,6 +127,16 @@ class RobotsRules:
             parsed = self._parsed[token] = Protego.parse(_for_token(self.text or "", token))
         return token, parsed
 
+    def prepare(self, user_agent: str) -> None:
+        """Parse the rules for ``user_agent`` now (a large robots.txt takes a while: a thread
+        may do it), so that ``allows`` and ``crawl_delay`` find them parsed."""
+        if self.text is not None:
+            self._rules(user_agent)
+
+    @property
+    def size(self) -> int:
+        return len(self.text or "")
+
     def allows(self, url: str, user_agent: str) -> bool:
         if self.text is None:
             return True

@@ -14,6 +14,7 @@ from crawler.frontier import Frontier, RobotsRecord
 from crawler.robots import EXPIRE_S, RobotsRules
 from crawler.urls import host_of
 
+PARSE_INLINE_CHARS = 32 * 1024
 FetchRobots = Callable[[str], Awaitable[RobotsRecord]]
 OnRules = Callable[[str, RobotsRules], None]
 
@@ -80,6 +81,9 @@ class RobotsCache:
                 # next attempt asks the site again.
                 rules = RobotsRules.from_response(record.status, record.body)
                 self.frontier.save_robots(site, record)
+            if rules.size > PARSE_INLINE_CHARS:
+                # protego takes ~1 s for 500 KiB of rules: a thread keeps the loop going.
+                await asyncio.to_thread(rules.prepare, self.token)
             self._rules[site] = (rules, record.fetched_at)
             self._on_rules(url, rules)
             return rules
