@@ -43,6 +43,8 @@ log = logging.getLogger("crawler.engine")
 
 FLUSH_EVERY = 200  # buffered writes that trigger a commit
 FLUSH_INTERVAL_S = 1.0
+LINK_BATCH = 1000
+KEEP_HOSTS = 4096  # idle hosts' politeness and robots.txt state past this many is let go
 TICK_S = 0.25
 
 
@@ -141,6 +143,8 @@ class Engine:
                     await self._finished.wait()
             if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
                 await self.flush()
+            for host in self.scheduler.evict_idle(KEEP_HOSTS):
+                self.robots.forget(host)
             if self.progress is not None:
                 self.progress.update(self.stats.queued, self.scheduler.in_flight)
 
@@ -184,6 +188,11 @@ class Engine:
         return Outcome(request, RequestState.FAILED, status=status, error=str(error) or None)
 
     async def _process(self, request: Request) -> Outcome:
+        # Requests read back from the state meet today's scope: a resumed crawl may have
+        # narrower allowed_domains or max_depth, or a state that was written by something else.
+        if (reason := self.scope.check(request)) is not None:
+            self.stats.skipped(reason)
+            return Outcome(request, RequestState.SKIPPED, error=reason.value)
         try:
             result = await self._download(request)
         except FetchError as error:
@@ -295,13 +304,24 @@ class Engine:
             return
         kwargs = request.cb_kwargs if name == (request.callback or "parse") else {}
         children: list[Request] = []
+        links = 0
         try:
             async for value in iterate(getattr(self.spider, name)(argument, **kwargs)):
                 if not isinstance(value, Request):
                     if (data := await self._item(value)) is not None:
                         outcome.items.append(data)
-                elif (admitted := self.admission.admit(value, parent=request)) is not None:
+                    continue
+                links += 1
+                if self._too_many_links(links, request):
+                    continue
+                if (admitted := self.admission.admit(value, parent=request)) is not None:
                     children.append(admitted)
+                if len(children) >= LINK_BATCH:
+                    # A page of many links: they go to the frontier in batches, and other
+                    # requests get the loop between them.
+                    self.stats.duplicates_filtered += self.frontier.add(children)
+                    children = []
+                    await asyncio.sleep(0)
         except CrawlerError as error:
             self.stats.callback_errors += 1
             log.error("%s in %s(%s): %s", type(error).__name__, name, request.url, error)
@@ -309,6 +329,15 @@ class Engine:
             self.stats.callback_errors += 1
             log.exception("callback %s raised on %s", name, request.url)
         self.stats.duplicates_filtered += self.frontier.add(children)
+
+    def _too_many_links(self, links: int, request: Request) -> bool:
+        limit = self.settings.max_links_per_page
+        if limit is None or links <= limit:
+            return False
+        self.stats.links_dropped += 1
+        if links == limit + 1:
+            log.warning("%s: requests past max_links_per_page=%d dropped", request.url, limit)
+        return True
 
     async def _item(self, value: object) -> bytes | None:
         try:

@@ -64,6 +64,15 @@ class RobotsCache:
             return await self._load(site, url)
         return cached[0]
 
+    def forget(self, host: str) -> None:
+        """Let go of a host's rules (both schemes); the next request reads them from the state
+        again, and so tells the scheduler its Crawl-delay again."""
+        for site in (f"http://{host}", f"https://{host}"):
+            lock = self._locks.get(site)
+            if lock is None or not lock.locked():  # not while a fetch of it is under way
+                self._rules.pop(site, None)
+                self._locks.pop(site, None)
+
     def _expired(self, fetched_at: float) -> bool:
         return self._clock() - fetched_at >= EXPIRE_S
 

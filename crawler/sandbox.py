@@ -256,6 +256,7 @@ def render_site(base_url: str) -> dict[str, bytes]:
 
 # -- serving ---------------------------------------------------------------------------------------
 
+IDLE_TIMEOUT_S = 15.0
 _NOT_FOUND = _document("Not found", "<h1>404 Not Found</h1><p>No such page.</p>")
 
 
@@ -279,6 +280,8 @@ class _SiteHTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # An idle keep-alive connection holds a thread: hang up on it after this many seconds.
+    timeout = IDLE_TIMEOUT_S
     # Headers and body go out in separate writes: without this, Nagle and delayed ACKs stall
     # every keep-alive response by ~40 ms.
     disable_nagle_algorithm = True

@@ -220,6 +220,23 @@ class Scheduler:
         finally:
             self.active += 1  # the attempt holds its global slot again; release() frees it
 
+    def evict_idle(self, keep: int) -> list[str]:
+        """Past ``keep`` hosts, let go of the slots of hosts with nothing to do (nothing buffered,
+        in flight or waiting, no delay still running); returns their names. A slot made again
+        later starts as a new host does, until robots.txt configures it."""
+        if len(self.slots) <= keep:
+            return []
+        now = self._clock()
+        idle = [
+            host
+            for host, slot in self.slots.items()
+            if not slot.queue and not slot.active and not slot.retry_waiters
+            and slot.next_start <= now and host not in self._backlog
+        ]  # fmt: skip
+        for host in idle:
+            del self.slots[host]
+        return idle
+
     def pause_host(self, host: str, seconds: float) -> None:
         self.slot(host).pause_until(self._clock() + seconds)
 

@@ -43,6 +43,7 @@ class Stats:
     max_pages_filtered: int = 0
     bad_urls: int = 0
     crawl_delay_skipped: int = 0
+    links_dropped: int = 0
     bytes_received: int = 0
     queued: int = 0
     elapsed_s: float = 0.0

@@ -135,3 +135,45 @@ async def test_a_page_linked_first_from_too_deep_is_crawled_from_a_shallow_page(
     result = await crawl(DeepFirst, tmp_path, obey_robots=False, max_depth=1, concurrency=1)
     assert site.hits("/leaf/1") == 1
     assert target in {item["url"] for item in result.items}
+
+
+async def test_links_past_the_cap_are_dropped_and_counted(site: TestSite, tmp_path: Path) -> None:
+    class Flood(Spider):
+        name = "flood"
+        start_urls = (site.url("/leaf/0"),)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+            if response.url.endswith("/leaf/0"):
+                for i in range(1, 2500):
+                    yield Request(site.url(f"/leaf/{i}"), self.parse_leaf)
+
+        async def parse_leaf(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    result = await crawl(Flood, tmp_path, obey_robots=False, max_links_per_page=1200)
+    assert len(result.items) == 1201
+    assert result.stats.links_dropped == 2499 - 1200
+    assert site.hits("/leaf/1201") == site.hits("/leaf/2000") == 0
+
+
+async def test_a_resumed_crawl_holds_its_queue_to_todays_scope(
+    site: TestSite, tmp_path: Path, tmp_state: Path
+) -> None:
+    class Wide(Spider):
+        name = "scoped"
+        start_urls = (site.url("/graph/0"),)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+            for request in response.follow_all(css="a[href]"):
+                yield request
+
+    class Narrow(Wide):
+        allowed_domains = (site.host(0).partition(":")[0],)
+
+    await crawl(Wide, tmp_path, state=tmp_state, obey_robots=False, max_pages=1)
+    assert site.hits_total(1) == 0  # graph/0 links to host 1: queued, not fetched yet
+    result = await crawl(Narrow, tmp_path, state=tmp_state, obey_robots=False, max_pages=50)
+    assert site.hits_total(1) == 0
+    assert result.stats.offsite_filtered >= 1

@@ -122,3 +122,17 @@ async def test_an_answer_without_rules_is_asked_again(
     assert len(site.asked) == 2
     assert await frontier.robots("http://a.test") is None
     await frontier.close()
+
+
+async def test_a_forgotten_host_is_read_back_from_the_state(frontier: SqliteFrontier) -> None:
+    clock = Clock()
+    site = Site(clock)
+    cache = _cache(frontier, site, clock)
+    await cache.allows("http://a.test/x")
+    await cache.allows("https://a.test/x")
+    await frontier.flush()
+    cache.forget("a.test")
+    assert not await cache.allows("http://a.test/x")
+    assert len(site.asked) == 2  # no new fetch: the state had it
+    assert site.loaded == ["http://a.test/x", "https://a.test/x", "http://a.test/x"]
+    await frontier.close()
