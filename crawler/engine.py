@@ -76,7 +76,11 @@ class Engine:
         self.parser = PageParser(settings)
         self.robots_token = settings.robots_user_agent or product_token(settings.user_agent)
         self.robots = RobotsCache(
-            frontier, self._fetch_robots, self.robots_token, on_rules=self._robots_loaded
+            frontier,
+            self._fetch_robots,
+            self.robots_token,
+            on_rules=self._robots_loaded,
+            unavailable_s=settings.retry_backoff_max,
         )
         self._flush_lock = asyncio.Lock()
         self._finished = asyncio.Event()

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from crawler.errors import RobotsUnavailable
 from crawler.frontier import Frontier, RobotsRecord
 from crawler.robots import EXPIRE_S, RobotsRules
 from crawler.urls import host_of
@@ -32,7 +33,12 @@ def site_of(url: str) -> str:
 class RobotsCache:
     """``await cache.allows(url)``. ``fetch(url)`` reads a site's robots.txt (raising
     RobotsUnavailable when it cannot); ``on_rules(url, rules)`` hears of every newly loaded site,
-    so that its Crawl-delay reaches the scheduler."""
+    so that its Crawl-delay reaches the scheduler.
+
+    A site whose robots.txt cannot be had (5xx, 429, no answer) is not asked again for
+    ``unavailable_s``: meanwhile its pages fail at once with a RobotsUnavailable whose
+    ``retry_after`` is the time left, so their retries wait for the next try of robots.txt.
+    """
 
     def __init__(
         self,
@@ -40,7 +46,9 @@ class RobotsCache:
         fetch: FetchRobots,
         token: str,
         on_rules: OnRules,
+        *,
         clock: Callable[[], float] = time.time,
+        unavailable_s: float = 30.0,
     ) -> None:
         self.frontier = frontier
         self.token = token
@@ -49,6 +57,8 @@ class RobotsCache:
         self._clock = clock
         self._rules: dict[str, tuple[RobotsRules, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.unavailable_s = unavailable_s
+        self._unavailable: dict[str, tuple[float, str]] = {}  # site -> (until, why)
 
     def __repr__(self) -> str:
         return f"<RobotsCache token={self.token!r} sites={len(self._rules)}>"
@@ -60,9 +70,22 @@ class RobotsCache:
         """The rules of ``url``'s site; raises RobotsUnavailable when they cannot be had."""
         site = site_of(url)
         cached = self._rules.get(site)
-        if cached is None or self._expired(cached[1]):
-            return await self._load(site, url)
-        return cached[0]
+        if cached is not None and not self._expired(cached[1]):
+            return cached[0]
+        self._check_unavailable(site)
+        return await self._load(site, url)
+
+    def _check_unavailable(self, site: str) -> None:
+        if (known := self._unavailable.get(site)) is None:
+            return
+        until, why = known
+        left = until - self._clock()
+        if left <= 0:
+            del self._unavailable[site]
+            return
+        error = RobotsUnavailable(why)
+        error.retry_after = left
+        raise error
 
     def forget(self, host: str) -> None:
         """Let go of a host's rules (both schemes); the next request reads them from the state
@@ -81,14 +104,19 @@ class RobotsCache:
             cached = self._rules.get(site)
             if cached is not None and not self._expired(cached[1]):
                 return cached[0]  # loaded by another request while this one waited
+            self._check_unavailable(site)  # found so by another request while this one waited
             record = None if cached is not None else await self.frontier.robots(site)
             if record is not None and not self._expired(record.fetched_at):
                 rules = RobotsRules.from_response(record.status, record.body)
             else:
-                record = await self._fetch(url)
-                # Raises for an answer that gives no rules (5xx, 429): nothing is kept, and the
-                # next attempt asks the site again.
-                rules = RobotsRules.from_response(record.status, record.body)
+                try:
+                    record = await self._fetch(url)
+                    rules = RobotsRules.from_response(record.status, record.body)
+                except RobotsUnavailable as error:
+                    # Nothing is kept in the state; the site is asked again after a while.
+                    self._unavailable[site] = (self._clock() + self.unavailable_s, str(error))
+                    error.retry_after = self.unavailable_s
+                    raise
                 self.frontier.save_robots(site, record)
             if rules.size > PARSE_INLINE_CHARS:
                 # protego takes ~1 s for 500 KiB of rules: a thread keeps the loop going.

@@ -197,7 +197,9 @@ async def test_robots_4xx_allows_and_5xx_disallows(site: TestSite, tmp_path: Pat
 
     site.reset()
     site.robots_status = 503
-    blocked = await crawl(One, tmp_path / "b", max_retries=2, retry_backoff=0.01)
+    blocked = await crawl(
+        One, tmp_path / "b", max_retries=2, retry_backoff=0.01, retry_backoff_max=0.05
+    )
     assert blocked.items == []
     assert site.hits("/paged?page=5") == 0
     assert site.hits("/robots.txt") == 3  # asked again before each retry

@@ -109,16 +109,20 @@ async def test_the_state_keeps_rules_across_runs_for_24_hours(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("status", [429, 503])
-async def test_an_answer_without_rules_is_asked_again(
+async def test_an_answer_without_rules_is_asked_again_after_a_while(
     frontier: SqliteFrontier, status: int
 ) -> None:
     clock = Clock()
     site = Site(clock, status=status)
     cache = _cache(frontier, site, clock)
-    for _ in range(2):
-        with pytest.raises(RobotsUnavailable):
+    waits = []
+    for seconds in (0, 10, 20, 30):
+        clock.now = 1_000_000.0 + seconds
+        with pytest.raises(RobotsUnavailable) as caught:
             await cache.allows("http://a.test/x")
+        waits.append(caught.value.retry_after)
         await frontier.flush()
+    assert waits == [30.0, 20.0, 10.0, 30.0]  # asked at 0 and 30; told how long to wait between
     assert len(site.asked) == 2
     assert await frontier.robots("http://a.test") is None
     await frontier.close()
