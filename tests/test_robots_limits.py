@@ -38,3 +38,25 @@ async def test_an_oversized_robots_txt_is_read_once_and_cut_at_500_kib(
     with sqlite3.connect(tmp_state) as db:
         (kept,) = db.execute("SELECT length(robots_body) FROM hosts").fetchone()
     assert kept == ROBOTS_MAX_BYTES
+
+
+async def test_a_robots_txt_redirect_off_site_is_not_followed(
+    site: TestSite, tmp_path: Path, tmp_state: Path
+) -> None:
+    """robots.txt redirects meet allowed_domains like any hop; the target is never fetched, and
+    nothing of it is stored: a robots.txt that cannot be followed means no rules (RFC 9309)."""
+    site.robots_redirect = site.url("/private/internal", 1)
+
+    class Local(Spider):
+        name = "local"
+        allowed_domains = (site.host(0).partition(":")[0],)
+        start_urls = (site.url("/leaf/1"),)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    result = await crawl(Local, tmp_path, state=tmp_state)
+    assert len(result.items) == 1
+    assert site.hits_total(1) == 0
+    with sqlite3.connect(tmp_state) as db:
+        assert db.execute("SELECT robots_status, robots_body FROM hosts").fetchall() == [(404, b"")]
