@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from crawler.cookies import BoundedCookieJar, NoCookieJar
 from crawler.errors import (
     BadResponse,
     FetchError,
@@ -30,6 +31,7 @@ from crawler.urls import host_of, join_url
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
 BeforeSend = Callable[[str], Awaitable[None]]
+EventHook = Callable[..., Awaitable[None]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -103,12 +105,37 @@ def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.lower() not in names}
 
 
+def _cookie_hooks(jar: BoundedCookieJar | None) -> dict[str, list[EventHook]]:
+    """httpx event hooks that send each request the cookies due from ``jar`` and keep the
+    cookies each response sets; they run for every hop of a redirect chain."""
+    if jar is None:
+        return {}
+
+    async def send_cookies(request: httpx.Request) -> None:
+        # A Cookie header the spider set goes as it is; the jar only fills in a missing one.
+        if "cookie" not in request.headers and (header := jar.cookie_header(str(request.url))):
+            request.headers["Cookie"] = header
+
+    async def keep_cookies(response: httpx.Response) -> None:
+        jar.store(str(response.request.url), response.headers.get_list("set-cookie"))
+
+    return {"request": [send_cookies], "response": [keep_cookies]}
+
+
 class Fetcher:
     """Fetches requests through one client whose pool is sized from the settings."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.sensitive_headers = frozenset(name.lower() for name in settings.sensitive_headers)
+        self.cookies = (
+            BoundedCookieJar(
+                max_cookies_per_domain=settings.max_cookies_per_domain,
+                max_cookie_header_bytes=settings.max_cookie_header_bytes,
+            )
+            if settings.cookies_enabled
+            else None
+        )
         self.client = httpx.AsyncClient(
             transport=transport if transport is not None else _transport(settings),
             timeout=httpx.Timeout(settings.request_timeout),
@@ -119,6 +146,8 @@ class Fetcher:
                 "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
                 "Accept-Encoding": "gzip, deflate",
             },
+            cookies=NoCookieJar(),  # httpx's own jar is unbounded; the hooks use self.cookies
+            event_hooks=_cookie_hooks(self.cookies),
         )
         self.requests_sent = 0
 

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         ["Authorization", "Cookie", "Proxy-Authorization"],
         description="request headers dropped when a redirect leaves the origin",
     )
+    cookies_enabled: bool = Field(
+        True, description="keep the cookies sites set, for this crawl only, and send them back"
+    )
+    max_cookies_per_domain: int = Field(
+        50, ge=1, le=10_000, description="cookies kept per domain; the least recently set go"
+    )
+    max_cookie_header_bytes: int = Field(
+        8192, ge=1, description="Cookie header cap; the least recently set cookies are left out"
+    )
     follow_redirects: bool = Field(True, description="follow 3xx redirects")
     max_redirects: int = Field(10, ge=0, le=100, description="redirect hops per request")
     http_transport: Literal["aiohttp", "httpcore"] = Field(

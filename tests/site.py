@@ -31,6 +31,7 @@ PAGED_PAGES = 5
 ITEMS_PER_PAGE = 3
 CHUNK_BYTES = 64 * 1024
 HTML = "text/html; charset=utf-8"
+SESSION = "s3ss10n"  # the session cookie /login sets and /account checks
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Reply:
     chunks: Iterable[bytes] = ()
     length: int | None = 0
     headers: dict[str, str] = field(default_factory=dict)
+    repeated: list[tuple[str, str]] = field(default_factory=list)  # Set-Cookie, once per value
     close: bool = False
     hang_up: bool = False
 
@@ -446,6 +448,47 @@ def links(req: Incoming) -> Reply:
     return page("links", anchors(str(href) for href in hrefs))
 
 
+def set_cookies(req: Incoming) -> Reply:
+    """`/set-cookies/<n>?k=&size=&pages=`: sets `k` new cookies (`c<n>x<i>`, values of `size`
+    bytes) and links to `/set-cookies/<n+1>`, up to `pages`; a site that never stops setting."""
+    n = index(req.rest)
+    pages = req.integer("pages", 10)
+    if n is None or n >= pages:
+        return not_found()
+    query = req.path.partition("?")[2]
+    link = anchors([f"/set-cookies/{n + 1}?{query}"]) if n + 1 < pages else ""
+    reply = page(f"cookies {n}", link)
+    value = "v" * req.integer("size", 20)
+    reply.repeated += [
+        ("Set-Cookie", f"c{n}x{i}={value}; Path=/") for i in range(req.integer("k", 10))
+    ]
+    return reply
+
+
+def cookie_echo(req: Incoming) -> Reply:
+    """The Cookie header this request carried (empty if none), as text."""
+    return text(req.headers.get("cookie", ""))
+
+
+def login(req: Incoming) -> Reply:
+    """Sets the session cookie `/account` wants: on a page linking there, or with
+    `?redirect=1` on a 302 to it."""
+    reply = page("login", anchors(["/account"]))
+    if req.query.get("redirect") == "1":
+        reply = raw(b"", HTML, 302, {"Location": "/account"})
+    reply.repeated.append(("Set-Cookie", f"session={SESSION}; Path=/; HttpOnly"))
+    return reply
+
+
+def account(req: Incoming) -> Reply:
+    """Who the session cookie says the visitor is: `alice`, or `anonymous` without it."""
+    cookies = dict(
+        part.strip().partition("=")[::2] for part in req.headers.get("cookie", "").split(";")
+    )
+    user = "alice" if cookies.get("session") == SESSION else "anonymous"
+    return page("account", f'<p class="user">{user}</p>')
+
+
 def hang_up(req: Incoming) -> Reply:
     return Reply(hang_up=True)
 
@@ -494,6 +537,10 @@ ROUTES: dict[str, Route] = {
     "/spellings": spellings,
     "/hang-up": hang_up,
     "/closing": closing,
+    "/set-cookies": set_cookies,
+    "/cookie-echo": cookie_echo,
+    "/login": login,
+    "/account": account,
 }
 
 
@@ -563,7 +610,7 @@ class _Handler(BaseHTTPRequestHandler):
         So a client holding a whole response always finds its `Hit` in the log already.
         """
         self.send_response(reply.status)
-        for name, value in reply.headers.items():
+        for name, value in [*reply.headers.items(), *reply.repeated]:
             self.send_header(name, value)
         if reply.length is None:
             self.send_header("Connection", "close")
