@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "crawler.retry": 2,
     "crawler.scope": 2,
     "crawler.throttle": 2,
+    "crawler.guard": 2,
     # adapters and tools; the transport is the fetcher's lower half
     "crawler.transport": 3,
     "crawler.fetcher": 3,
@@ -85,6 +86,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "protego": {"crawler.robots"},
     "pydantic_settings": {"crawler.settings"},
     "aiohttp": {"crawler.transport"},
+    "httpcore": {"crawler.transport"},
     "orjson": {"crawler.jsondata"},
     "webencodings": {"crawler.encoding"},
     "ada_url": {"crawler.urls"},
