@@ -190,8 +190,9 @@ class AddressGuard:
         if addresses and not allowed:
             address = addresses[0]
             kind = self.refusal(host, port, address)
-            literal = ip_literal(host) == address
-            said = f"{address} is" if literal else f"it resolves to {address},"
+            inner = embedded_ipv4(address) if isinstance(address, IPv6Address) else None
+            shown = f"{address} ({inner})" if inner else str(address)
+            said = f"{shown} is" if ip_literal(host) == address else f"it resolves to {shown},"
             article = "an" if str(kind)[0] in "aeiouAEIOU" else "a"
             raise AddressRefused(_shown(host, port), f"{said} {article} {kind} address")
         return allowed

@@ -9,8 +9,8 @@ this transport is one request on the wire: retrying is the fetcher's decision, n
 
 The guard sees every address after resolution, on every connection: aiohttp resolves through
 ``_GuardedResolver`` and connects to exactly the addresses it returns (its DNS cache holds only
-those); httpcore connects through ``_GuardedBackend``, which resolves and connects to a vetted
-address itself. IP-literal hosts, which aiohttp never resolves, and every host sent through a
+those); httpcore connects through ``GuardedNetworkBackend``, which resolves and connects to a
+vetted address itself. IP-literal hosts, which aiohttp never resolves, and every host sent through a
 proxy, which resolves names itself, are checked before the request leaves.
 """
 
@@ -221,10 +221,13 @@ async def _getaddrinfo(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
+class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     """httpcore's sockets, opened only to vetted addresses: the host is resolved here and the
     connection made to an allowed address. TLS still names the host: httpcore takes the SNI
-    and certificate name from the request's origin, not from what was connected to."""
+    and certificate name from the request's origin, not from what was connected to.
+
+    >>> pool = httpcore.AsyncConnectionPool(network_backend=GuardedNetworkBackend(AddressGuard()))
+    """
 
     def __init__(self, guard: AddressGuard, resolve: Resolve = _getaddrinfo) -> None:
         self._guard = guard
@@ -302,7 +305,7 @@ class HttpcoreTransport(httpx.AsyncHTTPTransport):
         # every connection through it. Fail loudly rather than run unguarded if that moves.
         if not hasattr(self._pool, "_network_backend"):
             raise RuntimeError("cannot guard this httpcore version's connections")
-        self._pool._network_backend = _GuardedBackend(guard, resolve)
+        self._pool._network_backend = GuardedNetworkBackend(guard, resolve)
 
     def __repr__(self) -> str:
         via = f" via {proxy_host(self.proxy)}" if self.proxy else ""
