@@ -98,9 +98,11 @@ class Settings(BaseSettings):
             return None
         parts = urlsplit(value)
         try:
-            parts.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError:
-            raise ValueError("the proxy port is not a number from 1 to 65535") from None
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            port = 0
+        if port == 0:
+            raise ValueError("the proxy port is not a number from 1 to 65535")
         if parts.scheme.lower() != "http" or not parts.hostname:
             raise ValueError("a proxy is an http://host:port URL")
         if parts.path not in ("", "/") or parts.query or parts.fragment:

@@ -189,6 +189,8 @@ async def test_proxy_credentials_never_show_in_logs_errors_or_reprs(
     [
         (f"socks5://crawler:{SECRET}@127.0.0.1:1080", "a proxy is an http://host:port URL"),
         (f"http://crawler:{SECRET}@127.0.0.1:99999", "port is not a number from 1 to 65535"),
+        (f"http://crawler:{SECRET}@127.0.0.1:0", "port is not a number from 1 to 65535"),
+        (f"http://crawler:{SECRET}@127.0.0.1:x", "port is not a number from 1 to 65535"),
         (f"http://crawler:{SECRET}@127.0.0.1:3128/path", "no path, query or fragment"),
         (f"http://crawler:{SECRET}@:3128", "a proxy is an http://host:port URL"),
     ],
