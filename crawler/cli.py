@@ -225,7 +225,9 @@ def fetch(
         _fail(str(exc))
     if urlsplit(url).scheme not in ("http", "https"):
         _fail(f"{url!r} is not an http:// or https:// URL")
-    response = _run_async(_fetch_one(Fetcher(settings), url))
+    fetcher = Fetcher(settings)
+    fetcher.guard.exempt_start(url)  # the page asked for is a start host, as in a crawl
+    response = _run_async(_fetch_one(fetcher, url))
     click.echo(f"{response.status} {response.url} ({len(response.body)} bytes)", err=True)
     if selector is None:
         click.echo(response.text)

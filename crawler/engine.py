@@ -13,6 +13,7 @@ from crawler import items as item_processing
 from crawler import retry
 from crawler.admission import Admission
 from crawler.errors import (
+    AddressRefused,
     CrawlerError,
     DropItem,
     FetchError,
@@ -127,6 +128,7 @@ class Engine:
             if not isinstance(value, Request):
                 log.warning("start_requests yielded %r, not a Request: ignored", value)
                 continue
+            self.fetcher.guard.exempt_start(value.url)  # admitted or not: a resumed crawl's too
             if (admitted := self.admission.admit(value, parent=None)) is not None:
                 batch.append(admitted)
             if len(batch) >= 1000:
@@ -200,7 +202,9 @@ class Engine:
         try:
             result = await self._download(request)
         except FetchError as error:
-            log.warning("failed %s: %s", request.url, error)
+            # A refused host is logged once, at WARNING, by the fetcher.
+            level = logging.INFO if isinstance(error, AddressRefused) else logging.WARNING
+            log.log(level, "failed %s: %s", request.url, error)
             outcome = self._failed(request, error)
             await self._run_callback(request, request.errback, error, outcome)
             return outcome
@@ -290,6 +294,10 @@ class Engine:
             response = await self.fetcher.fetch(
                 request, self._robots_hop_check, self.scheduler.turn, keep_bytes=ROBOTS_MAX_BYTES
             )
+        except AddressRefused as error:
+            # As for a redirect off-site: a robots.txt that cannot be fetched, no rules.
+            log.info("robots.txt %s: %s: no rules", request.url, error)
+            return RobotsRecord(404, b"", time.time())
         except FetchError as error:
             raise RobotsUnavailable(f"robots.txt unreachable: {error}") from None
         if not isinstance(response, Response):

@@ -12,6 +12,7 @@ CrawlerError
 │   │   └── RobotsUnavailable   robots.txt answered 5xx or was unreachable
 │   ├── ResponseTooLarge    the decoded body passed max_response_bytes
 │   ├── TooManyRedirects
+│   ├── AddressRefused      the host is, or resolves to, an address the guard refuses
 │   ├── BadResponse         a response we cannot read (unknown content-encoding, ...)
 │   └── ParseBudgetExceeded its HTML took over max_parse_s to parse, or crashed the parser
 └── DropItem                raised by a pipeline to drop an item
@@ -75,6 +76,16 @@ class ResponseTooLarge(FetchError):
 
 class TooManyRedirects(FetchError):
     """More redirects than max_redirects."""
+
+
+class AddressRefused(FetchError):
+    """The host is, or resolves to, a loopback, private, link-local or cloud metadata address
+    (see ``crawler.guard``). Nothing was sent; trying again would not help."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"connection to {endpoint} refused: {reason}")
+        self.endpoint = endpoint
+        self.reason = reason
 
 
 class BadResponse(FetchError):

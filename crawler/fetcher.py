@@ -8,6 +8,7 @@ decoded size, so a gzip bomb fails one page instead of filling memory.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ import httpx
 
 from crawler.cookies import BoundedCookieJar, NoCookieJar
 from crawler.errors import (
+    AddressRefused,
     BadResponse,
     FetchError,
     ResponseTooLarge,
@@ -23,11 +25,14 @@ from crawler.errors import (
     TooManyRedirects,
     TransientError,
 )
+from crawler.guard import AddressGuard, url_endpoint
 from crawler.request import Request
 from crawler.response import Response
 from crawler.settings import Settings
-from crawler.transport import AiohttpTransport
+from crawler.transport import AiohttpTransport, HttpcoreTransport
 from crawler.urls import host_of, join_url
+
+log = logging.getLogger("crawler.fetcher")
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
 BeforeSend = Callable[[str], Awaitable[None]]
@@ -81,19 +86,21 @@ class _BoundedDecoder:
         return out
 
 
-def _transport(settings: Settings) -> httpx.AsyncBaseTransport:
+def _guard(settings: Settings) -> AddressGuard:
+    proxy = url_endpoint(settings.proxy) if settings.proxy else None
+    trusted = [proxy] if proxy else []  # the operator's own egress proxy
+    return AddressGuard(allow_private=settings.allow_private_addresses, trusted=trusted)
+
+
+def _transport(settings: Settings, guard: AddressGuard) -> httpx.AsyncBaseTransport:
     """The transport under the client. Neither sends a request twice: each attempt the retry
     policy makes is one request on the wire, so ``max_retries`` bounds what a server sees."""
     if settings.http_transport == "aiohttp":
-        return AiohttpTransport(max_connections=settings.concurrency + 8)
-    return httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(
-            max_connections=settings.concurrency,
-            max_keepalive_connections=settings.concurrency,
-            keepalive_expiry=30.0,
-        ),
-        trust_env=False,
-        retries=0,  # httpcore's own connect retries: off, as is its default
+        return AiohttpTransport(
+            max_connections=settings.concurrency + 8, proxy=settings.proxy, guard=guard
+        )
+    return HttpcoreTransport(
+        max_connections=settings.concurrency, proxy=settings.proxy, guard=guard
     )
 
 
@@ -123,7 +130,11 @@ def _cookie_hooks(jar: BoundedCookieJar | None) -> dict[str, list[EventHook]]:
 
 
 class Fetcher:
-    """Fetches requests through one client whose pool is sized from the settings."""
+    """Fetches requests through one client whose pool is sized from the settings.
+
+    ``guard`` decides which addresses the client may connect to; ``guard.exempt_start(url)``
+    lets it reach a start request's host even if that is private (the engine calls it).
+    """
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
@@ -136,8 +147,10 @@ class Fetcher:
             if settings.cookies_enabled
             else None
         )
+        self.guard = _guard(settings)
+        self._refused: set[str] = set()  # hosts whose refusal was logged
         self.client = httpx.AsyncClient(
-            transport=transport if transport is not None else _transport(settings),
+            transport=transport if transport is not None else _transport(settings, self.guard),
             timeout=httpx.Timeout(settings.request_timeout),
             follow_redirects=False,
             trust_env=False,
@@ -210,6 +223,10 @@ class Fetcher:
                     await response.aclose()
         except TimeoutError:
             raise TransientError(f"timed out after {self.settings.request_timeout}s") from None
+        except AddressRefused as refused:
+            self.requests_sent -= 1  # nothing went on the wire
+            self._log_refusal(refused)
+            raise
         except httpx.TransportError as exc:
             if isinstance(exc, httpx.UnsupportedProtocol):
                 raise FetchError(f"unsupported URL: {url}") from None
@@ -217,6 +234,12 @@ class Fetcher:
         except httpx.InvalidURL as exc:
             raise FetchError(f"invalid URL {url!r}: {exc}") from None
         return response.status_code, response.headers, content
+
+    def _log_refusal(self, refused: AddressRefused) -> None:
+        if refused.endpoint in self._refused or len(self._refused) >= 10_000:
+            return
+        self._refused.add(refused.endpoint)
+        log.warning("%s (logged once per host; allow_private_addresses allows it)", refused)
 
     async def _read(self, response: httpx.Response, keep: int | None) -> bytes:
         limit = self.settings.max_response_bytes

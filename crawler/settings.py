@@ -12,14 +12,16 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from crawler.errors import SettingsError
 
 DEFAULT_CONFIG_FILE = Path("config/crawler.toml")
+_SECRET_SETTINGS = frozenset({"proxy"})  # bad values are not quoted back: they hold passwords
 
 _config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "config_values", default=None
@@ -82,11 +84,39 @@ class Settings(BaseSettings):
     http_transport: Literal["aiohttp", "httpcore"] = Field(
         "aiohttp", description="connections under httpx: aiohttp (fast) or httpcore (stock)"
     )
+    allow_private_addresses: bool = Field(
+        False,
+        description="reach loopback, private and link-local addresses beyond the start hosts",
+    )
+    proxy: str | None = Field(
+        None,
+        repr=False,  # it may hold credentials
+        description="egress HTTP proxy, http://[user:password@]host:port; unset: connect directly",
+    )
     csv_escape_formulas: bool = Field(
         True, description="prefix CSV cells that start with = + - @ tab or CR with '"
     )
     log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
     progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        # The messages never quote the value: it may hold a password.
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            port = 0
+        if port == 0:
+            raise ValueError("the proxy port is not a number from 1 to 65535")
+        if parts.scheme.lower() != "http" or not parts.hostname:
+            raise ValueError("a proxy is an http://host:port URL")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("a proxy URL has no path, query or fragment")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -167,4 +197,6 @@ def _describe(exc: ValidationError) -> str:
         return f"unknown setting {name!r}{hint}"
     field = Settings.model_fields.get(name)
     accepts = f" ({field.description})" if field is not None and field.description else ""
+    if name in _SECRET_SETTINGS:
+        return f"bad setting {name}: {error['msg']}{accepts}"
     return f"bad setting {name}={error.get('input')!r}: {error['msg']}{accepts}"

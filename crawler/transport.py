@@ -1,18 +1,35 @@
 """The connection layer under the fetcher's ``httpx.AsyncClient``: an httpx transport that sends
-requests through aiohttp's connection pool and C HTTP parser.
+requests through aiohttp's connection pool and C HTTP parser, and stock httpx (httpcore) beside
+it; both connect only where the address guard (``crawler.guard``) allows.
 
 httpx keeps its API (the client, requests, responses, headers, errors); only the sockets and the
 HTTP/1.1 parsing are aiohttp's. Stock httpcore scans every pooled connection on each request,
 which makes it the largest cost of a busy crawl; aiohttp's pool does not. One request handed to
 this transport is one request on the wire: retrying is the fetcher's decision, never aiohttp's.
+
+The guard sees every address after resolution, on every connection: aiohttp resolves through
+``_GuardedResolver`` and connects to exactly the addresses it returns (its DNS cache holds only
+those); httpcore connects through ``GuardedNetworkBackend``, which resolves and connects to a
+vetted address itself. IP-literal hosts, which aiohttp never resolves, and every host sent through a
+proxy, which resolves names itself, are checked before the request leaves.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 import aiohttp
+import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from crawler.guard import DEFAULT_PORTS, AddressGuard, IPAddress, ip_literal
+
+# A host name and port to the addresses they resolve to, in the order to try them.
+Resolve = Callable[[str, int], Awaitable[Sequence[str]]]
 
 
 class _Unanswered(aiohttp.ClientConnectionError):
@@ -76,31 +93,84 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+def proxy_host(proxy: str | None) -> str:
+    """A proxy URL as logs and reprs may show it: ``host:port``, never its credentials."""
+    return proxy.partition("://")[2].rpartition("@")[2].rstrip("/") if proxy else ""
+
+
+def _vetted(guard: AddressGuard, host: str, port: int, answers: Iterable[str]) -> list[IPAddress]:
+    """The resolved addresses the guard allows; an answer that is no IP address is dropped."""
+    found = [address for answer in answers if (address := ip_literal(answer)) is not None]
+    return guard.vet(host, port, list(dict.fromkeys(found)))
+
+
+class _GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, keeping only the addresses the guard allows for that host and port;
+    raises AddressRefused (no OSError, so aiohttp passes it on as it is) when none is left."""
+
+    def __init__(self, guard: AddressGuard, inner: AbstractResolver | None = None) -> None:
+        self._guard = guard
+        self._inner = inner if inner is not None else aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        allowed = set(_vetted(self._guard, host, port, (answer["host"] for answer in answers)))
+        return [answer for answer in answers if ip_literal(answer["host"]) in allowed]
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """``httpx.AsyncClient(transport=AiohttpTransport(max_connections=64))``.
+    """``httpx.AsyncClient(transport=AiohttpTransport(max_connections=64, guard=guard))``.
 
     ``proxy="http://user:password@proxy:3128"`` sends every request through an HTTP proxy (a
-    CONNECT tunnel for https). The session is made on first use, inside the running event loop.
+    CONNECT tunnel for https). ``guard`` vets every address connected to; without one, any
+    address is. ``resolver`` replaces aiohttp's own (tests). The session is made on first use,
+    inside the running event loop.
     """
 
     def __init__(
-        self, *, max_connections: int, keepalive_expiry: float = 30.0, proxy: str | None = None
+        self,
+        *,
+        max_connections: int,
+        keepalive_expiry: float = 30.0,
+        proxy: str | None = None,
+        guard: AddressGuard | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self.proxy = proxy
+        self.guard = guard
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._session is not None else "idle"
-        via = f" via {self.proxy.rpartition('@')[2]}" if self.proxy else ""  # no credentials
+        via = f" via {proxy_host(self.proxy)}" if self.proxy else ""
         return f"<AiohttpTransport {state} max_connections={self.max_connections}{via}>"
 
+    async def _check_target(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        """A client middleware: the host as aiohttp reads it, checked where aiohttp will not
+        resolve it (an IP literal) or will not resolve it here (through a proxy)."""
+        if self.guard is not None:
+            self.guard.check_target(request.url.raw_host or "", request.url.port or 0)
+        return await handler(request)
+
     def _open(self) -> aiohttp.ClientSession:
+        resolver = None
+        if self.guard is not None:
+            resolver = _GuardedResolver(self.guard, self._resolver)
         connector = aiohttp.TCPConnector(
             limit=self.max_connections,
             keepalive_timeout=self.keepalive_expiry,
             enable_cleanup_closed=False,
+            resolver=resolver or self._resolver,
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -109,7 +179,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
             timeout=aiohttp.ClientTimeout(total=None),  # the fetcher times whole requests
-            middlewares=(_send_once,),
+            middlewares=(self._check_target, _send_once),
             proxy=self.proxy,
         )
 
@@ -142,3 +212,106 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+async def _getaddrinfo(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
+    )
+    return [str(info[4][0]) for info in infos]
+
+
+class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's sockets, opened only to vetted addresses: the host is resolved here and the
+    connection made to an allowed address. TLS still names the host: httpcore takes the SNI
+    and certificate name from the request's origin, not from what was connected to.
+
+    >>> pool = httpcore.AsyncConnectionPool(network_backend=GuardedNetworkBackend(AddressGuard()))
+    """
+
+    def __init__(self, guard: AddressGuard, resolve: Resolve = _getaddrinfo) -> None:
+        self._guard = guard
+        self._resolve = resolve
+        self._sockets = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = _vetted(self._guard, host, port, await self._answers(host, port, timeout))
+        failure: Exception = httpcore.ConnectError(f"no address for {host}")
+        for address in addresses:
+            try:
+                return await self._sockets.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+    async def _answers(self, host: str, port: int, limit_s: float | None) -> Sequence[str]:
+        if ip_literal(host) is not None:
+            return [host]
+        try:
+            async with asyncio.timeout(limit_s):
+                return await self._resolve(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("the crawler connects over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sockets.sleep(seconds)
+
+
+class HttpcoreTransport(httpx.AsyncHTTPTransport):
+    """Stock httpx connections (httpcore), on a network backend that connects only where
+    ``guard`` allows. ``proxy`` as for AiohttpTransport; ``resolve`` replaces DNS (tests)."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        keepalive_expiry: float = 30.0,
+        proxy: str | None = None,
+        guard: AddressGuard,
+        resolve: Resolve = _getaddrinfo,
+    ) -> None:
+        super().__init__(
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=keepalive_expiry,
+            ),
+            trust_env=False,
+            retries=0,  # httpcore's own connect retries: off, as is its default
+            proxy=proxy,
+        )
+        self.guard = guard
+        self.proxy = proxy
+        # httpx takes no network backend; its pool (direct or proxy) keeps one here, and makes
+        # every connection through it. Fail loudly rather than run unguarded if that moves.
+        if not hasattr(self._pool, "_network_backend"):
+            raise RuntimeError("cannot guard this httpcore version's connections")
+        self._pool._network_backend = GuardedNetworkBackend(guard, resolve)
+
+    def __repr__(self) -> str:
+        via = f" via {proxy_host(self.proxy)}" if self.proxy else ""
+        return f"<HttpcoreTransport{via}>"
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        self.guard.check_target(url.host, url.port or DEFAULT_PORTS.get(url.scheme, 0))
+        return await super().handle_async_request(request)

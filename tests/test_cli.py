@@ -239,3 +239,15 @@ def test_a_spider_file_that_does_not_import_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "broken.py does not import: SyntaxError" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fetch_reaches_its_own_url_but_not_a_redirect_to_another_loopback_host(
+    site: TestSite, tmp_path: Path
+) -> None:
+    fetched = crawler("fetch", site.url("/leaf/1"), cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+
+    moved = crawler("fetch", site.url(f"/redirect?to={site.url('/leaf/2', 1)}"), cwd=tmp_path)
+    assert moved.returncode == 2
+    assert f"connection to {site.host(1)} refused: 127.0.0.2 is a loopback address" in moved.stderr
+    assert site.hits_total(1) == 0

@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "crawler.scope": 2,
     "crawler.throttle": 2,
     "crawler.cookies": 2,
+    "crawler.guard": 2,
     # adapters and tools; the transport is the fetcher's lower half
     "crawler.transport": 3,
     "crawler.fetcher": 3,
@@ -86,6 +87,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "protego": {"crawler.robots"},
     "pydantic_settings": {"crawler.settings"},
     "aiohttp": {"crawler.transport"},
+    "httpcore": {"crawler.transport"},
     "orjson": {"crawler.jsondata"},
     "webencodings": {"crawler.encoding"},
     "ada_url": {"crawler.urls"},

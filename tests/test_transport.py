@@ -37,7 +37,9 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def fetcher(transport: str) -> AsyncIterator[Fetcher]:
-    fetcher = Fetcher(Settings(http_transport=transport, request_timeout=5.0))
+    fetcher = Fetcher(
+        Settings(http_transport=transport, request_timeout=5.0, allow_private_addresses=True)
+    )
     try:
         yield fetcher
     finally:
@@ -121,7 +123,9 @@ async def test_a_server_closing_every_connection_still_serves_each_page_once(
 
 
 async def test_a_timeout_is_a_transient_failure(site: TestSite, transport: str) -> None:
-    fetcher = Fetcher(Settings(http_transport=transport, request_timeout=0.2))
+    fetcher = Fetcher(
+        Settings(http_transport=transport, request_timeout=0.2, allow_private_addresses=True)
+    )
     try:
         with pytest.raises(TransientError, match="timed out"):
             await fetcher.fetch(Request(site.url("/slow?delay=5")))
