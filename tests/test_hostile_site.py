@@ -1,6 +1,6 @@
-"""One crawl of a hostile site that tries everything at once: poison links, credential theft
-through redirects, a cookie flood, a link flood, formulas for the CSV feed, robots.txt far too
-large. It finishes with the good pages' items, leaks nothing, and its state resumes cleanly."""
+"""One crawl of a hostile site that tries everything at once: poison links, links to internal
+addresses, credential theft through redirects, a cookie flood, a link flood, formulas for the CSV
+feed, robots.txt far too large. It finishes with the good pages' items, leaks nothing, and its state resumes cleanly."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ SECRET = "Bearer do-not-leak"
 
 def _hostile_spider(site: TestSite) -> type[Spider]:
     host = site.host(0)
+    port = host.rpartition(":")[2]
     links = [
+        site.url("/leaf/2", 2),  # internal addresses: another loopback host, and localhost
+        f"http://localhost:{port}/leaf/3",
         f"http://user:pw@{host}/leaf/1",  # userinfo: a known poison pill
         "http://[",
         "http://" + "x" * 64 + ".test/",
@@ -36,6 +39,7 @@ def _hostile_spider(site: TestSite) -> type[Spider]:
 
         async def start_requests(self) -> AsyncIterator[Request]:
             yield Request(site.url("/links?h=" + quote(json.dumps(links))))
+            yield Request(site.url("/leaf/5", 1))  # host 1 is a start host too: it may be reached
             thief = site.url("/redirect?to=" + quote(site.url("/echo", 1)))
             yield Request(thief, self.parse_echo, headers={"Authorization": SECRET})
 
@@ -82,6 +86,8 @@ async def test_a_hostile_site_is_crawled_safely_and_resumes_cleanly(
     assert {row["value"] for row in by_kind["formula"]} == {'\'=HYPERLINK("http://evil.test","x")'}
     assert SECRET not in by_kind["echo"][0]["value"]
     assert site.hits("/leaf/1") == 0
+    assert site.hits_total(2) == site.hits("/leaf/3") == 0
+    assert result.stats.failure_reasons["AddressRefused"] == 2
     assert 0 < int(by_kind["cookie"][0]["value"]) <= 8192
     assert sum(site.hits(f"/m/{i}") for i in range(200)) == 100
     assert site.hits("/robots.txt", 0) == 1
