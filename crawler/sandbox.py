@@ -264,7 +264,8 @@ class _SiteHTTPServer(ThreadingHTTPServer):
     # Daemon handler threads are not joined, so stop() never waits on a client's idle keep-alive.
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], idle_timeout_s: float) -> None:
+        self.idle_timeout_s = idle_timeout_s
         super().__init__(address, _Handler)
         self.pages: dict[str, bytes] = {}
         self.requests_served = 0
@@ -280,12 +281,15 @@ class _SiteHTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # An idle keep-alive connection holds a thread: hang up on it after this many seconds.
-    timeout = IDLE_TIMEOUT_S
     # Headers and body go out in separate writes: without this, Nagle and delayed ACKs stall
     # every keep-alive response by ~40 ms.
     disable_nagle_algorithm = True
     server: _SiteHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # An idle keep-alive connection holds a thread: hang up on it after a while.
+        self.connection.settimeout(self.server.idle_timeout_s)
 
     def do_GET(self) -> None:
         self._respond(with_body=True)
@@ -318,9 +322,11 @@ class SandboxServer:
         urllib.request.urlopen(server.base_url + "/robots.txt")
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
         self._host = host
-        self._httpd = _SiteHTTPServer((host, port))
+        self._httpd = _SiteHTTPServer((host, port), idle_timeout_s)
         self._httpd.pages = render_site(self.base_url)
         self._thread: threading.Thread | None = None
         self._closed = False

@@ -1,6 +1,7 @@
 """One crawl of a hostile site that tries everything at once: poison links, links to internal
 addresses, credential theft through redirects, a cookie flood, a link flood, formulas for the CSV
-feed, robots.txt far too large. It finishes with the good pages' items, leaks nothing, and its state resumes cleanly."""
+feed, robots.txt far too large. It finishes with the good pages' items, leaks nothing, and its
+state resumes cleanly."""
 
 from __future__ import annotations
 

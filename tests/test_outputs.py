@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from crawler.errors import ConfigError
 from crawler.exporters import exporter_for
 from crawler.logs import SafeFormatter, redact
 from crawler.runner import CrawlJob, run
+from crawler.sandbox import SandboxServer
 from tests.site import TestSite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,3 +203,11 @@ async def test_csv_resume_keeps_columns_whose_names_start_like_formulas(tmp_path
     with path.open(newline="", encoding="utf-8") as file:
         rows = list(csv.reader(file))
     assert rows == [["@type", "name"], ["Product", "'=a"], ["Offer", "b"]]
+
+
+def test_the_sandbox_hangs_up_on_an_idle_connection() -> None:
+    with SandboxServer(idle_timeout_s=0.2) as server:
+        server.start()
+        host, port = server.base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as idle:
+            assert idle.recv(1) == b""  # closed by the server, long before our own timeout
