@@ -11,19 +11,25 @@ from crawler.errors import (
     StateError,
 )
 from crawler.items import ItemPipeline
+from crawler.links import Link, LinkExtractor
 from crawler.request import Request
 from crawler.response import Response
+from crawler.rules import CrawlSpider, Rule
 from crawler.settings import Settings
 from crawler.spider import Spider
 
 __all__ = [
     "ConfigError",
+    "CrawlSpider",
     "CrawlerError",
     "DropItem",
     "FetchError",
     "ItemPipeline",
+    "Link",
+    "LinkExtractor",
     "Request",
     "Response",
+    "Rule",
     "Settings",
     "SettingsError",
     "SkipReason",

@@ -29,6 +29,7 @@ ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 GRAPH_SIZE = 100
 PAGED_PAGES = 5
 ITEMS_PER_PAGE = 3
+RULES_PAGES = 3
 CHUNK_BYTES = 64 * 1024
 HTML = "text/html; charset=utf-8"
 SESSION = "s3ss10n"  # the session cookie /login sets and /account checks
@@ -489,6 +490,30 @@ def account(req: Incoming) -> Reply:
     return page("account", f'<p class="user">{user}</p>')
 
 
+def rules(req: Incoming) -> Reply:
+    """A shop for crawl rules: `/rules/list/1..RULES_PAGES` list three items each
+    (`/rules/item/11`...), a next page, and links rules should drop (a private page, files,
+    another host, mailto:); an item page links to `/rules/extra/<n>`; `/rules/broken` links to a
+    page that hangs up."""
+    kind, _, rest = req.rest.partition("/")
+    n = index(rest)
+    if kind == "list" and n is not None and 1 <= n <= RULES_PAGES:
+        items = anchors(f"/rules/item/{10 * n + i}" for i in (1, 2, 3))
+        pager = anchors([f"/rules/list/{n + 1}"] if n < RULES_PAGES else [])
+        drops = [f"/rules/private/{n}", "/rules/files/report.PDF", "/rules/files/site.tar.gz"]
+        drops += ["mailto:shop@a.test", "#top", req.site.url("/rules/item/99", 1)]
+        body = f'<div class="items">{items}</div><nav class="pager">{pager}</nav>'
+        return page(f"list {n}", f"{body}<footer>{anchors(drops)}</footer>")
+    if kind == "item" and n is not None:
+        more = f'<a href="/rules/extra/{n}">more</a> <a href="/rules/list/1">all</a>'
+        return page(f"item {n}", f'<h1 class="n">{n}</h1>{more}')
+    if kind in {"extra", "private"} and n is not None:
+        return page(f"{kind} {n}", f'<h1 class="n">{n}</h1>')
+    if kind == "broken":
+        return page("broken", anchors(["/hang-up", "/rules/item/1"]))
+    return not_found()
+
+
 def hang_up(req: Incoming) -> Reply:
     return Reply(hang_up=True)
 
@@ -536,6 +561,7 @@ ROUTES: dict[str, Route] = {
     "/chain": chain,
     "/spellings": spellings,
     "/hang-up": hang_up,
+    "/rules": rules,
     "/closing": closing,
     "/set-cookies": set_cookies,
     "/cookie-echo": cookie_echo,

@@ -39,6 +39,8 @@ LAYERS: dict[str, int] = {
     "crawler.throttle": 2,
     "crawler.cookies": 2,
     "crawler.guard": 2,
+    "crawler.links": 2,
+    "crawler.rules": 2,
     # adapters and tools; the transport is the fetcher's lower half
     "crawler.transport": 3,
     "crawler.fetcher": 3,
@@ -72,6 +74,10 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
     ("crawler.items", "crawler.spider"): (True, "ItemPipeline.process_item's spider argument"),
     ("crawler.spider", "crawler.items"): (True, "Spider.pipelines is a list of ItemPipeline"),
     ("crawler.spider", "crawler.response"): (True, "Spider.parse takes a Response"),
+    ("crawler.links", "crawler.response"): (True, "links are extracted from a Response"),
+    ("crawler.rules", "crawler.links"): (False, "a Rule holds a LinkExtractor"),
+    ("crawler.rules", "crawler.spider"): (False, "CrawlSpider is a Spider"),
+    ("crawler.rules", "crawler.response"): (True, "rule callbacks take a Response"),
 }
 
 # Each library that STYLE.md says lives in one place, and the modules that import it today.
@@ -95,12 +101,16 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
 
 PUBLIC_API = [
     "ConfigError",
+    "CrawlSpider",
     "CrawlerError",
     "DropItem",
     "FetchError",
     "ItemPipeline",
+    "Link",
+    "LinkExtractor",
     "Request",
     "Response",
+    "Rule",
     "Settings",
     "SettingsError",
     "SkipReason",
