@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crawler.urls import canonicalize as canonical_url
-from crawler.urls import hostname, is_http
+from crawler.urls import domain, hostname, is_http
 
 if TYPE_CHECKING:
     from crawler.response import Node, Response
@@ -96,8 +96,9 @@ class LinkExtractor:
     ) -> None:
         self.allow_res = _compile(allow)
         self.deny_res = _compile(deny)
-        self.allow_domains = tuple(d.lower().strip(".") for d in _names(allow_domains))
-        self.deny_domains = tuple(d.lower().strip(".") for d in _names(deny_domains))
+        # Spelled as URLs spell hosts (lower case, IDNA ASCII), which is what they are matched to.
+        self.allow_domains = tuple(domain(d.strip(".")) for d in _names(allow_domains))
+        self.deny_domains = tuple(domain(d.strip(".")) for d in _names(deny_domains))
         self.restrict_css = _names(restrict_css)
         self.tags = tuple(t.lower() for t in _names(tags))
         self.attrs = tuple(a.lower() for a in _names(attrs))
@@ -112,21 +113,24 @@ class LinkExtractor:
 
     def extract_links(self, response: Response) -> list[Link]:
         """The page's links that pass the filters, in document order."""
-        links = [link for link in self._links(response) if self.matches(link)]
-        if not self.unique:
-            return links
         seen: set[str] = set()
-        unique = []
-        for link in links:
-            key = link.url if self.canonicalize else canonical_url(link.url)
-            if key not in seen:
+        links = []
+        for link in self._links(response):
+            if not self.matches(link.url):
+                continue
+            if self.restrict_text and not any(r.search(link.text) for r in self.restrict_text):
+                continue
+            if self.unique:
+                # Right after the URL was parsed for is_http, so crawler.urls' cache has it.
+                key = link.url if self.canonicalize else canonical_url(link.url)
+                if key in seen:
+                    continue
                 seen.add(key)
-                unique.append(link)
-        return unique
+            links.append(link)
+        return links
 
-    def matches(self, link: Link) -> bool:
-        """Whether a link passes the URL, domain, extension and text filters."""
-        url = link.url
+    def matches(self, url: str) -> bool:
+        """Whether an absolute URL passes the pattern, domain and extension filters."""
         if self.allow_res and not any(r.search(url) for r in self.allow_res):
             return False
         if any(r.search(url) for r in self.deny_res):
@@ -137,11 +141,10 @@ class LinkExtractor:
                 return False
             if _in_domains(host, self.deny_domains):
                 return False
-        if self.deny_extensions:
-            path = url.partition("://")[2].partition("?")[0].partition("/")[2].lower()
-            if path.endswith(self.deny_extensions):
-                return False
-        return not self.restrict_text or any(r.search(link.text) for r in self.restrict_text)
+        if not self.deny_extensions:
+            return True
+        path = url.partition("://")[2].partition("?")[0].partition("/")[2].lower()
+        return not path.endswith(self.deny_extensions)
 
     def _nodes(self, response: Response) -> Iterator[Node]:
         # Only response.tree: it is the empty document for a page that is not markup.

@@ -71,6 +71,10 @@ def test_domains_match_themselves_and_their_subdomains() -> None:
     assert "https://other.test/y" not in kept
     assert len(kept) == 6
     assert urls(LinkExtractor(deny_domains="shop.test"), SHOP) == ["https://other.test/y"]
+    idn = '<a href="http://www.Bücher.test/a">a</a><a href="http://bucher.test/b">b</a>'
+    assert urls(LinkExtractor(allow_domains="bücher.TEST"), idn) == [
+        "http://www.xn--bcher-kva.test/a"
+    ]
 
 
 def test_restrict_css_keeps_links_inside_the_regions() -> None:
@@ -186,3 +190,11 @@ def test_a_page_that_is_not_markup_has_no_links(content_type: str, body: bytes) 
         PAGE, 200, httpx.Headers({"content-type": content_type}), body, request=Request(PAGE)
     )
     assert LinkExtractor().extract_links(page) == []
+
+
+def test_matches_takes_a_url_as_in_scrapy() -> None:
+    extractor = LinkExtractor(allow="/item/", deny_domains="ads.shop.test")
+    assert extractor.matches("http://shop.test/item/1")
+    assert not extractor.matches("http://ads.shop.test/item/1")
+    assert not extractor.matches("http://shop.test/item/1.pdf")
+    assert not extractor.matches("http://shop.test/list/1")
