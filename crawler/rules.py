@@ -114,6 +114,11 @@ class CrawlSpider(Spider):
         """What to make of a start page besides following its links; nothing by default."""
         return None
 
+    def process_results(self, response: Response, results: list[Any]) -> Iterable[Any]:
+        """What a rule callback (or ``parse_start_url``) produced, to change before it goes on;
+        override it to post-process. ``results`` is a list of the items and requests."""
+        return results
+
     def _parse_rule(self, response: Response, **kwargs: Any) -> AsyncIterator[Any]:
         """The callback of every request a rule made: the rule is found by its index."""
         compiled = self._rule_of(response.meta)
@@ -135,8 +140,15 @@ class CrawlSpider(Spider):
         follow: bool,
     ) -> AsyncIterator[Any]:
         if callback is not None:
-            async for value in iterate(callback(response, **cb_kwargs)):
-                yield value
+            output = iterate(callback(response, **cb_kwargs))
+            if type(self).process_results is CrawlSpider.process_results:
+                # Not overridden: values stream on, and those before an error are kept.
+                async for value in output:
+                    yield value
+            else:
+                results = [value async for value in output]
+                for value in self.process_results(response, results):
+                    yield value
         if follow:
             for request in self._requests_to_follow(response):
                 yield request

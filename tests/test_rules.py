@@ -198,6 +198,32 @@ async def test_parse_start_url_sees_the_start_pages(site: TestSite, tmp_path: Pa
     assert site.hits(f"/rules/list/{RULES_PAGES}") == 1
 
 
+async def test_process_results_sees_each_callback_output(site: TestSite, tmp_path: Path) -> None:
+    class Stamped(Shop):
+        start_urls = (site.url("/rules/list/1"),)
+        rules = (Rule(LinkExtractor(allow="/item/1"), callback="first"),)
+
+        def process_results(self, response: Response, results: list[Any]) -> Iterator[Any]:
+            for result in results:
+                yield {**result, "stamped": len(results)}
+
+    result = await crawl(Stamped, tmp_path, obey_robots=False)
+    assert len(result.items) == 3
+    assert all(item["stamped"] == 1 for item in result.items)
+
+
+async def test_rule_requests_are_one_level_deeper(site: TestSite, tmp_path: Path) -> None:
+    spider = shop_spider(
+        site,
+        Rule(LinkExtractor(allow="/list/")),
+        Rule(LinkExtractor(allow="/item/"), callback="first"),
+    )
+    result = await crawl(spider, tmp_path, obey_robots=False, max_depth=1)
+    assert set(by_path(result.items)) == {"/rules/item/11", "/rules/item/12", "/rules/item/13"}
+    assert site.hits("/rules/list/2") == 1  # depth 1: fetched, its links are too deep
+    assert site.hits("/rules/item/21") == 0
+
+
 def test_a_rule_naming_a_missing_method_fails_at_start() -> None:
     class Typo(CrawlSpider):
         name = "typo"
@@ -232,6 +258,21 @@ async def test_a_resumed_crawl_finds_the_rule_callbacks_again(
         item["kwargs"] == ({"odd": 1} if item["callback"] == "first" else {}) for item in items
     )
     assert resumed.stats.callback_errors == 0
+
+
+async def test_a_resume_with_fewer_rules_says_which_rule_is_gone(
+    site: TestSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lists = Rule(LinkExtractor(allow=r"/rules/list/"))
+    items = Rule(LinkExtractor(allow=r"/rules/item/"), callback="first")
+    state = tmp_path / "state.db"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    await crawl(shop_spider(site, lists, items), tmp_path / "a", state=state, max_pages=1)
+    resumed = await crawl(shop_spider(site, items), tmp_path / "b", state=state)
+
+    assert resumed.stats.callback_errors > 0
+    assert "request names rule 1, but Shop has 1 rules" in caplog.text
 
 
 async def test_a_crawl_spider_scrapes_the_sandbox_exactly(tmp_path: Path) -> None:
