@@ -75,7 +75,9 @@ def _errback_name(index: int) -> str:
 
 
 def _name(method: Method) -> str | None:
-    return method if method is None or isinstance(method, str) else method.__name__
+    if method is None or isinstance(method, str):
+        return method
+    return getattr(method, "__name__", repr(method))
 
 
 class CrawlSpider(Spider):
