@@ -261,7 +261,9 @@ class Engine:
         result = await self.fetcher.fetch(request, self._hop_check, self.scheduler.turn)
         if isinstance(result, Response):
             self.stats.response(result.status, len(result.body))
-            retry.check_status(result.status, result.headers.get("retry-after"))
+            retry_after = result.headers.get("retry-after")
+            self.scheduler.observe(result.url, result.elapsed, result.status, retry_after)
+            retry.check_status(result.status, retry_after)
         return result
 
     async def _hop_check(self, url: str) -> SkipReason | None:
