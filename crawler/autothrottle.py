@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 RATE_LIMITED = frozenset({429, 503})
 BACKOFF = 2.0  # a rate-limited host's delay is multiplied by this
-RECOVERY_RESPONSES = 10  # healthy responses that undo one backoff, step by equal step
+RECOVERY_RESPONSES = 10  # healthy responses that undo one backoff, in equal steps
 LIMIT_MARGIN = 1.1  # held this much slower than the interval a host refused
 LIMIT_HALF_LIFE_S = 60.0  # a learned limit fades, so a host that relaxed it is probed again
 MIN_BACKOFF_S = 0.05  # the first backoff of a host crawled with no delay at all
@@ -101,7 +101,7 @@ def _back_off(
         concurrency=max(1, pace.concurrency // 2),
         limit_s=interval,
         limit_at=now,
-        step_s=max(0.0, delay - interval * LIMIT_MARGIN) / RECOVERY_RESPONSES,
+        step_s=(delay - delay / BACKOFF) / RECOVERY_RESPONSES,  # the backoff, undone in steps
         healthy=0,
         resume_at=resume_at,
     )
@@ -109,7 +109,7 @@ def _back_off(
 
 def _recover(pace: Pace, bounds: Bounds, now: float, latency_s: float) -> Pace:
     wanted = _latency_delay(latency_s, bounds)
-    if wanted > pace.delay:
+    if wanted > pace.delay + MIN_STEP_S:
         # Rising latency: close half the gap at once, as Scrapy does.
         delay = _clamp((pace.delay + wanted) / 2, bounds)
         step_s = max(pace.step_s, delay / RECOVERY_RESPONSES)

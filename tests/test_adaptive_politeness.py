@@ -63,3 +63,70 @@ async def test_a_rate_limited_host_is_held_just_under_its_rate(
           f" second half: {len(late)} arrivals, {late.count(True)} refused, {served:.1f}/s served")
     assert late.count(True) <= 0.1 * len(late)
     assert 0.6 * rate <= served <= rate * 1.05
+
+
+async def test_a_fast_healthy_host_ramps_up_to_the_configured_limits(
+    site: TestSite, tmp_path: Path
+) -> None:
+    """50 ms pages, four at a time allowed: from a 0.2 s start delay, autothrottle comes down to
+    latency / target concurrency and fills all four slots, never a fifth."""
+    latency, limit, pages = 0.05, 4, 160
+    urls = [site.url(f"/slow?delay={latency}&i={i}") for i in range(pages)]
+    result = await crawl(
+        _spider(*urls),
+        tmp_path,
+        obey_robots=False,
+        autothrottle=True,
+        autothrottle_start_delay=0.2,
+        autothrottle_target_concurrency=float(limit),
+        per_host_concurrency=limit,
+    )
+    assert len(result.items) == pages
+    assert site.peak_concurrency(0) == limit
+    starts = _starts(site)
+    early = starts[1] - starts[0]
+    late = (starts[-1] - starts[-41]) / 40
+    print(f"first gap {early:.3f}s, last 40 gaps {late:.4f}s on average")
+    assert early >= 0.2 - SLACK
+    assert late <= 1.5 * latency / limit  # ~80 pages a second, from 5
+
+
+async def test_retry_after_holds_the_host_back_even_when_the_page_is_not_retried(
+    site: TestSite, tmp_path: Path
+) -> None:
+    urls = [site.url(f"/rate-limited/{i}?rate=5&retry_after=1") for i in range(5)]
+    result = await crawl(
+        _spider(*urls), tmp_path, obey_robots=False, autothrottle=True,
+        autothrottle_start_delay=0.0, max_retries=0,
+    )  # fmt: skip
+    arrivals = site.arrivals
+    refused = [i for i, (_, no) in enumerate(arrivals) if no]
+    assert refused  # the second request came at once, and was refused
+    assert len(result.items) == len(arrivals) - len(refused)
+    for i in refused:
+        if i + 1 < len(arrivals):
+            assert arrivals[i + 1][0] - arrivals[i][0] >= 1.0 - SLACK
+
+
+async def test_download_delay_stays_the_floor(site: TestSite, tmp_path: Path) -> None:
+    urls = [site.url(f"/leaf/{i}") for i in range(8)]
+    await crawl(
+        _spider(*urls), tmp_path, obey_robots=False, autothrottle=True,
+        autothrottle_start_delay=0.0, download_delay=0.1, per_host_concurrency=4,
+    )  # fmt: skip
+    gaps = [b - a for a, b in itertools.pairwise(_starts(site))]
+    assert len(gaps) == 7
+    assert min(gaps) >= 0.1 - SLACK
+
+
+async def test_robots_crawl_delay_stays_the_floor(site: TestSite, tmp_path: Path) -> None:
+    site.robots = "User-agent: *\nCrawl-delay: 0.1\n"
+    urls = [site.url(f"/leaf/{i}") for i in range(8)]
+    await crawl(
+        _spider(*urls), tmp_path, autothrottle=True, autothrottle_start_delay=0.0,
+        per_host_concurrency=4,
+    )  # fmt: skip
+    gaps = [b - a for a, b in itertools.pairwise(_starts(site))]
+    assert len(gaps) == 8  # robots.txt and eight pages
+    assert min(gaps) >= 0.1 - SLACK
+    assert site.peak_concurrency(0) == 1
