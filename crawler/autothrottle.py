@@ -72,6 +72,7 @@ def observe(
     now: float,
     latency_s: float,
     status: int,
+    *,
     retry_after_s: float | None = None,
 ) -> Pace:
     """The pace after one response of ``status`` that took ``latency_s``, received at ``now``.
@@ -95,7 +96,9 @@ def _back_off(
     # in flight when the delay is shorter than that.
     interval = max(pace.delay, latency_s / pace.concurrency)
     delay = _clamp(max(interval * BACKOFF, MIN_BACKOFF_S), bounds)
-    resume_at = pace.resume_at if retry_after_s is None else max(pace.resume_at, now + retry_after_s)
+    resume_at = pace.resume_at
+    if retry_after_s is not None:
+        resume_at = max(resume_at, now + retry_after_s)
     return Pace(
         delay=delay,
         concurrency=max(1, pace.concurrency // 2),
@@ -118,7 +121,8 @@ def _recover(pace: Pace, bounds: Bounds, now: float, latency_s: float) -> Pace:
     delay = _clamp(max(floor, pace.delay - max(pace.step_s, MIN_STEP_S)), bounds)
     healthy = pace.healthy + 1
     concurrency = pace.concurrency
-    if delay <= max(floor, bounds.min_delay) and healthy >= concurrency and concurrency < bounds.max_concurrency:
+    at_floor = delay <= max(floor, bounds.min_delay)
+    if at_floor and healthy >= concurrency and concurrency < bounds.max_concurrency:
         concurrency, healthy = concurrency + 1, 0  # additive increase, one per window of answers
     return replace(pace, delay=delay, concurrency=concurrency, healthy=healthy)
 

@@ -109,7 +109,8 @@ class Scheduler:
         wait = parse_retry_after(retry_after) if status in autothrottle.RATE_LIMITED else None
         if wait is not None:
             wait = min(wait, self.settings.max_retry_after)  # a longer one fails the page anyway
-        pace = autothrottle.observe(pace, bounds, self._clock(), latency_s, status, wait)
+        now = self._clock()
+        pace = autothrottle.observe(pace, bounds, now, latency_s, status, retry_after_s=wait)
         self._pace(slot, pace, bounds)
         slot.pause_until(pace.resume_at)
         self.wake()

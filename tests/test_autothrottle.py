@@ -3,6 +3,8 @@ recovery down to the learned limit, latency, and the bounds it never crosses."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from crawler import autothrottle
@@ -52,7 +54,7 @@ def test_recovery_is_additive_and_stops_just_above_the_refused_interval() -> Non
     for _ in range(RECOVERY_RESPONSES + 5):
         pace = _healthy(pace, 1)
         delays.append(pace.delay)
-    steps = [a - b for a, b in zip(delays, delays[1:], strict=False) if a - b > 1e-12]
+    steps = [a - b for a, b in itertools.pairwise(delays) if a - b > 1e-12]
     assert len(steps) <= RECOVERY_RESPONSES
     assert max(steps) == pytest.approx(min(steps))  # equal steps: additive
     assert delays[-1] == pytest.approx(0.1 * LIMIT_MARGIN)
