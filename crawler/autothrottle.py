@@ -71,11 +71,12 @@ def observe(
     bounds: Bounds,
     now: float,
     latency_s: float,
-    status: int,
+    status: int | None,
     *,
     retry_after_s: float | None = None,
 ) -> Pace:
-    """The pace after one response of ``status`` that took ``latency_s``, received at ``now``.
+    """The pace after one response of ``status`` that took ``latency_s``, received at ``now``;
+    ``status=None``: no response at all (a timeout, a connection refused or reset).
 
     >>> b = Bounds(min_delay=0.0, max_delay=60.0, max_concurrency=4, target_concurrency=2.0)
     >>> observe(Pace(delay=0.1), b, now=0.0, latency_s=0.01, status=429).delay
@@ -83,9 +84,12 @@ def observe(
     """
     if status in RATE_LIMITED:
         return _back_off(pace, bounds, now, latency_s, retry_after_s)
-    if status >= 500:
-        # A failing server: neither faster nor more at once, but no evidence of a rate limit.
-        return replace(pace, delay=max(pace.delay, _latency_delay(latency_s, bounds)), healthy=0)
+    if status is None or status >= 500:
+        # A failing server, or none at all: fewer at once and no faster, but no sign of a rate
+        # limit. The delay is not raised: a dead host would wait max_delay between retries.
+        delay = max(pace.delay, _clamp(_latency_delay(latency_s, bounds), bounds))
+        concurrency = max(1, pace.concurrency // 2)
+        return replace(pace, delay=delay, concurrency=concurrency, healthy=0)
     return _recover(pace, bounds, now, latency_s)
 
 

@@ -99,8 +99,11 @@ class Scheduler:
             slot.configure(concurrency, delay)
         self.wake()
 
-    def observe(self, url: str, latency_s: float, status: int, retry_after: str | None) -> None:
-        """A response came back from ``url``'s host: autothrottle adapts the host's pace."""
+    def observe(
+        self, url: str, latency_s: float, status: int | None, retry_after: str | None = None
+    ) -> None:
+        """A response came back from ``url``'s host (``status=None``: none came, the attempt
+        failed on the way): autothrottle adapts the host's pace."""
         if not self.settings.autothrottle:
             return
         host = host_of(url)

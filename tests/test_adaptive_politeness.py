@@ -128,3 +128,19 @@ async def test_robots_crawl_delay_stays_the_floor(site: TestSite, tmp_path: Path
     assert len(gaps) == 8  # robots.txt and eight pages
     assert min(gaps) >= 0.1 - SLACK
     assert site.peak_concurrency(0) == 1
+
+
+async def test_a_host_that_hangs_up_is_not_slowed_to_max_delay(
+    site: TestSite, tmp_path: Path
+) -> None:
+    """Failures without a response halve concurrency but do not raise the delay: a dead host's
+    retries would otherwise wait up to autothrottle_max_delay each."""
+    urls = [site.url(f"/hang-up/{i}") for i in range(6)]
+    result = await crawl(
+        _spider(*urls), tmp_path, obey_robots=False, autothrottle=True,
+        autothrottle_start_delay=0.0, per_host_concurrency=4, max_retries=2, retry_backoff=0.01,
+    )  # fmt: skip
+    assert result.items == []
+    starts = _starts(site)
+    assert len(starts) == 18  # every page tried three times
+    assert starts[-1] - starts[0] < 2.0

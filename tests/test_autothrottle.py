@@ -4,6 +4,7 @@ recovery down to the learned limit, latency, and the bounds it never crosses."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -76,10 +77,13 @@ def test_rising_latency_raises_the_delay_towards_latency_over_target() -> None:
     assert pace.delay == pytest.approx((0.55 + 1.0) / 2)
 
 
-def test_a_server_error_neither_speeds_up_nor_adds_concurrency() -> None:
-    pace = Pace(delay=0.5, concurrency=2, healthy=1)
-    after = autothrottle.observe(pace, FREE, now=0.0, latency_s=0.01, status=500)
-    assert (after.delay, after.concurrency, after.healthy) == (0.5, 2, 0)
+@pytest.mark.parametrize("status", [500, 502, 504, None])
+def test_a_failure_halves_concurrency_and_holds_the_delay(status: int | None) -> None:
+    pace = autothrottle.observe(Pace(delay=0.1), FREE, now=0.0, latency_s=0.001, status=429)
+    pace = replace(pace, concurrency=4, healthy=2)
+    after = autothrottle.observe(pace, FREE, now=1.0, latency_s=0.01, status=status)
+    assert (after.delay, after.concurrency, after.healthy) == (pace.delay, 2, 0)
+    assert (after.limit_s, after.limit_at) == (pace.limit_s, pace.limit_at)  # no limit learned
 
 
 def test_a_healthy_host_gains_one_request_in_flight_per_window_up_to_the_ceiling() -> None:
