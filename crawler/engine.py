@@ -20,6 +20,7 @@ from crawler.errors import (
     RobotsUnavailable,
     SkipReason,
     StateError,
+    TransientError,
 )
 from crawler.exporters import FeedExporter
 from crawler.fetcher import Fetcher
@@ -258,10 +259,18 @@ class Engine:
     async def _attempt(self, request: Request) -> Response | SkipReason:
         if self.settings.obey_robots and (skip := await self._robots_check(request.url)):
             return skip
-        result = await self.fetcher.fetch(request, self._hop_check, self.scheduler.turn)
+        try:
+            result = await self.fetcher.fetch(request, self._hop_check, self.scheduler.turn)
+        except RobotsUnavailable:
+            raise  # a redirect hop's site has no robots.txt for now: no failure of this host's
+        except TransientError:
+            self.scheduler.observe(request.url, 0.0, None)  # a timeout or a dropped connection
+            raise
         if isinstance(result, Response):
             self.stats.response(result.status, len(result.body))
-            retry.check_status(result.status, result.headers.get("retry-after"))
+            retry_after = result.headers.get("retry-after")
+            self.scheduler.observe(result.url, result.elapsed, result.status, retry_after)
+            retry.check_status(result.status, retry_after)
         return result
 
     async def _hop_check(self, url: str) -> SkipReason | None:

@@ -188,9 +188,9 @@ class Fetcher:
         """
         url, method, body = request.url, request.method, request.body
         sent_headers = request.headers
-        started = time.monotonic()
         for hop in range(self.settings.max_redirects + 1):
             await before_send(url)
+            started = time.monotonic()  # the last hop's time on the wire, not its politeness wait
             status, headers, content = await self._send(method, url, sent_headers, body, keep_bytes)
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):

@@ -12,9 +12,12 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+from crawler import autothrottle
+from crawler.autothrottle import Bounds, Pace
 from crawler.errors import CrawlerError
 from crawler.frontier import Frontier
 from crawler.request import Request
+from crawler.retry import parse_retry_after
 from crawler.settings import Settings
 from crawler.throttle import HostSlot
 from crawler.urls import host_of
@@ -40,6 +43,7 @@ class Scheduler:
         self._flush = flush
         self._clock = clock
         self.slots: dict[str, HostSlot] = {}
+        self.paces: dict[str, tuple[Pace, Bounds]] = {}  # autothrottle's state, per host
         self._backlog: set[str] = set()
         self._changed = asyncio.Event()
         self.active = 0
@@ -76,14 +80,55 @@ class Scheduler:
         if slot is None:
             limit = 1 if self.settings.obey_robots else self.settings.per_host_concurrency
             slot = self.slots[host] = HostSlot(host, limit, self.settings.download_delay)
+            if self.settings.autothrottle:
+                bounds = self._bounds(self.settings.download_delay, limit)
+                pace = autothrottle.start(bounds, self.settings.autothrottle_start_delay)
+                self._pace(slot, pace, bounds)
         return slot
 
     def configure_host(self, host: str, crawl_delay: float | None) -> None:
-        """Apply what robots.txt said: the host's real concurrency and delay."""
+        """Apply what robots.txt said: the host's real concurrency and delay (autothrottle's
+        bounds, when it is on)."""
         delay = max(self.settings.download_delay, crawl_delay or 0.0)
         concurrency = 1 if delay > 0 else self.settings.per_host_concurrency
-        self.slot(host).configure(concurrency, delay)
+        slot = self.slot(host)
+        if (paced := self.paces.get(host)) is not None:
+            bounds = self._bounds(delay, concurrency)
+            self._pace(slot, autothrottle.bound(paced[0], bounds), bounds)
+        else:
+            slot.configure(concurrency, delay)
         self.wake()
+
+    def observe(
+        self, url: str, latency_s: float, status: int | None, retry_after: str | None = None
+    ) -> None:
+        """A response came back from ``url``'s host (``status=None``: none came, the attempt
+        failed on the way): autothrottle adapts the host's pace."""
+        if not self.settings.autothrottle:
+            return
+        host = host_of(url)
+        slot = self.slot(host)
+        pace, bounds = self.paces[host]
+        wait = parse_retry_after(retry_after) if status in autothrottle.RATE_LIMITED else None
+        if wait is not None:
+            wait = min(wait, self.settings.max_retry_after)  # a longer one fails the page anyway
+        now = self._clock()
+        pace = autothrottle.observe(pace, bounds, now, latency_s, status, retry_after_s=wait)
+        self._pace(slot, pace, bounds)
+        slot.pause_until(pace.resume_at)
+        self.wake()
+
+    def _bounds(self, min_delay: float, max_concurrency: int) -> Bounds:
+        return Bounds(
+            min_delay=min_delay,
+            max_delay=self.settings.autothrottle_max_delay,
+            max_concurrency=max_concurrency,
+            target_concurrency=self.settings.autothrottle_target_concurrency,
+        )
+
+    def _pace(self, slot: HostSlot, pace: Pace, bounds: Bounds) -> None:
+        self.paces[slot.host] = pace, bounds
+        slot.configure(pace.concurrency, pace.delay)
 
     def hosts_added(self, hosts: set[str]) -> None:
         """The frontier committed new requests for these hosts."""
@@ -235,6 +280,7 @@ class Scheduler:
         ]  # fmt: skip
         for host in idle:
             del self.slots[host]
+            self.paces.pop(host, None)
         return idle
 
     def pause_host(self, host: str, seconds: float) -> None:

@@ -36,6 +36,18 @@ class Settings(BaseSettings):
     concurrency: int = Field(16, ge=1, le=10_000, description="requests in flight, all hosts")
     per_host_concurrency: int = Field(2, ge=1, le=1_000, description="requests in flight per host")
     download_delay: float = Field(0.0, ge=0, description="seconds between requests to one host")
+    autothrottle: bool = Field(
+        False, description="adapt each host's delay and concurrency to its latency and 429/503s"
+    )
+    autothrottle_target_concurrency: float = Field(
+        1.0, gt=0, description="autothrottle: requests in flight per host it aims for"
+    )
+    autothrottle_start_delay: float = Field(
+        1.0, ge=0, description="autothrottle: a new host's first delay, seconds"
+    )
+    autothrottle_max_delay: float = Field(
+        60.0, ge=0, description="autothrottle: longest delay it sets, seconds"
+    )
     obey_robots: bool = Field(True, description="fetch and obey robots.txt (and its Crawl-delay)")
     max_crawl_delay: float = Field(
         60.0,

@@ -182,6 +182,18 @@ def retry_after(req: Incoming) -> Reply:
     return reply
 
 
+def rate_limited(req: Incoming) -> Reply:
+    """429 when this request came less than 1/rate seconds after the previous one to any
+    /rate-limited page of its host (by the server's clock); ``retry_after`` adds that header."""
+    rate = req.number("rate", 10)
+    if req.site._too_fast(req.host, 1 / rate if rate > 0 else 0.0):
+        reply = page("slow down", "<p>slow down</p>", 429)
+        if "retry_after" in req.query:
+            reply.headers["Retry-After"] = req.query["retry_after"]
+        return reply
+    return page(f"rate {req.rest}", f'<p class="v">{escape(req.rest)}</p>')
+
+
 def slow(req: Incoming) -> Reply:
     req.sleep(req.number("delay", 1))
     return page("slow", f'<p class="slow">{escape(req.query.get("i", ""))}</p>')
@@ -540,6 +552,7 @@ ROUTES: dict[str, Route] = {
     "/private": private,
     "/flaky": flaky,
     "/retry-after": retry_after,
+    "/rate-limited": rate_limited,
     "/slow": slow,
     "/slow-links": slow_links,
     "/fan": fan,
@@ -723,6 +736,8 @@ class TestSite:
         self._in_flight: Counter[str] = Counter()
         self._peak: Counter[str] = Counter()
         self._connections: Counter[str] = Counter()
+        self._last_arrival: dict[str, float] = {}
+        self.arrivals: list[tuple[float, bool]] = []  # /rate-limited: (server time, refused?)
 
     def start(self) -> None:
         self._stopping.clear()
@@ -809,6 +824,8 @@ class TestSite:
             self._peak = Counter(self._in_flight)
             self.log.clear()
             self.errors.clear()
+            self.arrivals.clear()
+            self._last_arrival.clear()
 
     def __repr__(self) -> str:
         with self._lock:
@@ -829,6 +846,15 @@ class TestSite:
         with self._lock:
             self._in_flight[hit.host] -= 1
             self.log.append(hit)
+
+    def _too_fast(self, host: str, min_gap: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            last = self._last_arrival.get(host)
+            self._last_arrival[host] = now
+            refused = last is not None and now - last < min_gap
+            self.arrivals.append((now, refused))
+            return refused
 
     def _connected(self, host: str) -> None:
         with self._lock:

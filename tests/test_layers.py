@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "crawler.retry": 2,
     "crawler.scope": 2,
     "crawler.throttle": 2,
+    "crawler.autothrottle": 2,
     "crawler.cookies": 2,
     "crawler.guard": 2,
     "crawler.links": 2,
