@@ -14,6 +14,7 @@ from crawler.items import ItemPipeline
 from crawler.request import Request
 from crawler.response import Response
 from crawler.settings import Settings
+from crawler.sitemap_spider import SitemapSpider
 from crawler.spider import Spider
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Response",
     "Settings",
     "SettingsError",
+    "SitemapSpider",
     "SkipReason",
     "Spider",
     "SpiderError",

@@ -29,10 +29,12 @@ LAYERS: dict[str, int] = {
     "crawler.request": 1,
     "crawler.settings": 1,
     "crawler.stats": 1,
+    "crawler.sitemaps": 1,
     # policies and the user API; throttle is a policy in STYLE.md (it buffers Requests)
     "crawler.response": 2,
     "crawler.items": 2,
     "crawler.spider": 2,
+    "crawler.sitemap_spider": 2,
     "crawler.robots": 2,
     "crawler.retry": 2,
     "crawler.scope": 2,
@@ -72,6 +74,8 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
     ("crawler.items", "crawler.spider"): (True, "ItemPipeline.process_item's spider argument"),
     ("crawler.spider", "crawler.items"): (True, "Spider.pipelines is a list of ItemPipeline"),
     ("crawler.spider", "crawler.response"): (True, "Spider.parse takes a Response"),
+    ("crawler.sitemap_spider", "crawler.spider"): (False, "a SitemapSpider is a Spider"),
+    ("crawler.sitemap_spider", "crawler.response"): (True, "its sitemap callback takes one"),
 }
 
 # Each library that STYLE.md says lives in one place, and the modules that import it today.
@@ -91,6 +95,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "orjson": {"crawler.jsondata"},
     "webencodings": {"crawler.encoding"},
     "ada_url": {"crawler.urls"},
+    "defusedxml": {"crawler.sitemaps"},
 }
 
 PUBLIC_API = [
@@ -103,6 +108,7 @@ PUBLIC_API = [
     "Response",
     "Settings",
     "SettingsError",
+    "SitemapSpider",
     "SkipReason",
     "Spider",
     "SpiderError",
