@@ -91,9 +91,13 @@ class _Body:
     def read(self, size: int = -1) -> bytes:
         size = _READ_BYTES if size < 0 else size
         chunk = self._take(size) if self._inflater is None else self._inflate(size)
+        allowed = self._max_bytes - self._read
+        if len(chunk) > allowed:
+            # What fits is still parsed: the entries in it come out before the error.
+            if allowed <= 0:
+                raise SitemapError(f"over {self._max_bytes} bytes uncompressed")
+            chunk = chunk[:allowed]
         self._read += len(chunk)
-        if self._read > self._max_bytes:
-            raise SitemapError(f"over {self._max_bytes} bytes uncompressed")
         return chunk
 
     def _take(self, size: int) -> bytes:
