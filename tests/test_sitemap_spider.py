@@ -165,3 +165,24 @@ def test_a_rule_callback_must_be_a_spider_method() -> None:
 
     with pytest.raises(SpiderError, match="parse_missing"):
         Wrong()
+
+
+async def test_a_stopped_sitemap_crawl_resumes_with_callbacks_and_meta(tmp_path: Path) -> None:
+    """Page requests are stored with their callback's name and their sitemap entry in meta."""
+    state = tmp_path / "state.db"
+    first_run, second_run = tmp_path / "first", tmp_path / "second"
+    first_run.mkdir()
+    second_run.mkdir()
+    with SandboxServer() as server:
+
+        class Local(BooksSitemapSpider):
+            sitemap_urls = (f"{server.base_url}/sitemap.xml",)
+
+        first = await crawl(Local, first_run, state=state, max_pages=20)
+        second = await crawl(Local, second_run, state=state)
+    assert 0 < len(first.items) < len(CATALOGUE)
+    # The second run's new feed gets every committed item: the first run's, then its own.
+    assert sorted(item["url"] for item in second.items) == sorted(
+        server.base_url + book.path for book in CATALOGUE
+    )
+    assert all(item["lastmod"].startswith("2025-") for item in second.items)
