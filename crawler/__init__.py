@@ -16,6 +16,7 @@ from crawler.request import Request
 from crawler.response import Response
 from crawler.rules import CrawlSpider, Rule
 from crawler.settings import Settings
+from crawler.sitemap_spider import SitemapSpider
 from crawler.spider import Spider
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Rule",
     "Settings",
     "SettingsError",
+    "SitemapSpider",
     "SkipReason",
     "Spider",
     "SpiderError",

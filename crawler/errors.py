@@ -15,6 +15,7 @@ CrawlerError
 │   ├── AddressRefused      the host is, or resolves to, an address the guard refuses
 │   ├── BadResponse         a response we cannot read (unknown content-encoding, ...)
 │   └── ParseBudgetExceeded its HTML took over max_parse_s to parse, or crashed the parser
+├── SitemapError            a sitemap that is malformed, too large, or declares entities
 └── DropItem                raised by a pipeline to drop an item
 """
 
@@ -94,6 +95,10 @@ class BadResponse(FetchError):
 
 class ParseBudgetExceeded(FetchError):
     """The page's HTML took longer than max_parse_s to parse, or broke the parser."""
+
+
+class SitemapError(CrawlerError):
+    """A sitemap cannot be read: malformed XML, over the size cap, or entity declarations."""
 
 
 class DropItem(CrawlerError):

@@ -5,6 +5,7 @@ Tests, benchmarks and `crawler sandbox` crawl it instead of the web; `expected_i
 
 from __future__ import annotations
 
+import gzip
 import html
 import random
 import re
@@ -12,6 +13,7 @@ import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 from urllib.parse import urlsplit
@@ -237,12 +239,53 @@ def _home_page(base_url: str) -> bytes:
     return _document("Home", body)
 
 
+def book_lastmod(book: Book) -> str:
+    """When a book's page last changed, as its sitemap entry says: one book every few days."""
+    return (date(2025, 1, 1) + timedelta(days=3 * CATALOGUE.index(book))).isoformat()
+
+
+def _urlset(base_url: str, entries: Sequence[tuple[str, str]]) -> bytes:
+    urls = "".join(
+        f"<url><loc>{_e(base_url + path)}</loc><lastmod>{lastmod}</lastmod></url>"
+        for path, lastmod in entries
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>\n'
+    ).encode()
+
+
+def _sitemaps(base_url: str) -> dict[str, bytes]:
+    """An index of two sitemaps: the listing pages (plain) and every book page (gzipped)."""
+    updated = "2026-01-01T08:00:00+00:00"
+    listings = [("/", updated), ("/catalogue/page-1.html", updated)]
+    listings += [(category_path(c), updated) for c in CATEGORIES]
+    books = [(book.path, book_lastmod(book)) for book in CATALOGUE]
+    children = "".join(
+        f"<sitemap><loc>{base_url}{path}</loc><lastmod>{updated}</lastmod></sitemap>"
+        for path in ("/sitemap-pages.xml", "/sitemap-books.xml.gz")
+    )
+    index = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex '
+        f'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{children}</sitemapindex>\n'
+    )
+    return {
+        "/sitemap.xml": index.encode(),
+        "/sitemap-pages.xml": _urlset(base_url, listings),
+        # mtime=0: the same bytes on every start
+        "/sitemap-books.xml.gz": gzip.compress(_urlset(base_url, books), mtime=0),
+    }
+
+
 def render_site(base_url: str) -> dict[str, bytes]:
-    """Every page of the site by path; `base_url` is only used for the home page's absolute link."""
+    """Every page of the site by path; `base_url` is used for the home page's absolute link, and
+    in robots.txt's `Sitemap:` line and the sitemaps, which hold absolute URLs."""
     home = _home_page(base_url)
     admin = "<h1>Staff area</h1><p>Stock control. Robots keep out.</p>"
     pages = {"/": home, "/index.html": home, "/admin/index.html": _document("Staff", admin)}
-    pages["/robots.txt"] = b"User-agent: *\nDisallow: /admin/\n"
+    robots = f"User-agent: *\nDisallow: /admin/\n\nSitemap: {base_url}/sitemap.xml\n"
+    pages["/robots.txt"] = robots.encode()
+    pages |= _sitemaps(base_url)
     pages |= _listing_pages("All books", CATALOGUE, "/catalogue", "page-1.html", "../catalogue/")
     for category in CATEGORIES:
         books = [b for b in CATALOGUE if b.category == category]
@@ -257,6 +300,12 @@ def render_site(base_url: str) -> dict[str, bytes]:
 # -- serving ---------------------------------------------------------------------------------------
 
 IDLE_TIMEOUT_S = 15.0
+_HTML = "text/html; charset=utf-8"
+_CONTENT_TYPES = {
+    "txt": "text/plain; charset=utf-8",
+    "xml": "application/xml",
+    "gz": "application/gzip",  # a file that is gzip, not a body sent with Content-Encoding
+}
 _NOT_FOUND = _document("Not found", "<h1>404 Not Found</h1><p>No such page.</p>")
 
 
@@ -307,8 +356,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200 if body is not None else 404)
         if body is None:
             body = _NOT_FOUND
-        plain = path.endswith(".txt") and path in self.server.pages
-        self.send_header("Content-Type", f"text/{'plain' if plain else 'html'}; charset=utf-8")
+        known = path in self.server.pages
+        content_type = _CONTENT_TYPES.get(path.rpartition(".")[2], _HTML) if known else _HTML
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if with_body:

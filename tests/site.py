@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import functools
+import gzip
 import json
 import socket
 import socketserver
@@ -32,6 +33,7 @@ ITEMS_PER_PAGE = 3
 RULES_PAGES = 3
 CHUNK_BYTES = 64 * 1024
 HTML = "text/html; charset=utf-8"
+SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 SESSION = "s3ss10n"  # the session cookie /login sets and /account checks
 
 
@@ -542,6 +544,31 @@ def closing(req: Incoming) -> Reply:
     return reply
 
 
+def _urlset(paths: Iterable[str], extra: str = "") -> bytes:
+    urls = "".join(f"<url><loc>{path}</loc>{extra}</url>" for path in paths)
+    return f'<urlset xmlns="{SITEMAP_NS}">{urls}</urlset>'.encode()
+
+
+def sitemap(req: Incoming) -> Reply:
+    """`/sitemap/big?n=N`: a urlset of /leaf/0../leaf/N-1; `/sitemap/deep/K`: an index of
+    /sitemap/deep/K+1 and of `/sitemap/leaves/K.xml.gz` (gzip bytes, no Content-Encoding) listing
+    /leaf/K; `/sitemap/broken`: two URLs, then XML that breaks off."""
+    kind, _, arg = req.rest.partition("/")
+    if kind == "big":
+        body = _urlset(f"/leaf/{i}" for i in range(req.integer("n", 50_000)))
+    elif kind == "deep" and (k := index(arg)) is not None:
+        children = (f"/sitemap/deep/{k + 1}", f"/sitemap/leaves/{k}.xml.gz")
+        entries = "".join(f"<sitemap><loc>{child}</loc></sitemap>" for child in children)
+        body = f'<sitemapindex xmlns="{SITEMAP_NS}">{entries}</sitemapindex>'.encode()
+    elif kind == "leaves" and (k := index(arg.removesuffix(".xml.gz"))) is not None:
+        return raw(gzip.compress(_urlset([f"/leaf/{k}"])), "application/gzip")
+    elif kind == "broken":
+        body = _urlset(["/leaf/1", "/leaf/2"])[:-9] + b"<url><loc>/leaf/3</lo"
+    else:
+        return not_found()
+    return raw(body, "application/xml")
+
+
 Route = Callable[[Incoming], Reply]
 
 # Keyed by the first path segment; the route parses whatever follows it (`Incoming.rest`).
@@ -580,6 +607,7 @@ ROUTES: dict[str, Route] = {
     "/cookie-echo": cookie_echo,
     "/login": login,
     "/account": account,
+    "/sitemap": sitemap,
 }
 
 

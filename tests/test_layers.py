@@ -29,10 +29,12 @@ LAYERS: dict[str, int] = {
     "crawler.request": 1,
     "crawler.settings": 1,
     "crawler.stats": 1,
+    "crawler.sitemaps": 1,
     # policies and the user API; throttle is a policy in STYLE.md (it buffers Requests)
     "crawler.response": 2,
     "crawler.items": 2,
     "crawler.spider": 2,
+    "crawler.sitemap_spider": 2,
     "crawler.robots": 2,
     "crawler.retry": 2,
     "crawler.scope": 2,
@@ -79,6 +81,8 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
     ("crawler.rules", "crawler.links"): (False, "a Rule holds a LinkExtractor"),
     ("crawler.rules", "crawler.spider"): (False, "CrawlSpider is a Spider"),
     ("crawler.rules", "crawler.response"): (True, "rule callbacks take a Response"),
+    ("crawler.sitemap_spider", "crawler.spider"): (False, "a SitemapSpider is a Spider"),
+    ("crawler.sitemap_spider", "crawler.response"): (True, "its sitemap callback takes one"),
 }
 
 # Each library that STYLE.md says lives in one place, and the modules that import it today.
@@ -98,6 +102,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "orjson": {"crawler.jsondata"},
     "webencodings": {"crawler.encoding"},
     "ada_url": {"crawler.urls"},
+    "defusedxml": {"crawler.sitemaps"},
 }
 
 PUBLIC_API = [
@@ -114,6 +119,7 @@ PUBLIC_API = [
     "Rule",
     "Settings",
     "SettingsError",
+    "SitemapSpider",
     "SkipReason",
     "Spider",
     "SpiderError",
