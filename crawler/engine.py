@@ -17,11 +17,13 @@ from crawler.errors import (
     CrawlerError,
     DropItem,
     FetchError,
+    RetryableStatus,
     RobotsUnavailable,
     SkipReason,
     StateError,
 )
 from crawler.exporters import FeedExporter
+from crawler.failure import Failure, HttpError
 from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
 from crawler.parsing import PageParser
@@ -206,7 +208,7 @@ class Engine:
             level = logging.INFO if isinstance(error, AddressRefused) else logging.WARNING
             log.log(level, "failed %s: %s", request.url, error)
             outcome = self._failed(request, error)
-            await self._run_callback(request, request.errback, error, outcome)
+            await self._run_callback(request, request.errback, _failure(error, request), outcome)
             return outcome
         if isinstance(result, SkipReason):
             self.stats.skipped(result)
@@ -215,7 +217,10 @@ class Engine:
         if not 200 <= status < 300 and status not in self.spider.handle_httpstatus_list:
             self.stats.failed(f"http_{status}")
             log.info("HTTP %d %s: not passed to the callback", status, request.url)
-            return Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
+            outcome = Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
+            failure = Failure(HttpError(result), request)
+            await self._run_callback(request, request.errback, failure, outcome)
+            return outcome
         if (failed := await self._prepare(request, result)) is not None:
             return failed
         self.stats.pages_crawled += 1
@@ -230,7 +235,8 @@ class Engine:
         except FetchError as error:
             log.warning("failed %s: %s", request.url, error)
             outcome = self._failed(request, error, response.status)
-            await self._run_callback(request, request.errback, error, outcome)
+            failure = Failure(error, request, response)
+            await self._run_callback(request, request.errback, failure, outcome)
             return outcome
         return None
 
@@ -261,7 +267,11 @@ class Engine:
         result = await self.fetcher.fetch(request, self._hop_check, self.scheduler.turn)
         if isinstance(result, Response):
             self.stats.response(result.status, len(result.body))
-            retry.check_status(result.status, result.headers.get("retry-after"))
+            try:
+                retry.check_status(result.status, result.headers.get("retry-after"))
+            except RetryableStatus as error:
+                error.response = result
+                raise
         return result
 
     async def _hop_check(self, url: str) -> SkipReason | None:
@@ -364,6 +374,14 @@ class Engine:
             return None
         self.stats.items_scraped += 1
         return data
+
+
+def _failure(error: FetchError, request: Request) -> Failure:
+    """What the errback gets: a status still retryable once the retries are spent reaches it
+    as an HttpError with its response, as any other non-2xx status does (Scrapy's way)."""
+    if isinstance(error, RetryableStatus) and isinstance(error.response, Response):
+        return Failure(HttpError(error.response), request)
+    return Failure(error, request)
 
 
 def _first(group: BaseExceptionGroup[StateError]) -> StateError:
