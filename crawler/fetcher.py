@@ -97,10 +97,16 @@ def _transport(settings: Settings, guard: AddressGuard) -> httpx.AsyncBaseTransp
     policy makes is one request on the wire, so ``max_retries`` bounds what a server sees."""
     if settings.http_transport == "aiohttp":
         return AiohttpTransport(
-            max_connections=settings.concurrency + 8, proxy=settings.proxy, guard=guard
+            max_connections=settings.concurrency + 8,
+            proxy=settings.proxy,
+            guard=guard,
+            verify=settings.tls_verify,
         )
     return HttpcoreTransport(
-        max_connections=settings.concurrency, proxy=settings.proxy, guard=guard
+        max_connections=settings.concurrency,
+        proxy=settings.proxy,
+        guard=guard,
+        verify=settings.tls_verify,
     )
 
 

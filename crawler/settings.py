@@ -88,6 +88,9 @@ class Settings(BaseSettings):
         False,
         description="reach loopback, private and link-local addresses beyond the start hosts",
     )
+    tls_verify: bool = Field(
+        True, description="verify TLS certificates; false only for a site you trust (self-signed)"
+    )
     proxy: str | None = Field(
         None,
         repr=False,  # it may hold credentials

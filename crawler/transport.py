@@ -128,8 +128,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     ``proxy="http://user:password@proxy:3128"`` sends every request through an HTTP proxy (a
     CONNECT tunnel for https). ``guard`` vets every address connected to; without one, any
-    address is. ``resolver`` replaces aiohttp's own (tests). The session is made on first use,
-    inside the running event loop.
+    address is. ``verify=False`` accepts any TLS certificate. ``resolver`` replaces aiohttp's
+    own (tests). The session is made on first use, inside the running event loop.
     """
 
     def __init__(
@@ -140,7 +140,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         proxy: str | None = None,
         guard: AddressGuard | None = None,
         resolver: AbstractResolver | None = None,
+        verify: bool = True,
     ) -> None:
+        self.verify = verify
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self.proxy = proxy
@@ -171,6 +173,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self.keepalive_expiry,
             enable_cleanup_closed=False,
             resolver=resolver or self._resolver,
+            ssl=self.verify,  # aiohttp: False skips certificate checks
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -278,7 +281,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 
 class HttpcoreTransport(httpx.AsyncHTTPTransport):
     """Stock httpx connections (httpcore), on a network backend that connects only where
-    ``guard`` allows. ``proxy`` as for AiohttpTransport; ``resolve`` replaces DNS (tests)."""
+    ``guard`` allows. ``proxy`` and ``verify`` as for AiohttpTransport; ``resolve`` replaces DNS
+    (tests)."""
 
     def __init__(
         self,
@@ -288,8 +292,10 @@ class HttpcoreTransport(httpx.AsyncHTTPTransport):
         proxy: str | None = None,
         guard: AddressGuard,
         resolve: Resolve = _getaddrinfo,
+        verify: bool = True,
     ) -> None:
         super().__init__(
+            verify=verify,
             limits=httpx.Limits(
                 max_connections=max_connections,
                 max_keepalive_connections=max_connections,
