@@ -12,10 +12,12 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 
-from crawler.cookies import BoundedCookieJar, NoCookieJar
+from crawler import jsondata
+from crawler.cookies import BoundedCookieJar, CookieJars, NoCookieJar, with_cookies
 from crawler.errors import (
     AddressRefused,
     BadResponse,
@@ -118,18 +120,35 @@ def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.lower() not in names}
 
 
-def _cookie_hooks(jar: BoundedCookieJar | None) -> dict[str, list[EventHook]]:
-    """httpx event hooks that send each request the cookies due from ``jar`` and keep the
-    cookies each response sets; they run for every hop of a redirect chain."""
-    if jar is None:
+SESSION = "crawler.cookiejar"  # httpx request extensions: the request's cookie session ...
+OWN_COOKIES = "crawler.cookies"  # ... and the cookies it sends besides the jar's
+
+
+def _session_key(request: Request) -> str | None:
+    """``meta["cookiejar"]`` as a jar key: its JSON text, so that 1 and "1" stay apart."""
+    key = request.meta.get("cookiejar")
+    return None if key is None else jsondata.dumps(key).decode()
+
+
+def _cookie_hooks(jars: CookieJars | None) -> dict[str, list[EventHook]]:
+    """httpx event hooks that send each request the cookies due from its session's jar (and
+    its own), and keep the cookies each response sets; they run for every redirect hop."""
+    if jars is None:
         return {}
 
     async def send_cookies(request: httpx.Request) -> None:
         # A Cookie header the spider set goes as it is; the jar only fills in a missing one.
-        if "cookie" not in request.headers and (header := jar.cookie_header(str(request.url))):
+        if "cookie" in request.headers:
+            return
+        jar = jars.get(request.extensions.get(SESSION))
+        header = with_cookies(
+            jar.cookie_header(str(request.url)), request.extensions.get(OWN_COOKIES, {})
+        )
+        if header:
             request.headers["Cookie"] = header
 
     async def keep_cookies(response: httpx.Response) -> None:
+        jar = jars.get(response.request.extensions.get(SESSION))
         jar.store(str(response.request.url), response.headers.get_list("set-cookie"))
 
     return {"request": [send_cookies], "response": [keep_cookies]}
@@ -145,14 +164,17 @@ class Fetcher:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.sensitive_headers = frozenset(name.lower() for name in settings.sensitive_headers)
-        self.cookies = (
-            BoundedCookieJar(
-                max_cookies_per_domain=settings.max_cookies_per_domain,
-                max_cookie_header_bytes=settings.max_cookie_header_bytes,
+        self.cookie_jars = (
+            CookieJars(
+                lambda: BoundedCookieJar(
+                    max_cookies_per_domain=settings.max_cookies_per_domain,
+                    max_cookie_header_bytes=settings.max_cookie_header_bytes,
+                )
             )
             if settings.cookies_enabled
             else None
         )
+        self.cookies = self.cookie_jars.default if self.cookie_jars is not None else None
         self.guard = _guard(settings)
         self._refused: set[str] = set()  # hosts whose refusal was logged
         self.client = httpx.AsyncClient(
@@ -165,8 +187,8 @@ class Fetcher:
                 "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
                 "Accept-Encoding": "gzip, deflate",
             },
-            cookies=NoCookieJar(),  # httpx's own jar is unbounded; the hooks use self.cookies
-            event_hooks=_cookie_hooks(self.cookies),
+            cookies=NoCookieJar(),  # httpx's own jar is unbounded; the hooks use ours
+            event_hooks=_cookie_hooks(self.cookie_jars),
         )
         self.requests_sent = 0
 
@@ -194,10 +216,13 @@ class Fetcher:
         """
         url, method, body = request.url, request.method, request.body
         sent_headers = request.headers
+        cookies = {SESSION: _session_key(request), OWN_COOKIES: request.cookies}
         started = time.monotonic()
         for hop in range(self.settings.max_redirects + 1):
             await before_send(url)
-            status, headers, content = await self._send(method, url, sent_headers, body, keep_bytes)
+            status, headers, content = await self._send(
+                method, url, sent_headers, body, keep_bytes, cookies=cookies
+            )
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
                 elapsed = time.monotonic() - started
@@ -211,17 +236,27 @@ class Fetcher:
                 # Credentials stay with their origin: a redirect to another scheme, host or port
                 # (an https-to-http downgrade included) loses them for the rest of the chain.
                 sent_headers = _without(sent_headers, self.sensitive_headers)
+                cookies = {**cookies, OWN_COOKIES: {}}  # and so do the request's own cookies
             if status == 303 or (status in (301, 302) and method == "POST"):
                 method, body = "GET", b""
         raise TooManyRedirects(f"more than max_redirects={self.settings.max_redirects} redirects")
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes, keep: int | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        keep: int | None,
+        *,
+        cookies: dict[str, Any],
     ) -> tuple[int, httpx.Headers, bytes]:
         self.requests_sent += 1
         try:
             async with asyncio.timeout(self.settings.request_timeout):
-                request = self.client.build_request(method, url, headers=headers, content=body)
+                request = self.client.build_request(
+                    method, url, headers=headers, content=body, extensions=cookies
+                )
                 response = await self.client.send(request, stream=True)
                 try:
                     content = await self._read(response, keep)
