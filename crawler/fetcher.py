@@ -30,8 +30,8 @@ from crawler.errors import (
 from crawler.guard import AddressGuard, url_endpoint
 from crawler.request import Request
 from crawler.response import Response
-from crawler.settings import Settings
-from crawler.transport import AiohttpTransport, HttpcoreTransport
+from crawler.settings import Settings, check_proxy_url
+from crawler.transport import PROXY, AiohttpTransport, HttpcoreTransport
 from crawler.urls import host_of, join_url
 
 log = logging.getLogger("crawler.fetcher")
@@ -120,8 +120,10 @@ def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.lower() not in names}
 
 
-SESSION = "crawler.cookiejar"  # httpx request extensions: the request's cookie session ...
-OWN_COOKIES = "crawler.cookies"  # ... and the cookies it sends besides the jar's
+# httpx request extensions: the request's cookie session, the cookies it sends besides the
+# jar's, and its own proxy (read by AiohttpTransport).
+SESSION = "crawler.cookiejar"
+OWN_COOKIES = "crawler.cookies"
 
 
 def _session_key(request: Request) -> str | None:
@@ -216,12 +218,14 @@ class Fetcher:
         """
         url, method, body = request.url, request.method, request.body
         sent_headers = request.headers
-        cookies = {SESSION: _session_key(request), OWN_COOKIES: request.cookies}
+        extensions = {SESSION: _session_key(request), OWN_COOKIES: request.cookies}
+        if (proxy := self._own_proxy(request)) is not None:
+            extensions[PROXY] = proxy
         started = time.monotonic()
         for hop in range(self.settings.max_redirects + 1):
             await before_send(url)
             status, headers, content = await self._send(
-                method, url, sent_headers, body, keep_bytes, cookies=cookies
+                method, url, sent_headers, body, keep_bytes, extensions=extensions
             )
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
@@ -236,7 +240,7 @@ class Fetcher:
                 # Credentials stay with their origin: a redirect to another scheme, host or port
                 # (an https-to-http downgrade included) loses them for the rest of the chain.
                 sent_headers = _without(sent_headers, self.sensitive_headers)
-                cookies = {**cookies, OWN_COOKIES: {}}  # and so do the request's own cookies
+                extensions = {**extensions, OWN_COOKIES: {}}  # and so do its own cookies
             if status == 303 or (status in (301, 302) and method == "POST"):
                 method, body = "GET", b""
         raise TooManyRedirects(f"more than max_redirects={self.settings.max_redirects} redirects")
@@ -249,13 +253,13 @@ class Fetcher:
         body: bytes,
         keep: int | None,
         *,
-        cookies: dict[str, Any],
+        extensions: dict[str, Any],
     ) -> tuple[int, httpx.Headers, bytes]:
         self.requests_sent += 1
         try:
             async with asyncio.timeout(self.settings.request_timeout):
                 request = self.client.build_request(
-                    method, url, headers=headers, content=body, extensions=cookies
+                    method, url, headers=headers, content=body, extensions=extensions
                 )
                 response = await self.client.send(request, stream=True)
                 try:
@@ -275,6 +279,21 @@ class Fetcher:
         except httpx.InvalidURL as exc:
             raise FetchError(f"invalid URL {url!r}: {exc}") from None
         return response.status_code, response.headers, content
+
+    def _own_proxy(self, request: Request) -> str | None:
+        """The request's ``meta["proxy"]``, checked, and trusted by the guard as the configured
+        proxy is; the messages never quote it (it may hold a password)."""
+        proxy = request.meta.get("proxy")
+        if proxy is None:
+            return None
+        if self.settings.http_transport != "aiohttp":
+            raise FetchError('meta["proxy"] needs http_transport = "aiohttp"')
+        try:
+            check_proxy_url(proxy if isinstance(proxy, str) else "")
+        except ValueError as exc:
+            raise FetchError(f'meta["proxy"]: {exc}') from None
+        self.guard.trust_proxy(proxy)
+        return str(proxy)
 
     def _log_refusal(self, refused: AddressRefused) -> None:
         if refused.endpoint in self._refused or len(self._refused) >= 10_000:

@@ -93,6 +93,10 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+PROXY = "crawler.proxy"
+"""An httpx request extension: the proxy URL for that one request (Scrapy's ``meta["proxy"]``)."""
+
+
 def proxy_host(proxy: str | None) -> str:
     """A proxy URL as logs and reprs may show it: ``host:port``, never its credentials."""
     return proxy.partition("://")[2].rpartition("@")[2].rstrip("/") if proxy else ""
@@ -127,9 +131,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=AiohttpTransport(max_connections=64, guard=guard))``.
 
     ``proxy="http://user:password@proxy:3128"`` sends every request through an HTTP proxy (a
-    CONNECT tunnel for https). ``guard`` vets every address connected to; without one, any
-    address is. ``verify=False`` accepts any TLS certificate. ``resolver`` replaces aiohttp's
-    own (tests). The session is made on first use, inside the running event loop.
+    CONNECT tunnel for https); a request's ``extensions[PROXY]`` names its own. ``guard`` vets
+    every address connected to; without one, any address is. ``verify=False`` accepts any TLS
+    certificate. ``resolver`` replaces aiohttp's own (tests). The session is made on first use,
+    inside the running event loop.
     """
 
     def __init__(
@@ -198,6 +203,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=request.content or None,
                 allow_redirects=False,
                 compress=None,
+                proxy=request.extensions.get(PROXY),  # None: the session's, if any
             )
         except aiohttp.InvalidURL as exc:
             raise httpx.InvalidURL(str(exc)) from exc
