@@ -13,7 +13,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.client import HTTPResponse
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import cast
@@ -24,6 +24,8 @@ MAX_COOKIE_DOMAINS = 1000
 """Domains that hold cookies; past this the domain least recently given a cookie loses them all."""
 MAX_COOKIES = 3000
 """Cookies in the whole jar (RFC 6265: at least 3000), so that many domains cannot add up."""
+MAX_COOKIE_JARS = 1000
+"""Sessions (``meta["cookiejar"]`` keys) kept at once; past this the least recently used goes."""
 
 _Key = tuple[str, str, str]  # (cookie.domain, path, name): how CookieJar files a cookie
 _PORT = re.compile(r":\d+$")
@@ -180,6 +182,56 @@ class BoundedCookieJar(CookieJar):
             return False
         del self._tables[table]
         return True
+
+
+class CookieJars:
+    """One BoundedCookieJar per session, as Scrapy's ``meta["cookiejar"]`` keys them.
+
+    >>> jars = CookieJars(lambda: BoundedCookieJar(max_cookies_per_domain=50,
+    ...                                            max_cookie_header_bytes=8192))
+    >>> jars.get("alice") is jars.get("alice") is not jars.get(None)
+    True
+
+    ``None`` is the crawl's default session, always kept. Past ``max_jars`` other sessions,
+    the least recently used one is let go with its cookies (a later request in it starts
+    afresh), so a spider that opens a session per page cannot grow memory without bound.
+    """
+
+    def __init__(
+        self, new_jar: Callable[[], BoundedCookieJar], max_jars: int = MAX_COOKIE_JARS
+    ) -> None:
+        self.new_jar = new_jar
+        self.max_jars = max_jars
+        self.default = new_jar()
+        self._sessions: dict[str, BoundedCookieJar] = {}
+
+    def __repr__(self) -> str:
+        return f"<CookieJars sessions={len(self._sessions)} max_jars={self.max_jars}>"
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session: str | None) -> BoundedCookieJar:
+        if session is None:
+            return self.default
+        jar = self._sessions.pop(session, None)
+        if jar is None:
+            jar = self.new_jar()
+            if len(self._sessions) >= self.max_jars:
+                del self._sessions[next(iter(self._sessions))]
+        self._sessions[session] = jar  # now the most recently used
+        return jar
+
+
+def with_cookies(header: str | None, own: Mapping[str, str]) -> str | None:
+    """A Cookie header with a request's own cookies first; a jar cookie of the same name is
+    left out, so the request's value is the one the server reads."""
+    if not own:
+        return header
+    jar_parts = [
+        part for part in (header or "").split("; ") if part and part.partition("=")[0] not in own
+    ]
+    return "; ".join([*(f"{name}={value}" for name, value in own.items()), *jar_parts])
 
 
 class NoCookieJar(CookieJar):

@@ -17,12 +17,14 @@ from crawler.errors import (
     CrawlerError,
     DropItem,
     FetchError,
+    RetryableStatus,
     RobotsUnavailable,
     SkipReason,
     StateError,
     TransientError,
 )
 from crawler.exporters import FeedExporter
+from crawler.failure import Failure, HttpError
 from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
 from crawler.parsing import PageParser
@@ -207,7 +209,7 @@ class Engine:
             level = logging.INFO if isinstance(error, AddressRefused) else logging.WARNING
             log.log(level, "failed %s: %s", request.url, error)
             outcome = self._failed(request, error)
-            await self._run_callback(request, request.errback, error, outcome)
+            await self._run_callback(request, request.errback, _failure(error, request), outcome)
             return outcome
         if isinstance(result, SkipReason):
             self.stats.skipped(result)
@@ -216,7 +218,10 @@ class Engine:
         if not 200 <= status < 300 and status not in self.spider.handle_httpstatus_list:
             self.stats.failed(f"http_{status}")
             log.info("HTTP %d %s: not passed to the callback", status, request.url)
-            return Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
+            outcome = Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
+            failure = Failure(HttpError(result), request)
+            await self._run_callback(request, request.errback, failure, outcome)
+            return outcome
         if (failed := await self._prepare(request, result)) is not None:
             return failed
         self.stats.pages_crawled += 1
@@ -231,7 +236,8 @@ class Engine:
         except FetchError as error:
             log.warning("failed %s: %s", request.url, error)
             outcome = self._failed(request, error, response.status)
-            await self._run_callback(request, request.errback, error, outcome)
+            failure = Failure(error, request, response)
+            await self._run_callback(request, request.errback, failure, outcome)
             return outcome
         return None
 
@@ -270,7 +276,11 @@ class Engine:
             self.stats.response(result.status, len(result.body))
             retry_after = result.headers.get("retry-after")
             self.scheduler.observe(result.url, result.elapsed, result.status, retry_after)
-            retry.check_status(result.status, retry_after)
+            try:
+                retry.check_status(result.status, retry_after)
+            except RetryableStatus as error:
+                error.response = result
+                raise
         return result
 
     async def _hop_check(self, url: str) -> SkipReason | None:
@@ -373,6 +383,14 @@ class Engine:
             return None
         self.stats.items_scraped += 1
         return data
+
+
+def _failure(error: FetchError, request: Request) -> Failure:
+    """What the errback gets: a status still retryable once the retries are spent reaches it
+    as an HttpError with its response, as any other non-2xx status does (Scrapy's way)."""
+    if isinstance(error, RetryableStatus) and isinstance(error.response, Response):
+        return Failure(HttpError(error.response), request)
+    return Failure(error, request)
 
 
 def _first(group: BaseExceptionGroup[StateError]) -> StateError:

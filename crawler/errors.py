@@ -14,6 +14,7 @@ CrawlerError
 │   ├── TooManyRedirects
 │   ├── AddressRefused      the host is, or resolves to, an address the guard refuses
 │   ├── BadResponse         a response we cannot read (unknown content-encoding, ...)
+│   ├── HttpError           a non-2xx response the spider does not handle (crawler.failure)
 │   └── ParseBudgetExceeded its HTML took over max_parse_s to parse, or crashed the parser
 ├── SitemapError            a sitemap that is malformed, too large, or declares entities
 └── DropItem                raised by a pipeline to drop an item
@@ -65,6 +66,9 @@ class RetryableStatus(TransientError):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.retry_after = retry_after
+        # The crawler.response.Response that had this status (set by the engine), so that an
+        # errback called once the retries are spent still gets the page, as an HttpError.
+        self.response: object | None = None
 
 
 class RobotsUnavailable(TransientError):

@@ -12,10 +12,12 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 
-from crawler.cookies import BoundedCookieJar, NoCookieJar
+from crawler import jsondata
+from crawler.cookies import BoundedCookieJar, CookieJars, NoCookieJar, with_cookies
 from crawler.errors import (
     AddressRefused,
     BadResponse,
@@ -28,8 +30,8 @@ from crawler.errors import (
 from crawler.guard import AddressGuard, url_endpoint
 from crawler.request import Request
 from crawler.response import Response
-from crawler.settings import Settings
-from crawler.transport import AiohttpTransport, HttpcoreTransport
+from crawler.settings import Settings, check_proxy_url
+from crawler.transport import PROXY, AiohttpTransport, HttpcoreTransport
 from crawler.urls import host_of, join_url
 
 log = logging.getLogger("crawler.fetcher")
@@ -97,10 +99,16 @@ def _transport(settings: Settings, guard: AddressGuard) -> httpx.AsyncBaseTransp
     policy makes is one request on the wire, so ``max_retries`` bounds what a server sees."""
     if settings.http_transport == "aiohttp":
         return AiohttpTransport(
-            max_connections=settings.concurrency + 8, proxy=settings.proxy, guard=guard
+            max_connections=settings.concurrency + 8,
+            proxy=settings.proxy,
+            guard=guard,
+            verify=settings.tls_verify,
         )
     return HttpcoreTransport(
-        max_connections=settings.concurrency, proxy=settings.proxy, guard=guard
+        max_connections=settings.concurrency,
+        proxy=settings.proxy,
+        guard=guard,
+        verify=settings.tls_verify,
     )
 
 
@@ -112,18 +120,37 @@ def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.lower() not in names}
 
 
-def _cookie_hooks(jar: BoundedCookieJar | None) -> dict[str, list[EventHook]]:
-    """httpx event hooks that send each request the cookies due from ``jar`` and keep the
-    cookies each response sets; they run for every hop of a redirect chain."""
-    if jar is None:
+# httpx request extensions: the request's cookie session, the cookies it sends besides the
+# jar's, and its own proxy (read by AiohttpTransport).
+SESSION = "crawler.cookiejar"
+OWN_COOKIES = "crawler.cookies"
+
+
+def _session_key(request: Request) -> str | None:
+    """``meta["cookiejar"]`` as a jar key: its JSON text, so that 1 and "1" stay apart."""
+    key = request.meta.get("cookiejar")
+    return None if key is None else jsondata.dumps(key).decode()
+
+
+def _cookie_hooks(jars: CookieJars | None) -> dict[str, list[EventHook]]:
+    """httpx event hooks that send each request the cookies due from its session's jar (and
+    its own), and keep the cookies each response sets; they run for every redirect hop."""
+    if jars is None:
         return {}
 
     async def send_cookies(request: httpx.Request) -> None:
         # A Cookie header the spider set goes as it is; the jar only fills in a missing one.
-        if "cookie" not in request.headers and (header := jar.cookie_header(str(request.url))):
+        if "cookie" in request.headers:
+            return
+        jar = jars.get(request.extensions.get(SESSION))
+        header = with_cookies(
+            jar.cookie_header(str(request.url)), request.extensions.get(OWN_COOKIES, {})
+        )
+        if header:
             request.headers["Cookie"] = header
 
     async def keep_cookies(response: httpx.Response) -> None:
+        jar = jars.get(response.request.extensions.get(SESSION))
         jar.store(str(response.request.url), response.headers.get_list("set-cookie"))
 
     return {"request": [send_cookies], "response": [keep_cookies]}
@@ -139,14 +166,17 @@ class Fetcher:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.sensitive_headers = frozenset(name.lower() for name in settings.sensitive_headers)
-        self.cookies = (
-            BoundedCookieJar(
-                max_cookies_per_domain=settings.max_cookies_per_domain,
-                max_cookie_header_bytes=settings.max_cookie_header_bytes,
+        self.cookie_jars = (
+            CookieJars(
+                lambda: BoundedCookieJar(
+                    max_cookies_per_domain=settings.max_cookies_per_domain,
+                    max_cookie_header_bytes=settings.max_cookie_header_bytes,
+                )
             )
             if settings.cookies_enabled
             else None
         )
+        self.cookies = self.cookie_jars.default if self.cookie_jars is not None else None
         self.guard = _guard(settings)
         self._refused: set[str] = set()  # hosts whose refusal was logged
         self.client = httpx.AsyncClient(
@@ -159,8 +189,8 @@ class Fetcher:
                 "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
                 "Accept-Encoding": "gzip, deflate",
             },
-            cookies=NoCookieJar(),  # httpx's own jar is unbounded; the hooks use self.cookies
-            event_hooks=_cookie_hooks(self.cookies),
+            cookies=NoCookieJar(),  # httpx's own jar is unbounded; the hooks use ours
+            event_hooks=_cookie_hooks(self.cookie_jars),
         )
         self.requests_sent = 0
 
@@ -188,10 +218,15 @@ class Fetcher:
         """
         url, method, body = request.url, request.method, request.body
         sent_headers = request.headers
+        extensions = {SESSION: _session_key(request), OWN_COOKIES: request.cookies}
+        if (proxy := self._own_proxy(request)) is not None:
+            extensions[PROXY] = proxy
         for hop in range(self.settings.max_redirects + 1):
             await before_send(url)
             started = time.monotonic()  # the last hop's time on the wire, not its politeness wait
-            status, headers, content = await self._send(method, url, sent_headers, body, keep_bytes)
+            status, headers, content = await self._send(
+                method, url, sent_headers, body, keep_bytes, extensions=extensions
+            )
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
                 elapsed = time.monotonic() - started
@@ -205,17 +240,27 @@ class Fetcher:
                 # Credentials stay with their origin: a redirect to another scheme, host or port
                 # (an https-to-http downgrade included) loses them for the rest of the chain.
                 sent_headers = _without(sent_headers, self.sensitive_headers)
+                extensions = {**extensions, OWN_COOKIES: {}}  # and so do its own cookies
             if status == 303 or (status in (301, 302) and method == "POST"):
                 method, body = "GET", b""
         raise TooManyRedirects(f"more than max_redirects={self.settings.max_redirects} redirects")
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes, keep: int | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        keep: int | None,
+        *,
+        extensions: dict[str, Any],
     ) -> tuple[int, httpx.Headers, bytes]:
         self.requests_sent += 1
         try:
             async with asyncio.timeout(self.settings.request_timeout):
-                request = self.client.build_request(method, url, headers=headers, content=body)
+                request = self.client.build_request(
+                    method, url, headers=headers, content=body, extensions=extensions
+                )
                 response = await self.client.send(request, stream=True)
                 try:
                     content = await self._read(response, keep)
@@ -234,6 +279,21 @@ class Fetcher:
         except httpx.InvalidURL as exc:
             raise FetchError(f"invalid URL {url!r}: {exc}") from None
         return response.status_code, response.headers, content
+
+    def _own_proxy(self, request: Request) -> str | None:
+        """The request's ``meta["proxy"]``, checked, and trusted by the guard as the configured
+        proxy is; the messages never quote it (it may hold a password)."""
+        proxy = request.meta.get("proxy")
+        if proxy is None:
+            return None
+        if self.settings.http_transport != "aiohttp":
+            raise FetchError('meta["proxy"] needs http_transport = "aiohttp"')
+        try:
+            check_proxy_url(proxy if isinstance(proxy, str) else "")
+        except ValueError as exc:
+            raise FetchError(f'meta["proxy"]: {exc}') from None
+        self.guard.trust_proxy(proxy)
+        return str(proxy)
 
     def _log_refusal(self, refused: AddressRefused) -> None:
         if refused.endpoint in self._refused or len(self._refused) >= 10_000:

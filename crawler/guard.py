@@ -4,7 +4,8 @@ transports ask it after resolution and before connecting, so DNS cannot route ar
 By default a crawl reaches public addresses only. Loopback, private, link-local, shared (CGNAT),
 multicast and reserved addresses, and cloud metadata services, are refused, whatever form the
 address takes (IPv4-mapped, NAT64 and 6to4 IPv6 addresses are judged by the IPv4 they carry).
-Exceptions: the exact host and port of each start request, the configured proxy, and every
+Exceptions: the exact host and port of each start request, the configured proxy and each
+``meta["proxy"]`` a request names, and every
 private address with ``allow_private_addresses`` (metadata services still need to be a start
 host then). The README's "Safety" section states the rule for users.
 """
@@ -158,7 +159,7 @@ class AddressGuard:
 
     def __init__(self, *, allow_private: bool = False, trusted: Iterable[Endpoint] = ()) -> None:
         self.allow_private = allow_private
-        self.trusted = frozenset(trusted)
+        self.trusted = set(trusted)
         self.starts: set[Endpoint] = set()
 
     def __repr__(self) -> str:
@@ -169,6 +170,12 @@ class AddressGuard:
         """Let the crawl reach ``url``'s exact host and port even if it is private."""
         if (key := url_endpoint(url)) is not None:
             self.starts.add(key)
+
+    def trust_proxy(self, url: str) -> None:
+        """Let the crawl reach a proxy's host and port, as the configured proxy: a spider's
+        ``meta["proxy"]`` is the operator's choice too."""
+        if (key := url_endpoint(url)) is not None:
+            self.trusted.add(key)
 
     def refusal(self, host: str, port: int, address: IPAddress) -> str | None:
         """The class that refuses connecting to ``address`` for ``host:port``; None if allowed."""

@@ -45,6 +45,7 @@ class Request:
         "callback",
         "callback_owner",
         "cb_kwargs",
+        "cookies",
         "depth",
         "dont_filter",
         "errback",
@@ -73,6 +74,7 @@ class Request:
         cb_kwargs: dict[str, Any] | None = None,
         errback: Callback = None,
         depth: int = 0,
+        cookies: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
         self.callback, self.callback_owner = _method_name(callback)
@@ -88,6 +90,7 @@ class Request:
         self.priority = priority
         self.dont_filter = dont_filter
         self.cb_kwargs = cb_kwargs if cb_kwargs is not None else {}
+        self.cookies = dict(cookies or {})
         self.depth = depth
         self.retries = 0
         self.id: int | None = None
@@ -117,6 +120,7 @@ class Request:
             "cb_kwargs": dict(self.cb_kwargs),
             "errback": self.errback,
             "depth": self.depth,
+            "cookies": dict(self.cookies),
         }
         url = changes.pop("url", self.url)
         if {"data", "json", "body"} & changes.keys():
@@ -131,10 +135,11 @@ class Request:
         """Plain data for the frontier; raises SpiderError if meta cannot be stored."""
         if self._record is not None:
             return self._record
+        fields = {"meta": self.meta, "cb_kwargs": self.cb_kwargs, "headers": self.headers}
+        if self.cookies:
+            fields["cookies"] = self.cookies
         try:
-            extra = jsondata.dumps(
-                {"meta": self.meta, "cb_kwargs": self.cb_kwargs, "headers": self.headers}
-            )
+            extra = jsondata.dumps(fields)
         except TypeError as exc:
             raise SpiderError(
                 f"request {self.url}: meta and cb_kwargs must be JSON data to survive a restart "
@@ -168,6 +173,7 @@ class Request:
             cb_kwargs=extra["cb_kwargs"],
             errback=record["errback"],
             depth=record["depth"],
+            cookies=extra.get("cookies"),
         )
         request.id = record["id"]
         request.retries = record["retries"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -60,7 +60,7 @@ class Response:
         self,
         url: str,
         status: int,
-        headers: httpx.Headers,
+        headers: httpx.Headers | Mapping[str, str],
         body: bytes,
         *,
         request: Request,
@@ -68,7 +68,8 @@ class Response:
     ) -> None:
         self.url = url
         self.status = status
-        self.headers = headers
+        # A plain mapping is taken too, so that tests and tools need not import httpx.
+        self.headers = headers if isinstance(headers, httpx.Headers) else httpx.Headers(headers)
         self.body = body
         self.request = request
         self.elapsed = elapsed

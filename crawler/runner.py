@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,19 @@ class CrawlJob:
     stats: Path | None = None
     config: Path | None = None
     progress: bool = True
+    signals: bool = True
+    """Whether SIGINT/SIGTERM stop the crawl gracefully (the CLI); a notebook keeps its own."""
 
 
 @dataclass
 class CrawlResult:
+    """How a crawl ended. ``items`` holds the items when the crawl had no feed file (a
+    temporary one was read back), else None: they are in the feed."""
+
     stats: Stats
     stopped: bool
     state: Path | None
+    items: list[dict[str, Any]] | None = None
 
 
 def resolve_settings(job: CrawlJob) -> Settings:
@@ -139,7 +146,7 @@ async def run(job: CrawlJob) -> CrawlResult:
                 exporter=exporter,
                 progress=progress,
             )
-            stopped = await _run_with_signals(engine)
+            stopped = await _run_with_signals(engine) if job.signals else await _run(engine)
         finally:
             await fetcher.close()
             await frontier.close()
@@ -151,6 +158,11 @@ async def run(job: CrawlJob) -> CrawlResult:
             file.truncate()
             file.write(jsondata.dumps(stats.to_dict(), indent=True))
     return CrawlResult(stats, stopped, job.state)
+
+
+async def _run(engine: Engine) -> bool:
+    await engine.run()
+    return False
 
 
 async def _run_with_signals(engine: Engine) -> bool:
@@ -179,3 +191,90 @@ async def _run_with_signals(engine: Engine) -> bool:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     return signals > 0
+
+
+async def crawl_async(
+    spider: type[Spider],
+    *,
+    settings: Mapping[str, Any] | None = None,
+    feed: str | Path | None = None,
+    state: str | Path | None = None,
+    stats: str | Path | None = None,
+    config: str | Path | None = None,
+    arguments: Mapping[str, str] | None = None,
+) -> CrawlResult:
+    """Run a crawl from a script or a notebook (which has a running loop): ``crawler run`` as
+    a coroutine. ``settings`` override the config file and the spider's ``custom_settings``;
+    ``arguments`` set spider attributes as ``-a key=value`` does.
+
+    Without a ``feed``, the items come back in ``result.items`` (kept in a temporary JSON
+    lines file meanwhile); with one, they are in the feed and ``result.items`` is None. With a
+    ``state``, a crawl that stopped resumes. Cancelling the task stops the crawl at once, with
+    the state consistent, as a second Ctrl-C does.
+
+    >>> result = await crawl_async(BooksSpider, settings={"max_pages": 20})  # doctest: +SKIP
+    >>> result.stats.items_scraped, result.items[0]["title"]  # doctest: +SKIP
+    """
+    paths = {"feed": feed, "state": state, "stats": stats, "config": config}
+    return await _run_job(_job(spider, settings, arguments, paths, signals=False))
+
+
+def crawl(
+    spider: type[Spider],
+    *,
+    settings: Mapping[str, Any] | None = None,
+    feed: str | Path | None = None,
+    state: str | Path | None = None,
+    stats: str | Path | None = None,
+    config: str | Path | None = None,
+    arguments: Mapping[str, str] | None = None,
+) -> CrawlResult:
+    """``crawl_async`` for a script: runs its own event loop until the crawl ends. In the main
+    thread, Ctrl-C stops it as it stops ``crawler run``. Inside a running loop (a notebook,
+    an async function) it refuses: ``await crawl_async(...)`` there.
+
+    >>> result = crawl(BooksSpider, settings={"max_pages": 20})  # doctest: +SKIP
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "crawler.crawl() cannot run inside a running event loop (a notebook or an async "
+            "function has one): use `await crawler.crawl_async(...)` there"
+        )
+    paths = {"feed": feed, "state": state, "stats": stats, "config": config}
+    # Signal handlers can only be installed from the main thread.
+    signals = threading.current_thread() is threading.main_thread()
+    return asyncio.run(_run_job(_job(spider, settings, arguments, paths, signals=signals)))
+
+
+def _job(
+    spider: type[Spider],
+    settings: Mapping[str, Any] | None,
+    arguments: Mapping[str, str] | None,
+    paths: Mapping[str, str | Path | None],
+    *,
+    signals: bool,
+) -> CrawlJob:
+    given = {name: Path(value) for name, value in paths.items() if value is not None}
+    return CrawlJob(
+        spider=spider,
+        overrides=dict(settings or {}),
+        arguments=dict(arguments or {}),
+        progress=False,
+        signals=signals,
+        **given,
+    )
+
+
+async def _run_job(job: CrawlJob) -> CrawlResult:
+    if job.feed is not None:
+        return await run(job)
+    with tempfile.TemporaryDirectory(prefix="crawler-items-") as folder:
+        job.feed = Path(folder) / "items.jsonl"
+        result = await run(job)
+        with job.feed.open("rb") as lines:
+            result.items = [jsondata.loads(line) for line in lines if line.strip()]
+    return result

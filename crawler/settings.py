@@ -100,6 +100,9 @@ class Settings(BaseSettings):
         False,
         description="reach loopback, private and link-local addresses beyond the start hosts",
     )
+    tls_verify: bool = Field(
+        True, description="verify TLS certificates; false only for a site you trust (self-signed)"
+    )
     proxy: str | None = Field(
         None,
         repr=False,  # it may hold credentials
@@ -114,21 +117,7 @@ class Settings(BaseSettings):
     @field_validator("proxy")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
-        # The messages never quote the value: it may hold a password.
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        try:
-            port = parts.port
-        except ValueError:  # not a number, or out of range
-            port = 0
-        if port == 0:
-            raise ValueError("the proxy port is not a number from 1 to 65535")
-        if parts.scheme.lower() != "http" or not parts.hostname:
-            raise ValueError("a proxy is an http://host:port URL")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("a proxy URL has no path, query or fragment")
-        return value
+        return None if value is None else check_proxy_url(value)
 
     @classmethod
     def settings_customise_sources(
@@ -150,6 +139,23 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(_config_values.get() or {})
+
+
+def check_proxy_url(value: str) -> str:
+    """``value`` if it is an ``http://[user:password@]host:port`` proxy URL, else ValueError.
+    The messages never quote the value: it may hold a password."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if port == 0:
+        raise ValueError("the proxy port is not a number from 1 to 65535")
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise ValueError("a proxy is an http://host:port URL")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a proxy URL has no path, query or fragment")
+    return value
 
 
 def read_config_file(path: Path | None) -> dict[str, Any]:

@@ -93,6 +93,10 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+PROXY = "crawler.proxy"
+"""An httpx request extension: the proxy URL for that one request (Scrapy's ``meta["proxy"]``)."""
+
+
 def proxy_host(proxy: str | None) -> str:
     """A proxy URL as logs and reprs may show it: ``host:port``, never its credentials."""
     return proxy.partition("://")[2].rpartition("@")[2].rstrip("/") if proxy else ""
@@ -127,8 +131,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=AiohttpTransport(max_connections=64, guard=guard))``.
 
     ``proxy="http://user:password@proxy:3128"`` sends every request through an HTTP proxy (a
-    CONNECT tunnel for https). ``guard`` vets every address connected to; without one, any
-    address is. ``resolver`` replaces aiohttp's own (tests). The session is made on first use,
+    CONNECT tunnel for https); a request's ``extensions[PROXY]`` names its own. ``guard`` vets
+    every address connected to; without one, any address is. ``verify=False`` accepts any TLS
+    certificate. ``resolver`` replaces aiohttp's own (tests). The session is made on first use,
     inside the running event loop.
     """
 
@@ -140,7 +145,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         proxy: str | None = None,
         guard: AddressGuard | None = None,
         resolver: AbstractResolver | None = None,
+        verify: bool = True,
     ) -> None:
+        self.verify = verify
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self.proxy = proxy
@@ -171,6 +178,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self.keepalive_expiry,
             enable_cleanup_closed=False,
             resolver=resolver or self._resolver,
+            ssl=self.verify,  # aiohttp: False skips certificate checks
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -195,6 +203,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=request.content or None,
                 allow_redirects=False,
                 compress=None,
+                proxy=request.extensions.get(PROXY),  # None: the session's, if any
             )
         except aiohttp.InvalidURL as exc:
             raise httpx.InvalidURL(str(exc)) from exc
@@ -278,7 +287,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 
 class HttpcoreTransport(httpx.AsyncHTTPTransport):
     """Stock httpx connections (httpcore), on a network backend that connects only where
-    ``guard`` allows. ``proxy`` as for AiohttpTransport; ``resolve`` replaces DNS (tests)."""
+    ``guard`` allows. ``proxy`` and ``verify`` as for AiohttpTransport; ``resolve`` replaces DNS
+    (tests)."""
 
     def __init__(
         self,
@@ -288,8 +298,10 @@ class HttpcoreTransport(httpx.AsyncHTTPTransport):
         proxy: str | None = None,
         guard: AddressGuard,
         resolve: Resolve = _getaddrinfo,
+        verify: bool = True,
     ) -> None:
         super().__init__(
+            verify=verify,
             limits=httpx.Limits(
                 max_connections=max_connections,
                 max_keepalive_connections=max_connections,

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from crawler import Request, Response, Spider
+from crawler import Failure, Request, Response, Spider
 from crawler.errors import ParseBudgetExceeded
 from crawler.parse_worker import HEADER_BYTES, PARSED, READY, serve
 from crawler.parsing import INLINE_PARSE_BYTES, SCREEN_TAGS, PageParser
@@ -262,8 +262,8 @@ def hostile_spider(urls: tuple[str, ...]) -> type[Spider]:
             for url in self.start_urls:
                 yield Request(url, errback="failed")
 
-        async def failed(self, error: Exception) -> AsyncIterator[Any]:
-            yield {"error": type(error).__name__}
+        async def failed(self, failure: Failure) -> AsyncIterator[Any]:
+            yield {"error": failure.type.__name__}
 
         async def parse(self, response: Response) -> AsyncIterator[Any]:
             heading = response.css_first("h1")

@@ -2,6 +2,7 @@
 public API is what ``crawler.__all__`` says."""
 
 import ast
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -44,6 +45,7 @@ LAYERS: dict[str, int] = {
     "crawler.guard": 2,
     "crawler.links": 2,
     "crawler.rules": 2,
+    "crawler.failure": 2,
     # adapters and tools; the transport is the fetcher's lower half
     "crawler.transport": 3,
     "crawler.fetcher": 3,
@@ -54,6 +56,7 @@ LAYERS: dict[str, int] = {
     "crawler.sandbox": 3,
     "crawler.loader": 3,
     "crawler.parsing": 3,
+    "crawler.testing": 3,
     # the crawl
     "crawler.admission": 4,
     "crawler.robots_cache": 4,
@@ -66,6 +69,8 @@ LAYERS: dict[str, int] = {
     "crawler": 9,
 }
 PUBLIC_API_MAX_LAYER = 2
+# The facade's one higher import: crawler.crawl() and friends, loaded on first use.
+FACADE_RUNNER = "crawler.runner"
 
 # (importer, imported) -> (type-only?, why it is allowed)
 SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
@@ -83,6 +88,7 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
     ("crawler.rules", "crawler.response"): (True, "rule callbacks take a Response"),
     ("crawler.sitemap_spider", "crawler.spider"): (False, "a SitemapSpider is a Spider"),
     ("crawler.sitemap_spider", "crawler.response"): (True, "its sitemap callback takes one"),
+    ("crawler.failure", "crawler.response"): (True, "Failure.response is a Response"),
 }
 
 # Each library that STYLE.md says lives in one place, and the modules that import it today.
@@ -107,10 +113,13 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
 
 PUBLIC_API = [
     "ConfigError",
+    "CrawlResult",
     "CrawlSpider",
     "CrawlerError",
     "DropItem",
+    "Failure",
     "FetchError",
+    "HttpError",
     "ItemPipeline",
     "Link",
     "LinkExtractor",
@@ -124,6 +133,8 @@ PUBLIC_API = [
     "Spider",
     "SpiderError",
     "StateError",
+    "crawl",
+    "crawl_async",
 ]
 
 
@@ -225,9 +236,14 @@ def test_no_runtime_import_cycles() -> None:
 
 
 def test_the_facade_exports_models_and_the_user_api_only() -> None:
-    targets = {target for target, _ in _internal("crawler")}
+    targets = {target for target, _ in _internal("crawler")} - {FACADE_RUNNER}
     assert targets
     assert all(LAYERS[target] <= PUBLIC_API_MAX_LAYER for target in targets), targets
+
+
+def test_importing_the_facade_does_not_load_the_runner() -> None:
+    code = "import sys, crawler; assert 'crawler.runner' not in sys.modules; crawler.crawl"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=30)
 
 
 @pytest.mark.parametrize("library", sorted(LIBRARY_OWNERS))

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from crawler import Response, Spider
+from crawler import Request, Response, Spider
 from crawler.errors import SettingsError
 from crawler.fetcher import Fetcher
 from crawler.settings import Settings, load_settings
@@ -204,3 +204,70 @@ def test_a_bad_proxy_is_a_settings_error_that_does_not_quote_it(value: str, mess
 def test_the_proxy_comes_from_crawler_proxy_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRAWLER_PROXY", "http://egress.internal:3128")
     assert load_settings().proxy == "http://egress.internal:3128"
+
+
+def _proxied(site: TestSite, proxies: dict[str, str | None]) -> type[Spider]:
+    """Requests /leaf/<name> for each name, with that name's ``meta["proxy"]`` (None: none)."""
+
+    class Proxied(Spider):
+        name = "proxied"
+
+        async def start_requests(self) -> AsyncIterator[Request]:
+            for name, proxy in proxies.items():
+                meta = {} if proxy is None else {"proxy": proxy}
+                yield Request(site.url(f"/leaf/{name}"), meta=meta)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    return Proxied
+
+
+async def test_a_request_s_own_proxy_carries_it_alone(
+    site: TestSite, proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    """meta["proxy"], as in Scrapy: that request goes through it, with its credentials, and
+    the guard lets the crawl reach it as it does the configured proxy (here a name that
+    resolves to loopback, with private addresses refused)."""
+    own = f"http://crawler:{SECRET}@localhost:{proxy.port}"
+    spider = _proxied(site, {"1": own, "2": None})
+    result = await crawl(spider, tmp_path, obey_robots=False, allow_private_addresses=False)
+
+    expected = "Basic " + base64.b64encode(f"crawler:{SECRET}".encode()).decode()
+    assert proxy.seen == [(site.url("/leaf/1"), expected)]
+    assert site.hits("/leaf/1") == site.hits("/leaf/2") == 1
+    assert result.stats.failures == 0
+    assert len(result.items) == 2
+
+
+async def test_a_request_s_own_proxy_wins_over_the_configured_one(
+    site: TestSite, proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    spider = _proxied(site, {"1": f"http://127.0.0.1:{proxy.port}", "2": None})
+    result = await crawl(
+        spider,
+        tmp_path,
+        obey_robots=False,
+        proxy=f"http://127.0.0.1:{_closed_port()}",
+        max_retries=0,
+    )
+    assert [target for target, _ in proxy.seen] == [site.url("/leaf/1")]
+    assert result.stats.failures == 1  # /leaf/2 went to the configured proxy, which is down
+
+
+async def test_a_bad_or_unsupported_own_proxy_fails_its_request_only(
+    site: TestSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spider = _proxied(site, {"1": f"socks5://crawler:{SECRET}@127.0.0.1:1080", "2": None})
+    result = await crawl(spider, tmp_path, obey_robots=False)
+    assert result.stats.failure_reasons == {"FetchError": 1}
+    assert len(result.items) == 1
+    spider = _proxied(site, {"3": "http://127.0.0.1:3128"})
+    (tmp_path / "httpcore").mkdir()
+    result = await crawl(
+        spider, tmp_path / "httpcore", obey_robots=False, http_transport="httpcore"
+    )
+    assert result.stats.failure_reasons == {"FetchError": 1}
+    assert 'meta["proxy"] needs http_transport = "aiohttp"' in caplog.text
+    assert "a proxy is an http://host:port URL" in caplog.text
+    assert SECRET not in caplog.text

@@ -3,7 +3,6 @@
 import codecs
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -11,6 +10,7 @@ from crawler.request import Request
 from crawler.response import Response, detect_encoding, parse_html
 from crawler.sniffing import BodyKind
 from crawler.spider import Spider
+from crawler.testing import make_response
 
 PAGE = b"""<html><head><title>Books</title></head><body>
 <h1 class="t">All books</h1>
@@ -44,8 +44,7 @@ def _response(
     headers: dict[str, str] | None = None,
     request: Request | None = None,
 ) -> Response:
-    request = request or Request(url)
-    return Response(url, 200, httpx.Headers(headers or {}), body, request=request)
+    return make_response(url, body, headers=headers, request=request)
 
 
 @pytest.mark.parametrize(

@@ -265,3 +265,42 @@ async def untrusted_tls_port() -> AsyncIterator[int]:
 async def test_tls_certificates_are_verified(untrusted_tls_port: int, fetcher: Fetcher) -> None:
     with pytest.raises(TransientError, match="ConnectError"):
         await fetcher.fetch(Request(f"https://127.0.0.1:{untrusted_tls_port}/"))
+
+
+@pytest.fixture
+async def untrusted_tls_site() -> AsyncIterator[int]:
+    """A TLS server on loopback with a certificate no trust store accepts, answering "ok"."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_context)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def test_tls_verify_off_accepts_any_certificate(
+    untrusted_tls_site: int, transport: str
+) -> None:
+    url = f"https://127.0.0.1:{untrusted_tls_site}/"
+    settings = {
+        "http_transport": transport,
+        "request_timeout": 5.0,
+        "allow_private_addresses": True,
+    }
+    unverified = Fetcher(Settings(**settings, tls_verify=False))
+    verified = Fetcher(Settings(**settings))
+    try:
+        response = await unverified.fetch(Request(url))
+        assert isinstance(response, Response)
+        assert (response.status, response.body) == (200, b"ok")
+        with pytest.raises(TransientError, match="ConnectError"):
+            await verified.fetch(Request(url))
+    finally:
+        await unverified.close()
+        await verified.close()
