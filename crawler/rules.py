@@ -18,6 +18,7 @@ from crawler.request import Request
 from crawler.spider import Spider, iterate
 
 if TYPE_CHECKING:
+    from crawler.failure import Failure
     from crawler.response import Response
 
 Method = Callable[..., Any] | str | None
@@ -103,8 +104,8 @@ class CrawlSpider(Spider):
     def __init__(self, **arguments: str) -> None:
         super().__init__(**arguments)
         self._rules = [self._compile(rule) for rule in self.rules]
-        # The engine calls an errback with the error alone, so the rule's index is in the
-        # errback's name, which the state keeps: "_errback_rule_2" is rule 2's.
+        # The rule's index is in the errback's name, which the state keeps: "_errback_rule_2"
+        # is rule 2's, whatever the failing request's meta still holds.
         for index, compiled in enumerate(self._rules):
             if compiled.errback is not None:
                 setattr(self, _errback_name(index), partial(self._errback_rule, index))
@@ -129,9 +130,9 @@ class CrawlSpider(Spider):
             response, compiled.callback, cb_kwargs, follow=compiled.rule.follow
         )
 
-    def _errback_rule(self, index: int, error: Exception) -> Any:
+    def _errback_rule(self, index: int, failure: Failure) -> Any:
         errback = self._rules[index].errback
-        return errback(error) if errback is not None else None
+        return errback(failure) if errback is not None else None
 
     async def _parse_response(
         self,

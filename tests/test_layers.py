@@ -86,6 +86,7 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
     ("crawler.rules", "crawler.links"): (False, "a Rule holds a LinkExtractor"),
     ("crawler.rules", "crawler.spider"): (False, "CrawlSpider is a Spider"),
     ("crawler.rules", "crawler.response"): (True, "rule callbacks take a Response"),
+    ("crawler.rules", "crawler.failure"): (True, "rule errbacks take a Failure"),
     ("crawler.sitemap_spider", "crawler.spider"): (False, "a SitemapSpider is a Spider"),
     ("crawler.sitemap_spider", "crawler.response"): (True, "its sitemap callback takes one"),
     ("crawler.failure", "crawler.response"): (True, "Failure.response is a Response"),

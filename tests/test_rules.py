@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from crawler import CrawlSpider, Link, LinkExtractor, Request, Response, Rule, SpiderError
+from crawler import (
+    CrawlSpider,
+    Failure,
+    Link,
+    LinkExtractor,
+    Request,
+    Response,
+    Rule,
+    SpiderError,
+)
 from crawler.sandbox import SandboxServer, expected_items
 from spiders.books_rules import BooksRulesSpider
 from tests.crawling import crawl
@@ -176,13 +185,13 @@ async def test_a_rule_errback_gets_the_failure(site: TestSite, tmp_path: Path) -
         def item(self, response: Response) -> dict[str, str]:
             return {"ok": response.url}
 
-        def failed(self, error: Exception) -> dict[str, str]:
-            return {"error": type(error).__name__}
+        def failed(self, failure: Failure) -> dict[str, str]:
+            return {"error": type(failure.value).__name__, "url": failure.request.url}
 
     result = await crawl(Broken, tmp_path, obey_robots=False, max_retries=0)
     assert {"ok": site.url("/rules/item/1")} in result.items
     errors = [item for item in result.items if "error" in item]
-    assert errors == [{"error": "TransientError"}]
+    assert errors == [{"error": "TransientError", "url": site.url("/hang-up")}]
 
 
 async def test_parse_start_url_sees_the_start_pages(site: TestSite, tmp_path: Path) -> None:
