@@ -13,6 +13,7 @@ from crawler.errors import (
 from crawler.items import ItemPipeline
 from crawler.request import Request
 from crawler.response import Response
+from crawler.selectors import Selector, SelectorList
 from crawler.settings import Settings
 from crawler.spider import Spider
 
@@ -24,6 +25,8 @@ __all__ = [
     "ItemPipeline",
     "Request",
     "Response",
+    "Selector",
+    "SelectorList",
     "Settings",
     "SettingsError",
     "SkipReason",
