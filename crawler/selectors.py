@@ -119,9 +119,6 @@ class Selector:
             raise AttributeError(f"a selected string has no {name!r}")
         return getattr(root, name)
 
-    def __bool__(self) -> bool:
-        return True
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Selector):
             return NotImplemented
