@@ -19,6 +19,7 @@ from crawler.links import Link, LinkExtractor
 from crawler.request import Request
 from crawler.response import Response
 from crawler.rules import CrawlSpider, Rule
+from crawler.selectors import Selector, SelectorList
 from crawler.settings import Settings
 from crawler.sitemap_spider import SitemapSpider
 from crawler.spider import Spider
@@ -41,6 +42,8 @@ __all__ = [
     "Request",
     "Response",
     "Rule",
+    "Selector",
+    "SelectorList",
     "Settings",
     "SettingsError",
     "SitemapSpider",

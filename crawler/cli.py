@@ -1,4 +1,4 @@
-"""The ``crawler`` command line: run, list, new, fetch, sandbox and demo."""
+"""The ``crawler`` command line: run, list, new, fetch, shell, sandbox and demo."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
 from crawler.request import Request
 from crawler.response import Response
-from crawler.settings import load_settings, parse_overrides, read_config_file
+from crawler.selectors import SelectorError
+from crawler.settings import Settings, load_settings, parse_overrides, read_config_file
 from crawler.stats import Stats
 
 T = TypeVar("T")
@@ -211,18 +212,19 @@ def new(name: str, url: str, spiders_dir: Path) -> None:
 
 @main.command()
 @click.argument("url")
-@click.option("--css", "selector", help="Print the text of the nodes this selector matches.")
-@click.option("--html", "as_html", is_flag=True, help="With --css, print the nodes' HTML.")
+@click.option(
+    "--css",
+    "selector",
+    help='Print what this selector matches: "h1::text", "a::attr(href)", or elements\' text.',
+)
+@click.option("--html", "as_html", is_flag=True, help="With --css, print elements' HTML.")
 @settings_option
 @config_option
 def fetch(
     url: str, selector: str | None, as_html: bool, overrides: tuple[str, ...], config: Path | None
 ) -> None:
     """Fetch one page with the crawl's client and settings (for writing selectors)."""
-    try:
-        settings = load_settings(read_config_file(config), None, parse_overrides(list(overrides)))
-    except CrawlerError as exc:
-        _fail(str(exc))
+    settings = _settings(overrides, config)
     if urlsplit(url).scheme not in ("http", "https"):
         _fail(f"{url!r} is not an http:// or https:// URL")
     fetcher = Fetcher(settings)
@@ -232,8 +234,44 @@ def fetch(
     if selector is None:
         click.echo(response.text)
         return
-    for node in response.css(selector):
-        click.echo(node.html if as_html else node.text(strip=True))
+    try:
+        found = response.css(selector)
+    except SelectorError as exc:
+        _fail(str(exc))
+    for match in found:
+        # A selected string (::text, ::attr) is printed as is; an element as text or HTML.
+        root = match.root
+        click.echo(
+            root
+            if isinstance(root, str)
+            else match.get()
+            if as_html
+            else match.text(True, "", True)
+        )
+
+
+def _settings(overrides: tuple[str, ...], config: Path | None) -> Settings:
+    try:
+        return load_settings(read_config_file(config), None, parse_overrides(list(overrides)))
+    except CrawlerError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.argument("url", required=False)
+@settings_option
+@config_option
+def shell(url: str | None, overrides: tuple[str, ...], config: Path | None) -> None:
+    """An interactive console with response, request, fetch(url), view(response), settings."""
+    from crawler.shell import Shell  # noqa: PLC0415 - only this command needs it
+
+    settings = _settings(overrides, config)
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        _fail(f"{url!r} is not an http:// or https:// URL")
+    with Shell(settings) as console:
+        if url is not None:
+            console.fetch(url)
+        console.interact()
 
 
 async def _fetch_one(fetcher: Fetcher, url: str) -> Response:

@@ -1,4 +1,5 @@
-"""The Response a callback receives: decoded text, JSON, CSS selection (selectolax) and links."""
+"""The Response a callback receives: decoded text, JSON, CSS selection (selectolax, with
+Scrapy's idioms from crawler.selectors) and links."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from crawler import jsondata
 from crawler.encoding import BOMS, decode, detect_encoding, lookup
 from crawler.request import Callback, Request
+from crawler.selectors import Selector, SelectorList, select, select_first
 from crawler.sniffing import BodyKind, body_kind
 from crawler.urls import is_http, join_url
 
 log = logging.getLogger("crawler.response")
 
 Node = LexborNode
+Link = str | Selector | LexborNode
 
 _BASE_TAG = re.compile(rb"<base", re.IGNORECASE)
 
@@ -45,12 +48,13 @@ def parse_html(html: str | bytes) -> LexborHTMLParser:
 class Response:
     """A fetched page.
 
-    >>> response.css_first("h1").text()            # doctest: +SKIP
+    >>> response.css("h1::text").get()              # doctest: +SKIP
+    >>> response.css("a::attr(href)").getall()      # doctest: +SKIP
     >>> yield response.follow(node, callback=self.parse_item)   # doctest: +SKIP
 
     Only markup is parsed (``response.kind``: HTML or XML). On an image, a PDF or plain text,
-    ``css()`` is ``[]``, ``css_first()`` is None and ``follow_all(css=...)`` yields nothing;
-    ``text``, ``body`` and ``follow(url)`` work as on any page.
+    ``css()`` is an empty SelectorList, ``css_first()`` is None and ``follow_all(css=...)``
+    yields nothing; ``text``, ``body`` and ``follow(url)`` work as on any page.
     """
 
     link_limit: int | None = None
@@ -111,11 +115,18 @@ class Response:
         """
         return parse_html(self.text if self.kind.is_markup else "")
 
-    def css(self, selector: str) -> list[Node]:
-        return self.tree.css(selector) if self.kind.is_markup else []
+    def css(self, selector: str) -> SelectorList:
+        """The matches of a CSS selector, with Scrapy's ``::text`` and ``::attr(name)``.
 
-    def css_first(self, selector: str) -> Node | None:
-        return self.tree.css_first(selector) if self.kind.is_markup else None
+        Raises SelectorError (with the selector in its message) if it cannot be parsed.
+        """
+        if not self.kind.is_markup:
+            return SelectorList()
+        return select(self.tree, selector)
+
+    def css_first(self, selector: str) -> Selector | None:
+        """The first match, or None; ``css(selector).get()`` is the Scrapy spelling."""
+        return select_first(self.tree, selector) if self.kind.is_markup else None
 
     @cached_property
     def base_url(self) -> str:
@@ -135,28 +146,35 @@ class Response:
     def urljoin(self, url: str) -> str:
         return join_url(self.base_url, url)
 
-    def follow(self, url: str | Node, callback: Callback = None, **kwargs: Any) -> Request:
-        """A request for a link of this page: a URL (relative or absolute) or an ``<a>`` node.
+    def follow(self, url: Link, callback: Callback = None, **kwargs: Any) -> Request:
+        """A request for a link of this page: a URL (relative or absolute), an ``<a>`` element
+        (its href, else its src) or a selected string (``css("a::attr(href)")[0]``).
 
         The new request is one level deeper than this response's request.
         """
         if not isinstance(url, str):
-            href = url.attributes.get("href") or url.attributes.get("src")
-            if href is None:
-                raise ValueError(f"<{url.tag}> has no href or src to follow")
-            url = href
+            node = url.root if isinstance(url, Selector) else url
+            if isinstance(node, str):
+                url = node
+            else:
+                attrs = node.attrs
+                href = attrs.get("href") or attrs.get("src")
+                if href is None:
+                    raise ValueError(f"<{node.tag}> has no href or src to follow")
+                url = href
         kwargs.setdefault("depth", self.request.depth + 1)
         return Request(self.urljoin(url), callback or self.request.callback, **kwargs)
 
     def follow_all(
         self,
-        urls: Iterable[str | Node] | None = None,
+        urls: Iterable[Link] | None = None,
         callback: Callback = None,
         *,
         css: str | None = None,
         **kwargs: Any,
     ) -> Iterator[Request]:
-        """Requests for many links: ``follow_all(css="li.next a")`` or ``follow_all(urls=[...])``.
+        """Requests for many links: ``follow_all(css="li.next a")``,
+        ``follow_all(css="a::attr(href)")`` or ``follow_all(urls=[...])``.
 
         Links that are not http(s) (mailto:, javascript:, ...) are skipped. A page yields at most
         ``link_limit`` requests over all its calls: each costs the event loop a few microseconds,
@@ -164,9 +182,9 @@ class Response:
         """
         if (urls is None) == (css is None):
             raise ValueError("follow_all takes exactly one of urls= and css=")
-        targets: Iterable[str | Node] = urls if urls is not None else self.css(css or "")
+        targets: Iterable[Link] = urls if urls is not None else self.css(css or "")
         for target in targets:
-            href = target if isinstance(target, str) else target.attributes.get("href")
+            href = _href(target)
             if href and not href.lstrip().startswith("#"):
                 request = self.follow(href, callback, **kwargs)
                 if is_http(request.url):
@@ -182,3 +200,8 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
+
+
+def _href(target: Link) -> str | None:
+    node = target.root if isinstance(target, Selector) else target
+    return node if isinstance(node, str) else node.attrs.get("href")

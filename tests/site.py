@@ -31,6 +31,7 @@ GRAPH_SIZE = 100
 PAGED_PAGES = 5
 ITEMS_PER_PAGE = 3
 RULES_PAGES = 3
+QUOTES_PAGES = 3
 CHUNK_BYTES = 64 * 1024
 HTML = "text/html; charset=utf-8"
 SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
@@ -463,6 +464,23 @@ def links(req: Incoming) -> Reply:
     return page("links", anchors(str(href) for href in hrefs))
 
 
+def quotes(req: Incoming) -> Reply:
+    """`/quotes/<k>`: quotes.toscrape.com's shape (div.quote, span.text, small.author, tags,
+    li.next), ``QUOTES_PAGES`` pages of two quotes each, for Scrapy's selector idioms."""
+    k = index(req.rest)
+    if k is None or not 1 <= k <= QUOTES_PAGES:
+        return not_found()
+    blocks = "\n".join(
+        f'<div class="quote" data-n="{k}-{i}"><span class="text">Quote {k}.{i} &amp; more</span>'
+        f' <span>by <small class="author">Author {i}</small> <a href="/author/{i}">(about)</a>'
+        f'</span><div class="tags">Tags: <a class="tag" href="/tag/t{i}/">t{i}</a>'
+        f'<a class="tag" href="/tag/common/">common</a></div></div>'
+        for i in (1, 2)
+    )
+    nav = f'<li class="next"><a href="/quotes/{k + 1}">Next</a></li>' if k < QUOTES_PAGES else ""
+    return page(f"quotes {k}", f"<h1>Quotes <b>to</b> scrape</h1>\n{blocks}\n<ul>{nav}</ul>")
+
+
 def set_cookies(req: Incoming) -> Reply:
     """`/set-cookies/<n>?k=&size=&pages=`: sets `k` new cookies (`c<n>x<i>`, values of `size`
     bytes) and links to `/set-cookies/<n+1>`, up to `pages`; a site that never stops setting."""
@@ -608,6 +626,7 @@ ROUTES: dict[str, Route] = {
     "/login": login,
     "/account": account,
     "/sitemap": sitemap,
+    "/quotes": quotes,
 }
 
 

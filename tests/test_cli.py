@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -251,3 +252,85 @@ def test_fetch_reaches_its_own_url_but_not_a_redirect_to_another_loopback_host(
     assert moved.returncode == 2
     assert f"connection to {site.host(1)} refused: 127.0.0.2 is a loopback address" in moved.stderr
     assert site.hits_total(1) == 0
+
+
+def test_fetch_css_takes_scrapy_selectors(site: TestSite, tmp_path: Path) -> None:
+    url = site.url("/quotes/1")
+    hrefs = crawler("fetch", url, "--css", "li.next a::attr(href)", cwd=tmp_path)
+    assert hrefs.returncode == 0, hrefs.stderr
+    assert hrefs.stdout.splitlines() == ["/quotes/2"]
+    authors = crawler("fetch", url, "--css", "div.quote small.author::text", cwd=tmp_path)
+    assert authors.stdout.splitlines() == ["Author 1", "Author 2"]
+    as_html = crawler("fetch", url, "--css", "small.author", "--html", cwd=tmp_path)
+    assert as_html.stdout.splitlines()[0] == '<small class="author">Author 1</small>'
+
+    bad = crawler("fetch", url, "--css", "a::attr(", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1].startswith("error: CSS selector 'a::attr(': ")
+    assert "Traceback" not in bad.stderr
+
+
+def shell(
+    *args: str, commands: str, cwd: Path
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``crawler shell`` on piped commands: the standard console, whose prompts go to
+    stdout; the printed lines come back without them."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "crawler", "shell", *args],
+        cwd=cwd,
+        input=commands,
+        env={**os.environ, "TMPDIR": str(cwd)},  # where view() saves pages
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    printed = [re.sub(r"^(?:>>> |\.\.\. )+", "", line) for line in ran.stdout.splitlines()]
+    return ran, [line for line in printed if line.strip(">. ")]
+
+
+def test_shell_fetches_selects_and_views_pages(site: TestSite, tmp_path: Path) -> None:
+    commands = "\n".join(
+        [
+            "print(response.status, request.url)",
+            'print(response.css("small.author::text").getall())',
+            'print([q.css("span.text::text").get() for q in response.css("div.quote")])',
+            'page = fetch(response.urljoin(response.css("li.next a::attr(href)").get()))',
+            "print(page is response, response.url)",
+            "print(view(response).read_text().count('<base href='))",
+            "print(type(settings).__name__, settings.max_redirects)",
+            'fetch("http://127.0.0.1:1/")',
+            "print(response.url)",
+        ]
+    )
+    ran, printed = shell(
+        site.url("/quotes/1"), "-s", "max_redirects=3", commands=commands + "\n", cwd=tmp_path
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert printed == [
+        f"200 {site.url('/quotes/1')}",
+        "['Author 1', 'Author 2']",
+        "['Quote 1.1 & more', 'Quote 1.2 & more']",
+        f"True {site.url('/quotes/2')}",
+        "1",
+        "Settings 3",
+        f"{site.url('/quotes/2')}",  # a failed fetch keeps the last response
+    ]
+    assert f"[200] {site.url('/quotes/1')}" in ran.stderr
+    assert "fetch failed:" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    [saved] = tmp_path.glob("crawler-*.html")
+    assert f"saved {site.url('/quotes/2')} to {saved}" in ran.stderr
+
+
+def test_shell_without_a_url_and_with_a_bad_selector(site: TestSite, tmp_path: Path) -> None:
+    url = site.url("/quotes/1")
+    commands = f"print(response)\nfetch({url!r})\nresponse.css('a[')\nprint('still here')\n"
+    ran, printed = shell(commands=commands, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert printed == ["None", f"<Response 200 {site.url('/quotes/1')}>", "still here"]
+    assert "SelectorError: cannot parse CSS selector 'a['" in ran.stderr
+
+    refused, _ = shell("ftp://example.invalid/", commands="", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "is not an http" in refused.stderr
