@@ -76,6 +76,14 @@ class Selector:
         ``extract`` alone if it has one), else the whole matches."""
         return extract_regex(regex, self.get(), replace_entities)
 
+    @overload
+    def re_first(
+        self, regex: str | Pattern[str], default: str, replace_entities: bool = True
+    ) -> str: ...
+    @overload
+    def re_first(
+        self, regex: str | Pattern[str], default: None = None, replace_entities: bool = True
+    ) -> str | None: ...
     def re_first(
         self,
         regex: str | Pattern[str],
@@ -175,6 +183,14 @@ class SelectorList(list[Selector]):
     def re(self, regex: str | Pattern[str], replace_entities: bool = True) -> list[str]:
         return [found for selector in self for found in selector.re(regex, replace_entities)]
 
+    @overload
+    def re_first(
+        self, regex: str | Pattern[str], default: str, replace_entities: bool = True
+    ) -> str: ...
+    @overload
+    def re_first(
+        self, regex: str | Pattern[str], default: None = None, replace_entities: bool = True
+    ) -> str | None: ...
     def re_first(
         self,
         regex: str | Pattern[str],

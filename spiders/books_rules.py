@@ -25,25 +25,20 @@ class BooksRulesSpider(CrawlSpider):
     )
 
     def parse_book(self, response: Response) -> Iterator[dict[str, Any]]:
-        main = response.css_first(".product_main")
-        if main is None:
-            return
-        rows = {
-            _text(row.css_first("th")): _text(row.css_first("td"))
-            for row in response.css("table.table-striped tr")
-        }
-        rating = main.css_first("p.star-rating")
-        classes = (rating.attributes.get("class") or "").split() if rating else []
+        # Written as in Scrapy: ::text, ::attr(), get(), getall() and re_first().
+        table = response.css("table.table-striped tr")
+        rows = dict(
+            zip(table.css("th::text").getall(), table.css("td::text").getall(), strict=True)
+        )
+        rating = response.css("p.star-rating::attr(class)").re_first(r"star-rating (\w+)")
         yield {
-            "title": _text(main.css_first("h1")),
-            "price": float(_text(main.css_first("p.price_color")).lstrip("£")),
-            "category": _text(response.css_first("ul.breadcrumb li:nth-child(3) a")),
-            "rating": next((RATINGS[c] for c in classes if c in RATINGS), 0),
+            "title": response.css(".product_main h1::text").get(),
+            "price": float(
+                response.css(".product_main p.price_color::text").re_first(r"[\d.]+", "0")
+            ),
+            "category": response.css("ul.breadcrumb li:nth-child(3) a::text").get(),
+            "rating": RATINGS.get(rating or "", 0),
             "in_stock": rows.get("Availability") == "In stock",
             "upc": rows.get("UPC", ""),
             "url": response.url,
         }
-
-
-def _text(node: Any) -> str:
-    return node.text(strip=True) if node is not None else ""
