@@ -338,7 +338,8 @@ async def test_a_name_that_changes_its_answer_is_vetted_on_each_connection(
     guard.exempt_start(f"http://rebind.test:{port}/")
     dns = StubDNS({"rebind.test": ["127.0.0.1"]})
     async with guarded_client("httpcore", guard, dns) as client:
-        first = await client.get(f"http://rebind.test:{port}/closing/1?n=3")  # then it hangs up
+        # "Connection: close": the next request needs a new connection, so a new answer.
+        first = await client.get(f"http://rebind.test:{port}/nolength?size=100")
         dns.answers["rebind.test"] = ["169.254.169.254"]
         with pytest.raises(AddressRefused, match=r"169\.254\.169\.254, a cloud metadata address"):
             await client.get(f"http://rebind.test:{port}/closing/2?n=3")
