@@ -97,7 +97,10 @@ def main() -> None:
 @settings_option
 @click.option("-a", "arguments", multiple=True, metavar="KEY=VALUE", help="Spider argument.")
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Feed file: .jsonl, .json or .csv."
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Feed file: .jsonl (or .jl), .json or .csv.",
 )
 @click.option("--state", type=click.Path(path_type=Path), help="State file; the same file resumes.")
 @click.option(

@@ -171,6 +171,7 @@ def _cell(value: Any) -> Any:
 EXPORTERS: dict[str, type[FeedExporter]] = {
     cls.suffix: cls for cls in (JsonLinesExporter, JsonExporter, CsvExporter)
 }
+EXPORTERS[".jl"] = JsonLinesExporter  # Scrapy's spelling of JSON lines
 
 
 def exporter_for(path: Path, *, escape_formulas: bool = True) -> FeedExporter:

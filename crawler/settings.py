@@ -206,11 +206,37 @@ def load_settings(
         _config_values.reset(token)
 
 
+# Scrapy's names for settings that mean the same here, for a hint when one is used.
+SCRAPY_NAMES = {
+    "CONCURRENT_REQUESTS": "concurrency",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "per_host_concurrency",
+    "CONCURRENT_REQUESTS_PER_IP": "per_host_concurrency",
+    "DOWNLOAD_DELAY": "download_delay",
+    "ROBOTSTXT_OBEY": "obey_robots",
+    "ROBOTSTXT_USER_AGENT": "robots_user_agent",
+    "USER_AGENT": "user_agent",
+    "DEPTH_LIMIT": "max_depth",
+    "CLOSESPIDER_PAGECOUNT": "max_pages",
+    "RETRY_TIMES": "max_retries",
+    "DOWNLOAD_TIMEOUT": "request_timeout",
+    "DOWNLOAD_MAXSIZE": "max_response_bytes",
+    "REDIRECT_ENABLED": "follow_redirects",
+    "REDIRECT_MAX_TIMES": "max_redirects",
+    "COOKIES_ENABLED": "cookies_enabled",
+    "AUTOTHROTTLE_ENABLED": "autothrottle",
+    "AUTOTHROTTLE_TARGET_CONCURRENCY": "autothrottle_target_concurrency",
+    "AUTOTHROTTLE_START_DELAY": "autothrottle_start_delay",
+    "AUTOTHROTTLE_MAX_DELAY": "autothrottle_max_delay",
+    "LOG_LEVEL": "log_level",
+}
+
+
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     name = str(error["loc"][0]) if error["loc"] else "?"
     if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(name, Settings.model_fields, n=1)
+        ours = SCRAPY_NAMES.get(name.upper())
+        close = [ours] if ours else difflib.get_close_matches(name, Settings.model_fields, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown setting {name!r}{hint}"
     field = Settings.model_fields.get(name)

@@ -62,6 +62,7 @@ SUFFIXES = [".jsonl", ".json", ".csv"]
         ("out.json", JsonExporter),
         ("out.csv", CsvExporter),
         ("OUT.JSONL", JsonLinesExporter),
+        ("out.jl", JsonLinesExporter),  # Scrapy's spelling
         ("dir/more/out.csv", CsvExporter),
     ],
 )
@@ -73,7 +74,7 @@ def test_exporter_for(tmp_path: Path, name: str, cls: type[FeedExporter]) -> Non
 
 @pytest.mark.parametrize("name", ["out.xml", "out", "out.jsonl.gz", "out.txt"])
 def test_unknown_extension_is_a_config_error(tmp_path: Path, name: str) -> None:
-    with pytest.raises(ConfigError, match=r"must end in one of \.csv, \.json, \.jsonl$"):
+    with pytest.raises(ConfigError, match=r"must end in one of \.csv, \.jl, \.json, \.jsonl$"):
         exporter_for(tmp_path / name)
 
 

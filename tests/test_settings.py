@@ -1,12 +1,19 @@
 """Unit tests of crawler.settings: defaults, the precedence of layers, and one-line errors."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from crawler.errors import ConfigError, SettingsError
-from crawler.settings import Settings, load_settings, parse_overrides, read_config_file
+from crawler.settings import (
+    SCRAPY_NAMES,
+    Settings,
+    load_settings,
+    parse_overrides,
+    read_config_file,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -194,3 +201,14 @@ def test_shipped_config_file_and_readme_match_the_model() -> None:
     assert {k: defaults[k] for k in shipped} == shipped
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert [name for name in Settings.model_fields if f"| `{name}` |" not in readme] == []
+
+
+@pytest.mark.parametrize(
+    "scrapy_name", sorted(name for name, ours in SCRAPY_NAMES.items() if name.lower() != ours)
+)
+def test_a_scrapy_setting_name_points_to_ours(scrapy_name: str) -> None:
+    ours = SCRAPY_NAMES[scrapy_name]
+    assert ours in Settings.model_fields
+    hint = f"unknown setting {scrapy_name!r}; did you mean {ours!r}?"
+    with pytest.raises(SettingsError, match=re.escape(hint)):
+        load_settings(overrides={scrapy_name: "1"})
