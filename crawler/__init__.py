@@ -14,7 +14,6 @@ from crawler.errors import (
     StateError,
 )
 from crawler.failure import Failure, HttpError
-from crawler.items import ItemPipeline
 from crawler.links import Link, LinkExtractor
 from crawler.request import Request
 from crawler.response import Response
@@ -22,7 +21,7 @@ from crawler.rules import CrawlSpider, Rule
 from crawler.selectors import Selector, SelectorList
 from crawler.settings import Settings
 from crawler.sitemap_spider import SitemapSpider
-from crawler.spider import Spider
+from crawler.spider import ItemPipeline, Spider
 
 if TYPE_CHECKING:
     from crawler.runner import CrawlResult, crawl, crawl_async

@@ -10,12 +10,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from crawler import items as item_processing
-from crawler import retry
+from crawler import lifecycle, retry
 from crawler.admission import Admission
+from crawler.checkpoint import Checkpoint
 from crawler.errors import (
     AddressRefused,
     CrawlerError,
-    DropItem,
     FetchError,
     RetryableStatus,
     RobotsUnavailable,
@@ -37,6 +37,7 @@ from crawler.scheduler import CrawlStopped, Scheduler
 from crawler.scope import Scope
 from crawler.settings import Settings
 from crawler.spider import Spider, iterate
+from crawler.spider_state import SpiderState
 from crawler.stats import Stats
 from crawler.urls import host_of
 
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 log = logging.getLogger("crawler.engine")
+
+Call = tuple[str | None, Any]  # a spider method's name (None: there is none) and its argument
 
 FLUSH_EVERY = 200  # buffered writes that trigger a commit
 FLUSH_INTERVAL_S = 1.0
@@ -71,7 +74,6 @@ class Engine:
         self.frontier = frontier
         self.fetcher = fetcher
         self.stats = stats
-        self.exporter = exporter
         self.progress = progress
         self.scope = Scope(spider.allowed_domains, settings.max_depth)
         self.admission = Admission(spider, self.scope, stats)
@@ -86,10 +88,16 @@ class Engine:
             on_rules=self._robots_loaded,
             unavailable_s=settings.retry_backoff_max,
         )
-        self._flush_lock = asyncio.Lock()
+        self.state = SpiderState(spider)
+        self.checkpoint = Checkpoint(
+            frontier,
+            stats,
+            self.state,
+            exporter=exporter,
+            requests_sent=lambda: fetcher.requests_sent,
+            hosts_added=self.scheduler.hosts_added,
+        )
         self._finished = asyncio.Event()
-        self._last_flush = time.monotonic()
-        self._requests_before = stats.requests_total
 
     def __repr__(self) -> str:
         return f"<Engine spider={self.spider.name!r} queued={self.stats.queued} {self.scheduler!r}>"
@@ -99,6 +107,28 @@ class Engine:
         self.scheduler.stop()
 
     async def run(self) -> None:
+        """Open the spider (``spider.state``, then the pipelines' ``open_spider``), crawl, and
+        close it (``close_spider``, ``closed(reason)``) however the crawl ends."""
+        self.state.load(await self.frontier.spider_state())
+        await lifecycle.open_spider(self.spider, self.stats)
+        try:
+            await self._crawl()
+        except BaseException as error:
+            # A crash or a forced stop: the hooks run, but what they or the interrupted
+            # callbacks changed in spider.state is not saved (the last commit holds its state).
+            await lifecycle.close_spider(self.spider, lifecycle.crash_reason(error), self.stats)
+            raise
+        await lifecycle.close_spider(self.spider, self._close_reason(), self.stats)
+        await self.flush()  # spider.state as the close hooks left it
+
+    def _close_reason(self) -> str:
+        if self.scheduler.stopping:
+            return lifecycle.SHUTDOWN
+        if self.scheduler.budget_spent:
+            return lifecycle.PAGECOUNT
+        return lifecycle.FINISHED
+
+    async def _crawl(self) -> None:
         counts = await self.frontier.counts()
         self.stats.queued = counts.queued
         await self._seed()
@@ -141,16 +171,12 @@ class Engine:
         self.frontier.add(batch)
         await self.flush()
 
-    def _accept(self, request: Request, parent: Request | None) -> bool:
-        """Whether a new request is admitted (see ``Admission.admit``, which the engine uses)."""
-        return self.admission.admit(request, parent) is not None
-
     async def _tick(self) -> None:
         while not self._finished.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await self._finished.wait()
-            if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+            if time.monotonic() - self.checkpoint.last >= FLUSH_INTERVAL_S:
                 await self.flush()
             for host in self.scheduler.evict_idle(KEEP_HOSTS):
                 self.robots.forget(host)
@@ -159,23 +185,20 @@ class Engine:
 
     async def flush(self) -> None:
         """Commit what is buffered, then append the committed items to the feed."""
-        async with self._flush_lock:
-            self._last_flush = time.monotonic()
-            self.stats.requests_total = self._requests_before + self.fetcher.requests_sent
-            self.frontier.save_stats(self.stats.to_dict())
-            flushed = await self.frontier.flush()
-            self.stats.duplicates_filtered += flushed.duplicates
-            self.stats.queued += flushed.added
-            if flushed.added:
-                self.scheduler.hosts_added(flushed.hosts)
-            if self.exporter is not None and flushed.items:
-                self.exporter.write(flushed.items)
-                last, offset = await self.exporter.sync()
-                self.frontier.save_feed(str(self.exporter.path), last, offset)
+        await self.checkpoint.commit()
 
     async def _handle(self, request: Request) -> None:
         try:
-            outcome = await self._process(request)
+            await self._settle(request)
+        finally:
+            self.scheduler.done(request)
+        if self.frontier.pending_writes >= FLUSH_EVERY:
+            await self.flush()
+
+    async def _settle(self, request: Request) -> None:
+        """Fetch, then call the spider and buffer the outcome as one step for a flush."""
+        try:
+            outcome, call = await self._process(request)
         except CrawlStopped:
             return  # left in flight: the next run re-queues it
         except StateError:
@@ -183,62 +206,53 @@ class Engine:
         except Exception as error:
             # Whatever a hostile page or server provoked, it fails this request only: a request
             # that raised must not stay in flight to kill every resumed run again.
-            outcome = self._failed(request, error)
+            outcome, call = self._failed(request, error), (None, None)
             log.error("failed %s: %s: %s", request.url, type(error).__name__, error, exc_info=True)
-        finally:
-            self.scheduler.done(request)
-        self.stats.queued -= 1
-        self.frontier.complete(outcome)
-        if self.frontier.pending_writes >= FLUSH_EVERY:
-            await self.flush()
+        async with self.state.gate:
+            await self._run_callback(request, *call, outcome)
+            self.stats.queued -= 1
+            self.frontier.complete(outcome)
 
     def _failed(self, request: Request, error: Exception, status: int | None = None) -> Outcome:
         self.stats.failed(type(error).__name__)
         return Outcome(request, RequestState.FAILED, status=status, error=str(error) or None)
 
-    async def _process(self, request: Request) -> Outcome:
+    async def _process(self, request: Request) -> tuple[Outcome, Call]:
         # Requests read back from the state meet today's scope: a resumed crawl may have
         # narrower allowed_domains or max_depth, or a state that was written by something else.
         if (reason := self.scope.check(request)) is not None:
             self.stats.skipped(reason)
-            return Outcome(request, RequestState.SKIPPED, error=reason.value)
+            return Outcome(request, RequestState.SKIPPED, error=reason.value), (None, None)
         try:
             result = await self._download(request)
         except FetchError as error:
             # A refused host is logged once, at WARNING, by the fetcher.
             level = logging.INFO if isinstance(error, AddressRefused) else logging.WARNING
             log.log(level, "failed %s: %s", request.url, error)
-            outcome = self._failed(request, error)
-            await self._run_callback(request, request.errback, _failure(error, request), outcome)
-            return outcome
+            return self._failed(request, error), (request.errback, _failure(error, request))
         if isinstance(result, SkipReason):
             self.stats.skipped(result)
-            return Outcome(request, RequestState.SKIPPED, error=result.value)
+            return Outcome(request, RequestState.SKIPPED, error=result.value), (None, None)
         status = result.status
         if not 200 <= status < 300 and status not in self.spider.handle_httpstatus_list:
             self.stats.failed(f"http_{status}")
             log.info("HTTP %d %s: not passed to the callback", status, request.url)
             outcome = Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
-            failure = Failure(HttpError(result), request)
-            await self._run_callback(request, request.errback, failure, outcome)
-            return outcome
+            return outcome, (request.errback, Failure(HttpError(result), request))
         if (failed := await self._prepare(request, result)) is not None:
             return failed
         self.stats.pages_crawled += 1
         outcome = Outcome(request, RequestState.DONE, status=status)
-        await self._run_callback(request, request.callback or "parse", result, outcome)
-        return outcome
+        return outcome, (request.callback or "parse", result)
 
-    async def _prepare(self, request: Request, response: Response) -> Outcome | None:
+    async def _prepare(self, request: Request, response: Response) -> tuple[Outcome, Call] | None:
         """Parse a large page off the loop before its callback; one over max_parse_s fails."""
         try:
             await self.parser.prepare(response)
         except FetchError as error:
             log.warning("failed %s: %s", request.url, error)
             outcome = self._failed(request, error, response.status)
-            failure = Failure(error, request, response)
-            await self._run_callback(request, request.errback, failure, outcome)
-            return outcome
+            return outcome, (request.errback, Failure(error, request, response))
         return None
 
     async def _download(self, request: Request) -> Response | SkipReason:
@@ -339,7 +353,9 @@ class Engine:
         try:
             async for value in iterate(getattr(self.spider, name)(argument, **kwargs)):
                 if not isinstance(value, Request):
-                    if (data := await self._item(value)) is not None:
+                    if (
+                        data := await item_processing.scrape(value, self.spider, self.stats)
+                    ) is not None:
                         outcome.items.append(data)
                     continue
                 links += 1
@@ -369,20 +385,6 @@ class Engine:
         if links == limit + 1:
             log.warning("%s: requests past max_links_per_page=%d dropped", request.url, limit)
         return True
-
-    async def _item(self, value: object) -> bytes | None:
-        try:
-            data = await item_processing.process(value, self.spider, self.spider.pipelines)
-        except DropItem as reason:
-            self.stats.items_dropped += 1
-            log.info("dropped item: %s", reason)
-            return None
-        except Exception:
-            self.stats.items_dropped += 1
-            log.exception("a pipeline raised; item dropped")
-            return None
-        self.stats.items_scraped += 1
-        return data
 
 
 def _failure(error: FetchError, request: Request) -> Failure:

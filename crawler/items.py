@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from crawler import jsondata
 from crawler.errors import DropItem
+from crawler.stats import Stats
 
 if TYPE_CHECKING:
-    from crawler.spider import Spider
+    from crawler.spider import ItemPipeline, Spider
+
+log = logging.getLogger("crawler.items")
 
 Item = dict[str, Any] | BaseModel
-
-
-class ItemPipeline(Protocol):
-    """A step every item goes through after validation, in the order the spider lists them.
-
-    Return the item (changed or not) to keep it; raise ``DropItem("why")`` to drop it.
-
-    >>> class SkipFree:
-    ...     async def process_item(self, item, spider):
-    ...         if item["price"] == 0:
-    ...             raise DropItem("free")
-    ...         return item
-    """
-
-    async def process_item(self, item: Any, spider: Spider) -> Any: ...
 
 
 def _why(exc: ValidationError) -> str:
@@ -67,11 +57,31 @@ def to_json(item: object, model: type[BaseModel] | None) -> bytes:
 
 
 async def process(item: object, spider: Spider, pipelines: Sequence[ItemPipeline]) -> bytes:
-    """Validate, run the pipelines, and serialise one item; raises DropItem to drop it."""
+    """Validate, run the pipelines (sync or async ``process_item``), and serialise one item;
+    raises DropItem to drop it."""
     model = spider.item_model
     current: Any = validate(item, model)
     for pipeline in pipelines:
-        current = await pipeline.process_item(current, spider)
+        current = pipeline.process_item(current, spider)
+        if inspect.isawaitable(current):
+            current = await current
         if current is None:
             raise DropItem(f"{type(pipeline).__name__} returned None")
     return to_json(current, model)
+
+
+async def scrape(value: object, spider: Spider, stats: Stats) -> bytes | None:
+    """``process`` with the spider's pipelines, counted: the stored form of a kept item, or None
+    for a dropped one (logged with the reason)."""
+    try:
+        data = await process(value, spider, spider.pipelines)
+    except DropItem as reason:
+        stats.items_dropped += 1
+        log.info("dropped item: %s", reason)
+        return None
+    except Exception:
+        stats.items_dropped += 1
+        log.exception("a pipeline raised; item dropped")
+        return None
+    stats.items_scraped += 1
+    return data

@@ -139,6 +139,11 @@ class Scheduler:
         limit = self.settings.max_pages
         return limit is None or self.dispatched < limit
 
+    @property
+    def budget_spent(self) -> bool:
+        """Whether ``max_pages`` requests were dispatched (which ends the crawl)."""
+        return not self._budget_left()
+
     async def next_request(self) -> Request | None:
         """The next request to fetch, its host slot taken; None when the crawl is over."""
         while not self.stopping and self._budget_left():

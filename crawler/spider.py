@@ -1,19 +1,57 @@
-"""The Spider base class users subclass, and how callback output is read."""
+"""The Spider base class users subclass, the pipeline protocols, and how callback output is read."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from crawler.errors import SpiderError
 from crawler.request import Request
 
 if TYPE_CHECKING:
-    from crawler.items import ItemPipeline
     from crawler.response import Response
+
+# Kept in the instance's __dict__ under names of our own: a subclass __init__ that does not call
+# super().__init__() still has a state, and the engine can tell whether the spider ever used it.
+_STATE = "_crawler_state"
+_STATE_USED = "_crawler_state_used"
+
+
+class ItemPipeline(Protocol):
+    """A step every item goes through after validation, in the order the spider lists them.
+
+    ``process_item`` (a ``def`` or an ``async def``) returns the item, changed or not, to keep
+    it, or raises ``DropItem("why")`` to drop it. A pipeline may also define ``open_spider``
+    and ``close_spider`` (see ``OpensSpider`` and ``ClosesSpider``).
+
+    >>> class SkipFree:
+    ...     def process_item(self, item, spider):
+    ...         if item["price"] == 0:
+    ...             raise DropItem("free")
+    ...         return item
+    """
+
+    def process_item(self, item: Any, spider: Spider) -> Any: ...
+
+
+@runtime_checkable
+class OpensSpider(Protocol):
+    """A pipeline with ``open_spider(spider)`` (``def`` or ``async def``): called once when the
+    crawl starts, after ``spider.state`` is loaded and before the first request."""
+
+    def open_spider(self, spider: Spider) -> Any: ...
+
+
+@runtime_checkable
+class ClosesSpider(Protocol):
+    """A pipeline with ``close_spider(spider)`` (``def`` or ``async def``): called once when the
+    crawl ends, however it ends, before ``spider.closed(reason)``."""
+
+    def close_spider(self, spider: Spider) -> Any: ...
 
 
 class Spider:
@@ -46,18 +84,53 @@ class Spider:
             setattr(self, key, value)
         self.logger = logging.getLogger(f"crawler.spider.{self.name or type(self).__name__}")
 
-    async def start_requests(self) -> AsyncIterator[Request]:
-        """The first requests; by default one per ``start_urls`` entry, handled by ``parse``."""
-        for url in self.start_urls:
-            yield Request(url)
+    def start_requests(self) -> Iterable[Request] | AsyncIterable[Request]:
+        """The first requests; by default one per ``start_urls`` entry, handled by ``parse``.
+        Override it as a generator (``def``, Scrapy's way) or an async generator."""
+        return (Request(url) for url in self.start_urls)
 
     def parse(self, response: Response) -> Any:
         """The default callback; override it as ``async def parse(self, response)``, usually an
         async generator. (Declared plain so that any callback shape type-checks as an override.)"""
         raise NotImplementedError(f"{type(self).__name__} has no parse() method")
 
+    def closed(self, reason: str) -> Any:
+        """Called once when the crawl ends (override as ``def`` or ``async def``): ``reason`` is
+        "finished", "shutdown" (stopped by a signal), "closespider_pagecount" (``max_pages``
+        reached), "cancelled" (stopped at once) or the error that ended the crawl."""
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A dict kept in the crawl state (``--state``): what a resumed crawl finds here is what
+        the committed requests' callbacks and pipelines left. JSON data only."""
+        self.__dict__[_STATE_USED] = True
+        state: dict[str, Any] | None = self.__dict__.get(_STATE)
+        if state is None:
+            state = self.__dict__[_STATE] = {}
+        return state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        if not isinstance(value, dict):
+            raise SpiderError(f"spider.state must be a dict, not {type(value).__name__}")
+        self.__dict__[_STATE_USED] = True
+        self.__dict__[_STATE] = value
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def restore_state(spider: Spider, state: dict[str, Any]) -> None:
+    """Set ``spider.state`` from the crawl state, without counting that as a use of it."""
+    spider.__dict__[_STATE] = state
+
+
+def state_if_used(spider: Spider) -> dict[str, Any] | None:
+    """``spider.state`` if the spider ever read or set it, else None (nothing to save)."""
+    if not spider.__dict__.get(_STATE_USED):
+        return None
+    state: dict[str, Any] = spider.__dict__.get(_STATE) or {}
+    return state
 
 
 async def iterate(output: Any) -> AsyncIterator[Any]:

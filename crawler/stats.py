@@ -36,6 +36,7 @@ class Stats:
     retries: int = 0
     failures: int = 0
     callback_errors: int = 0
+    hook_errors: int = 0  # open_spider, close_spider or closed raised
     duplicates_filtered: int = 0
     offsite_filtered: int = 0
     robots_blocked: int = 0

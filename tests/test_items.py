@@ -7,8 +7,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from crawler.errors import DropItem
-from crawler.items import ItemPipeline, process, to_json, validate
-from crawler.spider import Spider
+from crawler.items import process, to_json, validate
+from crawler.spider import ItemPipeline, Spider
 
 
 class Book(BaseModel):

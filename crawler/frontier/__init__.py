@@ -79,6 +79,9 @@ class Frontier(Protocol):
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None: ...
 
+    def save_spider_state(self, data: bytes) -> None:
+        """Buffer ``spider.state`` (JSON) to be committed by the next flush."""
+
     @property
     def pending_writes(self) -> int: ...
 
@@ -86,7 +89,10 @@ class Frontier(Protocol):
     def pending_hosts(self) -> set[str]:
         """Hosts of the new requests buffered since the last flush."""
 
-    async def flush(self) -> Flushed: ...
+    async def flush(self) -> Flushed:
+        """Commit what is buffered. The buffers are taken before the first await: what is
+        buffered once ``flush()`` was entered belongs to the next one (the engine relies on it
+        to commit ``spider.state`` with exactly the outcomes whose changes it holds)."""
 
     async def lease(self, host: str, limit: int) -> list[Request]:
         """Up to ``limit`` queued requests of one host, best priority first, marked in flight."""
@@ -94,6 +100,9 @@ class Frontier(Protocol):
     async def queued_hosts(self) -> set[str]: ...
 
     async def robots(self, host: str) -> RobotsRecord | None: ...
+
+    async def spider_state(self) -> bytes | None:
+        """The last committed ``spider.state`` (JSON), or None."""
 
     async def feed(self, path: str) -> tuple[int, int]:
         """(last exported item id, byte offset) of a feed file; (0, 0) for a new feed."""

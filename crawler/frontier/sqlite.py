@@ -58,6 +58,7 @@ _COLUMNS = (
     "dont_filter", "retries",
 )  # fmt: skip
 _RECENT = 65_536
+_SPIDER_STATE = "spider_state"  # the meta key of spider.state
 
 
 class SqliteFrontier:
@@ -175,12 +176,16 @@ class SqliteFrontier:
     def save_feed(self, path: str, last_item: int, offset: int) -> None:
         self._meta[f"feed:{path}"] = jsondata.dumps([last_item, offset])
 
+    def save_spider_state(self, data: bytes) -> None:
+        self._meta[_SPIDER_STATE] = data
+
     @property
     def pending_writes(self) -> int:
         return len(self._new) + len(self._outcomes)
 
     async def flush(self) -> Flushed:
-        """Commit everything buffered in one transaction."""
+        """Commit everything buffered in one transaction; the buffers are taken before the
+        first await (see ``Frontier.flush``)."""
         new, self._new = self._new, []
         self.pending_hosts = set()
         outcomes, self._outcomes = self._outcomes, []
@@ -257,6 +262,10 @@ class SqliteFrontier:
             (host,),
         )
         return RobotsRecord(*rows[0]) if rows else None
+
+    async def spider_state(self) -> bytes | None:
+        rows = await self._rows("SELECT value FROM meta WHERE key = ?", (_SPIDER_STATE,))
+        return bytes(rows[0][0]) if rows else None
 
     async def feed(self, path: str) -> tuple[int, int]:
         rows = await self._rows("SELECT value FROM meta WHERE key = ?", (f"feed:{path}",))
