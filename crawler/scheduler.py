@@ -165,6 +165,11 @@ class Scheduler:
                     await self._flush()
                     continue
                 if self.in_flight == 0:
+                    # A commit under way (a request's own flush) may hold new requests: its
+                    # hosts reach the backlog when it ends. Wait for it, then look again.
+                    await self._flush()
+                    if self._backlog or self.frontier.pending_writes or self.in_flight:
+                        continue
                     return None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=wait)

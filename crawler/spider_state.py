@@ -85,7 +85,7 @@ class SpiderState:
                 state = None
             if not isinstance(state, dict):
                 raise StateError("the saved spider.state is not a JSON object")
-        self._saved = data
+        self._saved = jsondata.dumps(state) if data is not None else None
         restore_state(self.spider, state)
 
     def snapshot(self) -> bytes | None:
