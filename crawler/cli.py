@@ -138,7 +138,7 @@ def run(
         _fail(str(exc))
     _configure_logging(settings.log_level)
     try:
-        result = _run_async(runner.run(job))
+        result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("stopped at once; the state holds everything committed so far", err=True)
         sys.exit(130)
@@ -327,8 +327,9 @@ def demo(output: Path, spiders_dir: Path) -> None:
         server.start()
         click.echo(f"sandbox bookstore on {server.base_url}/", err=True)
         job = runner.CrawlJob(spider=spider, arguments={"base_url": server.base_url}, feed=output)
-        _configure_logging(runner.resolve_settings(job).log_level)
-        result = _run_async(runner.run(job))
+        settings = runner.resolve_settings(job)
+        _configure_logging(settings.log_level)
+        result = _run_async(runner.run(job, settings))
     _summary(result.stats, output)
     lines = output.read_text(encoding="utf-8").splitlines()
     click.echo(f"first items of {len(lines)} in {output}:", err=True)

@@ -118,10 +118,11 @@ async def _open_feed(path: Path, frontier: SqliteFrontier, settings: Settings) -
     return exporter
 
 
-async def run(job: CrawlJob) -> CrawlResult:
+async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
     """Run a crawl to its end, or until SIGINT/SIGTERM: the first stops scheduling and lets
-    requests in flight finish; a second stops at once. The state stays consistent either way."""
-    settings = resolve_settings(job)
+    requests in flight finish; a second stops at once. The state stays consistent either way.
+    ``settings`` are the job's, when the caller resolved them already."""
+    settings = settings or resolve_settings(job)
     check_outputs(job)
     spider = job.spider(**job.arguments)
     async with _state_file(job.state) as state_path:

@@ -1,13 +1,16 @@
 """The one settings model, and how its layers are resolved.
 
 Precedence, lowest first: defaults < ``config/crawler.toml`` < ``CRAWLER_*`` environment variables
-< the spider's ``custom_settings`` < ``-s key=value`` on the command line.
+< the spider's ``custom_settings`` < ``-s key=value`` on the command line. Every layer spells a
+setting the same way: names are matched case-insensitively (``CONCURRENCY`` is ``concurrency``).
 """
 
 from __future__ import annotations
 
 import contextvars
 import difflib
+import logging
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +23,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from crawler.errors import SettingsError
 
+log = logging.getLogger("crawler.settings")
+
 DEFAULT_CONFIG_FILE = Path("config/crawler.toml")
+ENV_PREFIX = "CRAWLER_"
 _SECRET_SETTINGS = frozenset({"proxy"})  # bad values are not quoted back: they hold passwords
 
 _config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -31,7 +37,7 @@ _config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Cont
 class Settings(BaseSettings):
     """Every knob of a crawl. Defaults are polite: robots.txt obeyed, two requests per host."""
 
-    model_config = SettingsConfigDict(env_prefix="CRAWLER_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     concurrency: int = Field(16, ge=1, le=10_000, description="requests in flight, all hosts")
     per_host_concurrency: int = Field(2, ge=1, le=1_000, description="requests in flight per host")
@@ -195,15 +201,71 @@ def load_settings(
     spider_settings: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Resolve every layer into one validated Settings, or raise a one-line SettingsError."""
-    init = {**(spider_settings or {}), **(overrides or {})}
-    token = _config_values.set(dict(config or {}))
+    """Resolve every layer into one validated Settings, or raise a one-line SettingsError.
+
+    Each layer's names are normalised first, so that the precedence holds whatever the case.
+    An unknown ``CRAWLER_*`` environment variable is logged (each call), not refused.
+    """
+    init = {
+        **normalise(spider_settings, "custom_settings"),
+        **normalise(overrides, "-s"),
+    }
+    token = _config_values.set(normalise(config, "the config file"))
+    _warn_unknown_env()
     try:
         return Settings(**init)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     finally:
         _config_values.reset(token)
+
+
+def normalise(values: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    """``values`` with each name as the model spells it (lower case); an unknown name, or one
+    given twice in different case, is a SettingsError.
+
+    >>> normalise({"DOWNLOAD_DELAY": 2}, "-s")
+    {'download_delay': 2}
+    """
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in (values or {}).items():
+        name = str(key).lower()
+        if name not in Settings.model_fields:
+            raise SettingsError(f"unknown setting {str(key)!r}{_did_you_mean(str(key))}")
+        if name in spelled:
+            raise SettingsError(
+                f"setting {name!r} is given twice in {where}: as {spelled[name]!r} and {key!r}"
+            )
+        spelled[name] = str(key)
+        out[name] = value
+    return out
+
+
+def _warn_unknown_env() -> None:
+    for variable in os.environ:
+        if not variable.upper().startswith(ENV_PREFIX):
+            continue
+        name = variable[len(ENV_PREFIX) :]
+        if name.lower() in Settings.model_fields:
+            continue
+        close = _closest(name)
+        hint = f"; did you mean {ENV_PREFIX}{close.upper()}?" if close else ""
+        log.warning("ignoring environment variable %s: no such setting%s", variable, hint)
+
+
+def _closest(name: str) -> str | None:
+    """Our name for a Scrapy setting name, or the nearest of ours to a misspelt one."""
+    ours = SCRAPY_NAMES.get(name.upper())
+    if ours is not None:
+        return ours
+    close = difflib.get_close_matches(name.lower(), Settings.model_fields, n=1)
+    return close[0] if close else None
+
+
+def _did_you_mean(name: str) -> str:
+    close = _closest(name)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 # Scrapy's names for settings that mean the same here, for a hint when one is used.
@@ -235,10 +297,7 @@ def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     name = str(error["loc"][0]) if error["loc"] else "?"
     if error["type"] == "extra_forbidden":
-        ours = SCRAPY_NAMES.get(name.upper())
-        close = [ours] if ours else difflib.get_close_matches(name, Settings.model_fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown setting {name!r}{hint}"
+        return f"unknown setting {name!r}{_did_you_mean(name)}"
     field = Settings.model_fields.get(name)
     accepts = f" ({field.description})" if field is not None and field.description else ""
     if name in _SECRET_SETTINGS:
