@@ -23,7 +23,7 @@ from crawler.fetcher import Fetcher
 from crawler.frontier.sqlite import SqliteFrontier
 from crawler.progress import Progress
 from crawler.settings import Settings, load_settings, read_config_file
-from crawler.spider import Spider
+from crawler.spider import Spider, spider_settings
 from crawler.stats import Stats
 
 log = logging.getLogger("crawler.runner")
@@ -57,7 +57,7 @@ class CrawlResult:
 
 
 def resolve_settings(job: CrawlJob) -> Settings:
-    return load_settings(read_config_file(job.config), job.spider.custom_settings, job.overrides)
+    return load_settings(read_config_file(job.config), spider_settings(job.spider), job.overrides)
 
 
 def check_outputs(job: CrawlJob) -> None:

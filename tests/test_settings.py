@@ -225,7 +225,9 @@ def _layer_values(
     values: dict[str, dict[str, object]] = {}
     for layer, (spelling, delay) in layers.items():
         if layer == "env":
-            monkeypatch.setenv(f"{'CRAWLER' if spelling.isupper() else 'crawler'}_{spelling}", str(delay))
+            monkeypatch.setenv(
+                f"{'CRAWLER' if spelling.isupper() else 'crawler'}_{spelling}", str(delay)
+            )
         else:
             values[layer] = {spelling: delay if layer != "overrides" else str(delay)}
     return values
