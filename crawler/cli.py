@@ -16,6 +16,7 @@ import click
 
 from crawler import loader, runner
 from crawler.errors import CrawlerError, SettingsError
+from crawler.exporters import STDOUT
 from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
 from crawler.request import Request
@@ -100,7 +101,14 @@ def main() -> None:
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Feed file: .jsonl (or .jl), .json or .csv.",
+    help="Feed file: .jsonl (or .jl), .json or .csv, appended to (resumed with --state); "
+    "- for JSON lines on stdout.",
+)
+@click.option(
+    "-O",
+    "--overwrite-output",
+    type=click.Path(path_type=Path),
+    help="As -o, but the file is started anew, with every item the state holds.",
 )
 @click.option("--state", type=click.Path(path_type=Path), help="State file; the same file resumes.")
 @click.option(
@@ -115,6 +123,7 @@ def run(
     overrides: tuple[str, ...],
     arguments: tuple[str, ...],
     output: Path | None,
+    overwrite_output: Path | None,
     state: Path | None,
     stats_file: Path | None,
     config: Path | None,
@@ -122,12 +131,16 @@ def run(
     progress: bool,
 ) -> None:
     """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file)."""
+    if output is not None and overwrite_output is not None:
+        _fail("-o appends and -O overwrites: give one of them")
+    output = output or overwrite_output
     try:
         job = runner.CrawlJob(
             spider=loader.load(spider, spiders_dir),
             overrides=parse_overrides(list(overrides)),
             arguments=_spider_arguments(arguments),
             feed=output,
+            overwrite_feed=overwrite_output is not None,
             state=state,
             stats=stats_file,
             config=config,
@@ -176,7 +189,7 @@ def _summary(stats: Stats, feed: Path | None) -> None:
     )
     click.echo(f"statuses: {statuses}", err=True)
     if feed is not None:
-        click.echo(f"items written to {feed}", err=True)
+        click.echo(f"items written to {'stdout' if feed == STDOUT else feed}", err=True)
 
 
 @main.command(name="list")
@@ -326,7 +339,12 @@ def demo(output: Path, spiders_dir: Path) -> None:
     with _bind(lambda: SandboxServer("127.0.0.1", 0), "127.0.0.1") as server:
         server.start()
         click.echo(f"sandbox bookstore on {server.base_url}/", err=True)
-        job = runner.CrawlJob(spider=spider, arguments={"base_url": server.base_url}, feed=output)
+        job = runner.CrawlJob(
+            spider=spider,
+            arguments={"base_url": server.base_url},
+            feed=output,
+            overwrite_feed=True,  # each demo shows its own crawl
+        )
         settings = runner.resolve_settings(job)
         _configure_logging(settings.log_level)
         result = _run_async(runner.run(job, settings))

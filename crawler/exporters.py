@@ -1,9 +1,10 @@
-"""Feed exporters: items to ``.jsonl``, ``.json`` or ``.csv`` files, exactly once.
+"""Feed exporters: items to ``.jsonl``, ``.json`` or ``.csv`` files, exactly once, or to stdout.
 
 Items reach a feed only after they are committed to the state, and a feed's (last item, byte
 offset) checkpoint is saved after the file is synced. On resume the file is cut back to its
 checkpoint and the items after it are written again, so a kill at any moment loses no item and
-writes none twice.
+writes none twice. A file the state has never written is appended to (``-o``) or started anew
+(``-O``). Standard output (``-o -``) cannot be cut back: there an item may come twice on resume.
 
 Feed files are created readable by their owner only (0600), and a feed path that is a symbolic
 link is refused: a crawl never writes through a link someone else may have planted.
@@ -12,15 +13,20 @@ link is refused: a crawl never writes through a link someone else may have plant
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import errno
 import io
 import os
+import sys
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from crawler import jsondata
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, CrawlerError
+
+STDOUT = Path("-")
+"""The feed path that means standard output (JSON lines), as in ``crawler run NAME -o -``."""
 
 
 class FeedExporter:
@@ -38,20 +44,37 @@ class FeedExporter:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path} last_item={self.last_item}>"
 
-    def open(self, last_item: int, offset: int) -> None:
-        """Open for appending after the checkpoint; a missing or shorter file starts over."""
+    def open(self, last_item: int, offset: int | None) -> None:
+        """Open for appending after the checkpoint; a missing or shorter file starts over.
+        ``offset=None`` appends after whatever the file holds (a feed the state never wrote)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            exists = self.path.exists() and self.path.stat().st_size >= offset
-            if not exists or offset == 0:
-                last_item, offset = 0, 0
             self._file = open_private(self.path)
-            self._file.truncate(offset)
-            self._file.seek(offset)
+            size = self._file.seek(0, os.SEEK_END)
         except OSError as exc:
             raise ConfigError(f"cannot write feed {self.path}: {exc.strerror}") from None
+        if offset is None:
+            last_item, offset = 0, self._end(size)
+        elif size < offset or offset == 0:
+            last_item, offset = 0, 0
+        self.file.truncate(offset)
+        self.file.seek(offset)
         self.last_item = last_item
         self._start(offset)
+
+    def _end(self, size: int) -> int:
+        """Where to append to a file of ``size`` bytes this crawl did not write: after its last
+        complete line."""
+        if size:
+            self.file.seek(size - 1)
+            if self.file.read(1) != b"\n":
+                self._refuse("its last line is incomplete")
+        return size
+
+    def _refuse(self, why: str) -> NoReturn:
+        self.file.close()  # as it was: no closing bracket written
+        self._file = None
+        raise ConfigError(f"cannot append to feed {self.path}: {why}; -O {self.path} overwrites it")
 
     @property
     def file(self) -> BinaryIO:
@@ -109,7 +132,7 @@ class JsonExporter(FeedExporter):
     suffix = ".json"
 
     def _start(self, offset: int) -> None:
-        self._first = offset <= 2
+        self._first = offset <= 2  # nothing after "[\n" yet
         if offset == 0:
             self.file.write(b"[\n")
 
@@ -118,6 +141,17 @@ class JsonExporter(FeedExporter):
             self._first = False
             return data
         return b",\n" + data
+
+    def _end(self, size: int) -> int:
+        """Before the closing bracket of the array the file holds (and the blanks before it)."""
+        if size == 0:
+            return 0
+        start = max(0, size - 4096)
+        self.file.seek(start)
+        tail = self.file.read().rstrip()
+        if not tail.endswith(b"]"):
+            self._refuse("it does not end with a JSON array's closing ]")
+        return start + len(tail[:-1].rstrip())
 
     def _finish(self) -> None:
         self.file.write(b"\n]\n")
@@ -168,6 +202,46 @@ def _cell(value: Any) -> Any:
     return value
 
 
+class StdoutExporter(JsonLinesExporter):
+    """JSON lines on standard output, each batch flushed as it is committed. Its checkpoint is
+    the last item flushed: a pipe cannot be cut back, so after a kill the items between that
+    flush and the checkpoint's commit come again on resume (at least once, not exactly once)."""
+
+    def __init__(self, *, escape_formulas: bool = True) -> None:
+        super().__init__(STDOUT, escape_formulas=escape_formulas)
+
+    def open(self, last_item: int, offset: int | None) -> None:
+        self._file = sys.stdout.buffer
+        self.last_item = last_item
+
+    def write(self, items: list[tuple[int, bytes]]) -> None:
+        try:
+            super().write(items)
+        except BrokenPipeError:
+            self._reader_gone()
+
+    async def sync(self) -> tuple[int, int]:
+        try:
+            self.file.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+        return self.last_item, 0
+
+    def _reader_gone(self) -> NoReturn:
+        # Python flushes stdout again at exit: point it at /dev/null so that it stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        self._file = None
+        raise CrawlerError("-o -: the reader of stdout went away; the state keeps the rest")
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self._file.flush()
+            self._file = None
+
+
 EXPORTERS: dict[str, type[FeedExporter]] = {
     cls.suffix: cls for cls in (JsonLinesExporter, JsonExporter, CsvExporter)
 }
@@ -175,7 +249,9 @@ EXPORTERS[".jl"] = JsonLinesExporter  # Scrapy's spelling of JSON lines
 
 
 def exporter_for(path: Path, *, escape_formulas: bool = True) -> FeedExporter:
-    """The exporter for a feed file, chosen by its extension."""
+    """The exporter for a feed file, chosen by its extension; ``STDOUT`` writes JSON lines."""
+    if path == STDOUT:
+        return StdoutExporter(escape_formulas=escape_formulas)
     cls = EXPORTERS.get(path.suffix.lower())
     if cls is None:
         known = ", ".join(sorted(EXPORTERS))
