@@ -16,6 +16,7 @@ from crawler.errors import (
     AddressRefused,
     CrawlerError,
     DropItem,
+    FeedError,
     FetchError,
     RetryableStatus,
     RobotsUnavailable,
@@ -114,8 +115,8 @@ class Engine:
                     # The ticker is told, not cancelled: a flush it runs must not be cut halfway.
                     self._finished.set()
         except BaseExceptionGroup as group:
-            # The state cannot be written: the crawl stops with that one error, not a group.
-            if (broken := group.subgroup(StateError)) is not None:
+            # The state or the feed cannot be written: the crawl stops with that one error.
+            if (broken := group.subgroup((StateError, FeedError))) is not None:
                 raise _first(broken) from None
             raise
         finally:
@@ -393,6 +394,6 @@ def _failure(error: FetchError, request: Request) -> Failure:
     return Failure(error, request)
 
 
-def _first(group: BaseExceptionGroup[StateError]) -> StateError:
+def _first(group: BaseExceptionGroup[CrawlerError]) -> CrawlerError:
     error = group.exceptions[0]
     return _first(error) if isinstance(error, BaseExceptionGroup) else error

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from crawler import jsondata
-from crawler.errors import ConfigError, CrawlerError
+from crawler.errors import ConfigError, FeedError
 
 STDOUT = Path("-")
 """The feed path that means standard output (JSON lines), as in ``crawler run NAME -o -``."""
@@ -91,15 +91,25 @@ class FeedExporter:
     def write(self, items: list[tuple[int, bytes]]) -> None:
         chunks = [self._frame(data) for item_id, data in items if item_id > self.last_item]
         if chunks:
-            self.file.write(b"".join(chunks))
+            try:
+                self.file.write(b"".join(chunks))
+            except OSError as exc:
+                self._failed(exc)
             self.count += len(chunks)
             self.last_item = items[-1][0]
 
     async def sync(self) -> tuple[int, int]:
         """Make what was written durable; returns the checkpoint to save."""
-        self.file.flush()
-        await asyncio.to_thread(os.fsync, self.file.fileno())
+        try:
+            self.file.flush()
+            await asyncio.to_thread(os.fsync, self.file.fileno())
+        except OSError as exc:
+            self._failed(exc)
         return self.last_item, self.file.tell()
+
+    def _failed(self, exc: OSError) -> NoReturn:
+        # Not checkpointed: a resume cuts the file back and writes these items again.
+        raise FeedError(f"cannot write feed {self.path}: {exc.strerror}") from None
 
     def _finish(self) -> None:
         """Write whatever a finished file ends with (not part of the checkpoint)."""
@@ -214,26 +224,22 @@ class StdoutExporter(JsonLinesExporter):
         self._file = sys.stdout.buffer
         self.last_item = last_item
 
-    def write(self, items: list[tuple[int, bytes]]) -> None:
-        try:
-            super().write(items)
-        except BrokenPipeError:
-            self._reader_gone()
-
     async def sync(self) -> tuple[int, int]:
         try:
             self.file.flush()
-        except BrokenPipeError:
-            self._reader_gone()
+        except OSError as exc:
+            self._failed(exc)
         return self.last_item, 0
 
-    def _reader_gone(self) -> NoReturn:
+    def _failed(self, exc: OSError) -> NoReturn:
+        self._file = None
+        if not isinstance(exc, BrokenPipeError):
+            raise FeedError(f"cannot write items to stdout: {exc.strerror}") from None
         # Python flushes stdout again at exit: point it at /dev/null so that it stays quiet.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        self._file = None
-        raise CrawlerError("-o -: the reader of stdout went away; the state keeps the rest")
+        raise FeedError("-o -: stdout was closed by its reader; the crawl stopped")
 
     def close(self) -> None:
         if self._file is not None:
