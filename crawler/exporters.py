@@ -34,9 +34,13 @@ class FeedExporter:
 
     suffix = ""
 
-    def __init__(self, path: Path, *, escape_formulas: bool = True) -> None:
+    def __init__(
+        self, path: Path, *, escape_formulas: bool = True, fields: list[str] | None = None
+    ) -> None:
         self.path = path
         self.escape_formulas = escape_formulas
+        self.fields = fields
+        """The fields written, in order (``feed_fields``); None: every field of each item."""
         self.last_item = 0
         self.count = 0
         self._file: BinaryIO | None = None
@@ -88,6 +92,13 @@ class FeedExporter:
     def _frame(self, data: bytes) -> bytes:
         raise NotImplementedError
 
+    def _selected(self, data: bytes) -> bytes:
+        """The item with only ``fields``, in their order (a field it lacks is left out)."""
+        if self.fields is None:
+            return data
+        item: dict[str, Any] = jsondata.loads(data)
+        return jsondata.dumps({name: item[name] for name in self.fields if name in item})
+
     def write(self, items: list[tuple[int, bytes]]) -> None:
         chunks = [self._frame(data) for item_id, data in items if item_id > self.last_item]
         if chunks:
@@ -133,7 +144,7 @@ class JsonLinesExporter(FeedExporter):
     suffix = ".jsonl"
 
     def _frame(self, data: bytes) -> bytes:
-        return data + b"\n"
+        return self._selected(data) + b"\n"
 
 
 class JsonExporter(FeedExporter):
@@ -147,6 +158,7 @@ class JsonExporter(FeedExporter):
             self.file.write(b"[\n")
 
     def _frame(self, data: bytes) -> bytes:
+        data = self._selected(data)
         if self._first:
             self._first = False
             return data
@@ -168,7 +180,9 @@ class JsonExporter(FeedExporter):
 
 
 class CsvExporter(FeedExporter):
-    """CSV with a header from the first item's fields; nested values are written as JSON.
+    """CSV with a header of ``fields`` (``feed_fields``) or else the first item's fields; nested
+    values are written as JSON. A file that has a header keeps it: resumed or appended to, its
+    columns must be ``fields`` when those are set.
 
     Rows end in CRLF (RFC 4180), and a value holding a CR or LF is quoted. A text cell that a
     spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a CR) gets a leading
@@ -178,12 +192,15 @@ class CsvExporter(FeedExporter):
     suffix = ".csv"
 
     def _start(self, offset: int) -> None:
-        self.fields: list[str] | None = None
+        self._header_due = True
         if offset:
             self.file.seek(0)
-            header = self.file.readline().decode("utf-8")
+            header = self.file.readline().decode("utf-8", "replace")
             self.file.seek(offset)
-            self.fields = next(csv.reader([header]), None)
+            columns = next(csv.reader([header]), None)
+            if self.fields is not None and columns != self.fields:
+                self._refuse(f"its columns are {','.join(columns or [])}, not feed_fields")
+            self.fields, self._header_due = columns, False
 
     def _frame(self, data: bytes) -> bytes:
         item: dict[str, Any] = jsondata.loads(data)
@@ -191,7 +208,9 @@ class CsvExporter(FeedExporter):
         writer = csv.writer(out, lineterminator="\r\n")
         if self.fields is None:
             self.fields = list(item)
-            writer.writerow(self.fields)  # the spider's field names, read back on resume
+        if self._header_due:
+            self._header_due = False
+            writer.writerow(self.fields)  # read back on resume
         writer.writerow([self._text(_cell(item.get(name))) for name in self.fields])
         return out.getvalue().encode("utf-8")
 
@@ -217,8 +236,8 @@ class StdoutExporter(JsonLinesExporter):
     the last item flushed: a pipe cannot be cut back, so after a kill the items between that
     flush and the checkpoint's commit come again on resume (at least once, not exactly once)."""
 
-    def __init__(self, *, escape_formulas: bool = True) -> None:
-        super().__init__(STDOUT, escape_formulas=escape_formulas)
+    def __init__(self, *, fields: list[str] | None = None) -> None:
+        super().__init__(STDOUT, fields=fields)
 
     def open(self, last_item: int, offset: int | None) -> None:
         self._file = sys.stdout.buffer
@@ -254,12 +273,14 @@ EXPORTERS: dict[str, type[FeedExporter]] = {
 EXPORTERS[".jl"] = JsonLinesExporter  # Scrapy's spelling of JSON lines
 
 
-def exporter_for(path: Path, *, escape_formulas: bool = True) -> FeedExporter:
+def exporter_for(
+    path: Path, *, escape_formulas: bool = True, fields: list[str] | None = None
+) -> FeedExporter:
     """The exporter for a feed file, chosen by its extension; ``STDOUT`` writes JSON lines."""
     if path == STDOUT:
-        return StdoutExporter(escape_formulas=escape_formulas)
+        return StdoutExporter(fields=fields)
     cls = EXPORTERS.get(path.suffix.lower())
     if cls is None:
         known = ", ".join(sorted(EXPORTERS))
         raise ConfigError(f"cannot export to {path}: the file name must end in one of {known}")
-    return cls(path, escape_formulas=escape_formulas)
+    return cls(path, escape_formulas=escape_formulas, fields=fields)

@@ -113,7 +113,9 @@ async def _open_feed(
 ) -> FeedExporter:
     """Open the feed at its checkpoint (or afresh, or at the end of a file the state never
     wrote) and write the committed items it does not have yet."""
-    exporter = exporter_for(path, escape_formulas=settings.csv_escape_formulas)
+    exporter = exporter_for(
+        path, escape_formulas=settings.csv_escape_formulas, fields=settings.feed_fields
+    )
     checkpoint = None if overwrite else await frontier.feed(str(path))
     if checkpoint is not None:
         exporter.open(*checkpoint)

@@ -14,13 +14,19 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from crawler import jsondata
 from crawler.errors import SettingsError
 
 log = logging.getLogger("crawler.settings")
@@ -84,7 +90,7 @@ class Settings(BaseSettings):
     max_links_per_page: int | None = Field(
         10_000, ge=1, description="requests follow_all makes for one page; later links dropped"
     )
-    sensitive_headers: list[str] = Field(
+    sensitive_headers: Annotated[list[str], NoDecode] = Field(
         ["Authorization", "Cookie", "Proxy-Authorization"],
         description="request headers dropped when a redirect leaves the origin",
     )
@@ -114,11 +120,35 @@ class Settings(BaseSettings):
         repr=False,  # it may hold credentials
         description="egress HTTP proxy, http://[user:password@]host:port; unset: connect directly",
     )
+    feed_fields: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="the fields a feed writes, in this order: CSV columns; JSON keeps only these",
+    )
     csv_escape_formulas: bool = Field(
         True, description="prefix CSV cells that start with = + - @ tab or CR with '"
     )
     log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
     progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")
+
+    @field_validator("sensitive_headers", "feed_fields", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        """A list from text (``-s``, the environment): JSON, or names separated by commas."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return jsondata.loads(value)
+            except jsondata.JSONDecodeError:
+                raise ValueError("not a JSON list; or give names separated by commas") from None
+        return [part.strip() for part in value.split(",") if part.strip()]
+
+    @field_validator("feed_fields")
+    @classmethod
+    def _distinct_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or len(set(value)) < len(value) or "" in value):
+            raise ValueError("list each field once, by name")
+        return value
 
     @field_validator("proxy")
     @classmethod
@@ -290,6 +320,7 @@ SCRAPY_NAMES = {
     "AUTOTHROTTLE_START_DELAY": "autothrottle_start_delay",
     "AUTOTHROTTLE_MAX_DELAY": "autothrottle_max_delay",
     "LOG_LEVEL": "log_level",
+    "FEED_EXPORT_FIELDS": "feed_fields",
 }
 
 

@@ -308,3 +308,42 @@ def test_dash_means_stdout(tmp_path: Path) -> None:
     assert exporter_for(Path("-")).path == STDOUT
     with pytest.raises(ConfigError, match="must end in one of"):
         exporter_for(tmp_path / "-")  # a file named - is given by its path, and needs a suffix
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_feed_fields_choose_and_order_the_fields(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"out{suffix}"
+    exporter = exporter_for(path, fields=["title", "id", "missing"])
+    exporter.open(0, 0)
+    exporter.write(_rows(1, 2))
+    exporter.close()
+    if suffix == ".csv":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert lines == ["title,id,missing", "Dune,1,", '"Emma, a novel",2,']
+    else:
+        text = path.read_text()
+        items = (
+            json.loads(text) if suffix == ".json" else [json.loads(x) for x in text.splitlines()]
+        )
+        assert [list(item.items()) for item in items] == [
+            [("title", "Dune"), ("id", 1)],
+            [("title", "Emma, a novel"), ("id", 2)],
+        ]
+
+
+def test_a_csv_whose_columns_are_not_feed_fields_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"id,title\r\n1,Dune\r\n")
+    with pytest.raises(ConfigError) as caught:
+        exporter_for(path, fields=["title", "id"]).open(0, None)
+    assert str(caught.value) == (
+        f"cannot append to feed {path}: its columns are id,title, not feed_fields; "
+        f"-O {path} overwrites it"
+    )
+    assert path.read_bytes() == b"id,title\r\n1,Dune\r\n"
+
+    same = exporter_for(path, fields=["id", "title"])
+    same.open(0, None)
+    same.write(_rows(2, 2))
+    same.close()
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == ["1,Dune", '2,"Emma, a novel"']

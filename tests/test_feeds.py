@@ -43,10 +43,17 @@ def _leaves(site: TestSite) -> type[Spider]:
     return Leaves
 
 
-async def _run(site: TestSite, feed: Path, *, overwrite: bool = False, **paths: Path) -> None:
+async def _run(
+    site: TestSite,
+    feed: Path,
+    *,
+    overwrite: bool = False,
+    settings: dict[str, str] | None = None,
+    **paths: Path,
+) -> None:
     job = CrawlJob(
         _leaves(site),
-        overrides={"obey_robots": False},
+        overrides={"obey_robots": False, **(settings or {})},
         feed=feed,
         overwrite_feed=overwrite,
         progress=False,
@@ -91,14 +98,14 @@ async def test_o_refuses_a_file_it_cannot_continue(site: TestSite, tmp_path: Pat
     assert site.hits_total() == 0  # refused before the crawl began
 
 
-async def test_O_starts_the_file_anew(site: TestSite, tmp_path: Path) -> None:  # noqa: N802
+async def test_O_starts_the_file_anew(site: TestSite, tmp_path: Path) -> None:
     feed = tmp_path / "out.json"
     feed.write_text('[\n{"url": "cut short"}')
     await _run(site, feed, overwrite=True)
     assert sorted(item["url"] for item in json.loads(feed.read_text())) == _expected(site)
 
 
-async def test_O_on_resume_writes_every_item_of_the_state_once(  # noqa: N802
+async def test_O_on_resume_writes_every_item_of_the_state_once(
     site: TestSite, tmp_path: Path
 ) -> None:
     feed, state = tmp_path / "out.jsonl", tmp_path / "state.db"
@@ -150,8 +157,16 @@ def test_a_closed_stdout_stops_the_crawl_with_one_line(site: TestSite, tmp_path:
     assert process.returncode != 0
 
 
-def test_o_and_O_together_are_refused(tmp_path: Path) -> None:  # noqa: N802
+def test_o_and_O_together_are_refused(tmp_path: Path) -> None:
     books = str(ROOT / "spiders" / "books.py")
     ran = crawler("run", books, "-o", "a.jsonl", "-O", "b.jsonl", cwd=tmp_path)
     assert ran.returncode == 2
     assert ran.stderr.strip() == "error: -o appends and -O overwrites: give one of them"
+
+
+async def test_feed_fields_are_the_csv_columns(site: TestSite, tmp_path: Path) -> None:
+    feed = tmp_path / "out.csv"
+    await _run(site, feed, settings={"FEED_FIELDS": "missing,url"})
+    lines = feed.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "missing,url"
+    assert sorted(lines[1:]) == [f",{url}" for url in _expected(site)]

@@ -294,3 +294,32 @@ def test_an_unknown_env_variable_warns_and_is_ignored(
     assert [r.getMessage() for r in caplog.records] == [
         f"ignoring environment variable {variable}: no such setting{hint}"
     ]
+
+
+@pytest.mark.parametrize(
+    "text", ["title,price", " title , price ,", '["title", "price"]', ' ["title","price"]']
+)
+def test_a_list_setting_from_text(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    assert load_settings(overrides={"feed_fields": text}).feed_fields == ["title", "price"]
+    monkeypatch.setenv("CRAWLER_FEED_FIELDS", text)
+    monkeypatch.setenv("CRAWLER_SENSITIVE_HEADERS", text)
+    settings = load_settings()
+    assert settings.feed_fields == settings.sensitive_headers == ["title", "price"]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('["title", ', "not a JSON list; or give names separated by commas"),
+        ("title,title", "list each field once, by name"),
+        ("", "list each field once, by name"),
+    ],
+)
+def test_a_bad_list_setting_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, text: str, why: str
+) -> None:
+    monkeypatch.setenv("CRAWLER_FEED_FIELDS", text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(f"bad setting feed_fields={text!r}: ")
+    assert why in str(caught.value)
