@@ -38,7 +38,7 @@ from crawler.scheduler import CrawlStopped, Scheduler
 from crawler.scope import Scope
 from crawler.settings import Settings
 from crawler.spider import Spider, iterate
-from crawler.stats import Stats
+from crawler.stats import FetchDurations, Stats
 from crawler.urls import host_of
 
 if TYPE_CHECKING:
@@ -91,9 +91,15 @@ class Engine:
         self._finished = asyncio.Event()
         self._last_flush = time.monotonic()
         self._requests_before = stats.requests_total
+        self.fetch_durations = FetchDurations()  # read by the metrics endpoint
+        self.ticked_at: float | None = None  # when _tick last ran (monotonic): /healthz reads it
 
     def __repr__(self) -> str:
         return f"<Engine spider={self.spider.name!r} queued={self.stats.queued} {self.scheduler!r}>"
+
+    @property
+    def in_flight(self) -> int:
+        return self.scheduler.in_flight
 
     def stop(self) -> None:
         """Stop scheduling; requests in flight finish and are saved."""
@@ -151,6 +157,7 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await self._finished.wait()
+            self.ticked_at = time.monotonic()
             if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
                 await self.flush()
             for host in self.scheduler.evict_idle(KEEP_HOSTS):
@@ -277,6 +284,7 @@ class Engine:
             self.stats.response(result.status, len(result.body))
             retry_after = result.headers.get("retry-after")
             self.scheduler.observe(result.url, result.elapsed, result.status, retry_after)
+            self.fetch_durations.observe(result.elapsed)
             try:
                 retry.check_status(result.status, retry_after)
             except RetryableStatus as error:

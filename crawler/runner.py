@@ -21,6 +21,7 @@ from crawler.errors import ConfigError
 from crawler.exporters import STDOUT, FeedExporter, exporter_for, open_private
 from crawler.fetcher import Fetcher
 from crawler.frontier.sqlite import SqliteFrontier
+from crawler.metrics.server import serve_metrics
 from crawler.progress import Progress
 from crawler.settings import Settings, load_settings, read_config_file
 from crawler.spider import Spider, spider_settings
@@ -165,7 +166,8 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 exporter=exporter,
                 progress=progress,
             )
-            stopped = await _run_with_signals(engine) if job.signals else await _run(engine)
+            async with serve_metrics(settings, crawl=engine):
+                stopped = await _run_with_signals(engine) if job.signals else await _run(engine)
         finally:
             await fetcher.close()
             await frontier.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import importlib.util
 import logging
 import os
 import tomllib
@@ -129,6 +130,15 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
     progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="port of /metrics and /healthz; unset or 0: off"
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", min_length=1, description="address /metrics and /healthz listen on"
+    )
+    loop_lag_threshold_s: float = Field(
+        1.0, gt=0, description="event-loop lag, seconds, at which /healthz answers 503"
+    )
 
     @field_validator("sensitive_headers", "feed_fields", mode="before")
     @classmethod
@@ -154,6 +164,13 @@ class Settings(BaseSettings):
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
         return None if value is None else check_proxy_url(value)
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_extra(cls, value: int | None) -> int | None:
+        if value and importlib.util.find_spec("prometheus_client") is None:
+            raise ValueError("prometheus-client is not installed: pip install 'crawler[metrics]'")
+        return value
 
     @classmethod
     def settings_customise_sources(
