@@ -3,7 +3,8 @@
 A ticker sleeps a short interval and records how late it woke up: a callback that blocks the
 loop makes every timer late by as long as it blocks. The HTTP server answering ``/healthz`` runs
 on that same loop, so while the loop is blocked nobody answers (a health check times out); the
-first answer after the stall reads how overdue the ticker is, or its last lag, and says 503.
+answers after the stall read how overdue the ticker is, or the largest lag it measured within
+the last ``HOLD_S``, and say 503.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from crawler.metrics import CrawlView
 
 MAX_TICK_S = 0.1  # the ticker's interval: half the threshold, at most this
+HOLD_S = 1.0  # a lag is reported this long after it was measured: a check queued behind it sees it
 STALE_TICKS = 3  # the crawl's progress tick is stalled past this many lag thresholds
 
 
@@ -29,25 +31,35 @@ class LoopLag:
 
     def __init__(self, threshold_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = min(threshold_s / 2, MAX_TICK_S)
-        self.last_s = 0.0  # how late the last tick woke up
+        self.peak_s = 0.0  # the largest lag measured within the last HOLD_S
         self._clock = clock
-        self._due: float | None = None  # when the sleeping ticker should wake up
+        self._peak_at = clock()
+        self.due_at: float | None = None  # when the sleeping ticker is to wake up
 
     def __repr__(self) -> str:
-        return f"<LoopLag interval_s={self.interval_s} last_s={self.last_s:.4f}>"
+        return f"<LoopLag interval_s={self.interval_s} peak_s={self.peak_s:.4f}>"
 
     async def run(self) -> None:
         """Tick until cancelled."""
         while True:
-            self._due = self._clock() + self.interval_s
+            self.due_at = self._clock() + self.interval_s
             await asyncio.sleep(self.interval_s)
-            self.last_s = max(0.0, self._clock() - self._due)
+            self.measured(self._clock() - self.due_at)
+
+    def measured(self, lag_s: float) -> None:
+        """A tick woke up ``lag_s`` late (what ``run`` calls)."""
+        now = self._clock()
+        if lag_s >= self.peak_s or now - self._peak_at > HOLD_S:
+            self.peak_s = max(0.0, lag_s)
+            self._peak_at = now
 
     def lag_s(self) -> float:
-        """The loop's lag now: how overdue the ticker is, if it is (the loop is blocked, or
-        was until a moment ago and the ticker has not run yet), else its last tick's lag."""
-        overdue = 0.0 if self._due is None else self._clock() - self._due
-        return max(self.last_s, overdue)
+        """How overdue the ticker is, if it is (the loop is blocked, or was until a moment ago
+        and the ticker has not run yet), or the largest lag measured within ``HOLD_S``."""
+        now = self._clock()
+        overdue = 0.0 if self.due_at is None else now - self.due_at
+        held = self.peak_s if now - self._peak_at <= HOLD_S else 0.0
+        return max(held, overdue, 0.0)
 
 
 @dataclass(frozen=True)

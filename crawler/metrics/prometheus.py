@@ -74,7 +74,9 @@ class CrawlCollector:
         yield _labelled(
             "crawler_filtered_total", "requests not fetched, by reason", "reason", skips
         )
-        yield GaugeMetricFamily("crawler_queue_size", "requests waiting", value=stats.queued)
+        yield GaugeMetricFamily(
+            "crawler_queue_size", "requests not done yet, in flight included", value=stats.queued
+        )
         yield GaugeMetricFamily(
             "crawler_requests_in_flight",
             "requests being fetched, parsed or waiting to retry",

@@ -4,6 +4,7 @@ crawl's (or the schedule service's) own event loop, with the loop-lag ticker bes
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -66,7 +67,7 @@ class MetricsServer:
             await web.TCPSite(runner, self.host, self.port).start()
         except OSError as error:
             await runner.cleanup()
-            reason = error.strerror or str(error)
+            reason = os.strerror(error.errno) if error.errno else str(error)
             raise ConfigError(
                 f"metrics_port {self.port}: cannot listen on {self.host}:{self.port}: {reason}"
             ) from None
