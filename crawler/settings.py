@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         "127.0.0.1", min_length=1, description="address /metrics and /healthz listen on"
     )
     loop_lag_threshold_s: float = Field(
-        1.0, gt=0, description="event-loop lag, seconds, at which /healthz answers 503"
+        1.0, ge=0.05, description="event-loop lag, seconds, at which /healthz answers 503"
     )
 
     @field_validator("sensitive_headers", "feed_fields", mode="before")

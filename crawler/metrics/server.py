@@ -67,7 +67,9 @@ class MetricsServer:
             await web.TCPSite(runner, self.host, self.port).start()
         except OSError as error:
             await runner.cleanup()
-            reason = os.strerror(error.errno) if error.errno else str(error)
+            # asyncio words a taken port at length; the errno says it in the usual words.
+            code = error.errno or 0
+            reason = os.strerror(code) if code > 0 else error.strerror
             raise ConfigError(
                 f"metrics_port {self.port}: cannot listen on {self.host}:{self.port}: {reason}"
             ) from None
