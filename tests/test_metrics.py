@@ -25,7 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from crawler import Request, Response, Spider
 from crawler.metrics.health import HOLD_S, Health, LoopLag, verdict
 from crawler.metrics.prometheus import RUN_OUTCOMES, Exposition
+from crawler.metrics.server import serve_metrics
 from crawler.runner import CrawlJob, run
+from crawler.settings import load_settings
 from crawler.stats import FetchDurations, Stats
 from tests.site import TestSite
 
@@ -375,6 +377,22 @@ def test_schedule_metrics_show_every_outcome_and_the_times_that_are_known() -> N
     assert value(series, "crawler_next_run_timestamp_seconds", schedule="news") == 1_800_000_060
     assert ("crawler_last_run_end_timestamp_seconds", (("schedule", "news"),)) not in series
     assert value(series, "crawler_event_loop_lag_seconds") == 0.003
+
+
+async def test_the_schedule_service_serves_its_runs_and_its_health() -> None:
+    """What ``crawler schedule`` wires in: its statuses, read at each scrape."""
+    port = free_port()
+    settings = load_settings(overrides={"metrics_port": port})
+    books = Schedule("books", {"finished": 1}, running=True)
+    async with serve_metrics(settings, schedules=lambda: [books]):
+        first = await asyncio.to_thread(scrape, port)
+        books.outcomes = {"finished": 2}
+        second = await asyncio.to_thread(scrape, port)
+        health = await asyncio.to_thread(get, port, "/healthz")
+    assert value(first, "crawler_runs_total", schedule="books", outcome="finished") == 1
+    assert value(second, "crawler_runs_total", schedule="books", outcome="finished") == 2
+    assert not any(name.startswith("crawler_pages") for name, _ in second)
+    assert health[0] == 200
 
 
 def test_openmetrics_is_served_to_a_scraper_that_asks_for_it() -> None:
