@@ -135,10 +135,11 @@ class Daemon:
         plan = catch_up(table, last, self.clock.now(), schedule.grace())
         for due in plan.missed:
             await self._record(Record(schedule.name, Outcome.MISSED, trigger, scheduled_for=due))
-        if plan.missed_total > len(plan.missed):
-            log.warning("schedule %s: %d due times missed", schedule.name, plan.missed_total)
+        if plan.missed:
+            more = " (and earlier ones, not listed)" if plan.more else ""
+            log.warning("schedule %s: %d due times missed%s", schedule.name, len(plan.missed), more)
         if plan.run is not None:
-            late = trigger if plan.missed_total == 0 else Trigger.CATCH_UP
+            late = trigger if not plan.missed else Trigger.CATCH_UP
             await self._due(schedule, plan.run, late, group)
         newest = plan.run or (plan.missed[-1] if plan.missed else None)
         if newest is None:

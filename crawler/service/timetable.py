@@ -111,11 +111,12 @@ class Timetable:
 @dataclass(frozen=True)
 class CatchUp:
     """What to do with the due times that passed while the service was down (or stalled):
-    run ``run`` (the latest one, if within the grace) and record ``missed``."""
+    run ``run`` (the latest one, if within the grace) and record ``missed``; ``more`` says that
+    earlier due times were missed too (beyond `MAX_MISSED`, they are not listed)."""
 
     run: datetime | None
     missed: list[datetime]
-    missed_total: int
+    more: bool = False
 
 
 def catch_up(table: Timetable, last: datetime, now: datetime, grace: timedelta | None) -> CatchUp:
@@ -127,20 +128,30 @@ def catch_up(table: Timetable, last: datetime, now: datetime, grace: timedelta |
     >>> c.run.hour, [d.hour for d in c.missed]
     (12, [10, 11])
     """
-    due: list[datetime] = []
-    total = 0
-    for moment in table.due_between(last, now):
-        total += 1
-        due.append(moment)
-        if len(due) > MAX_MISSED + 1:
-            del due[0]  # keep the latest ones; a year of minutes is not walked twice
+    due, more = latest_due(table, last, now, MAX_MISSED + 1)
     if not due:
-        return CatchUp(None, [], 0)
+        return CatchUp(None, [])
     latest = due[-1]
     allowed = grace if grace is not None else table.period_after(latest)
     if now - latest <= allowed:
-        return CatchUp(latest, due[:-1][-MAX_MISSED:], total - 1)
-    return CatchUp(None, due[-MAX_MISSED:], total)
+        return CatchUp(latest, due[:-1], more)
+    return CatchUp(None, due[-MAX_MISSED:], more or len(due) > MAX_MISSED)
+
+
+def latest_due(
+    table: Timetable, after: datetime, until: datetime, count: int
+) -> tuple[list[datetime], bool]:
+    """The latest ``count`` due times in ``(after, until]``, oldest first, and whether there are
+    earlier ones. It looks back from ``until`` in doubling windows, so a year of downtime under
+    an every-minute schedule is not walked minute by minute."""
+    span = timedelta(minutes=1)
+    while True:
+        start = max(after, until - span)
+        found = list(table.due_between(start, until))
+        if len(found) >= count or start == after:
+            found = found[-count:]
+            return found, bool(found) and table.next_after(after) < found[0]
+        span *= 2
 
 
 class Action(enum.StrEnum):
