@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, SettingsError
 from crawler.service.timetable import Timetable, check_cron, check_zone, stable_jitter
 from crawler.settings import DEFAULT_CONFIG_FILE, load_settings
 
@@ -54,7 +54,10 @@ class Schedule(BaseModel):
     @field_validator("settings")
     @classmethod
     def _settings(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
-        load_settings(overrides=value)  # a SettingsError's one line becomes the message
+        try:
+            load_settings(overrides=value)
+        except SettingsError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("feed")
