@@ -23,7 +23,7 @@ import pytest
 from crawler.service.config import Schedule
 from crawler.service.daemon import Daemon
 from crawler.service.history import History, Outcome, Record, Trigger
-from crawler.service.runs import Launch
+from crawler.service.runs import Ending, Launch, items_added, outcome
 from tests.site import TestSite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -319,3 +319,48 @@ def test_sigint_to_the_service_stops_the_child_gracefully(site: TestSite, folder
     assert (trigger, outcome, code, run) == ("manual", "stopped", process.returncode, 1)
     assert 0 < count < 100
     assert len(items.read_text(encoding="utf-8").splitlines()) == count
+
+
+async def test_a_child_that_cannot_start_is_a_failed_run(site: TestSite, folder: Path) -> None:
+    launch = Launch(folder / "crawler.toml", folder / "spiders", python=str(folder / "no-python"))
+    async with History(folder / "schedule-history.db") as history:
+        daemon = Daemon([schedule(site, folder)], history, launch=launch)
+        record = await daemon.run_once("leaves")
+        assert await history.records() == [record]
+    assert (record.outcome, record.exit_code, record.trigger) == (Outcome.FAILED, 1, "manual")
+    assert record.detail.startswith("cannot start crawler run: ")
+
+
+@pytest.mark.parametrize(
+    ("code", "ending", "items", "expected"),
+    [
+        (0, "exit", 12, Outcome.FINISHED),
+        (0, "exit", 9, Outcome.DEGRADED),
+        (0, "exit", None, Outcome.DEGRADED),  # no stats: nothing shows it reached min_items
+        (1, "exit", 50, Outcome.FAILED),
+        (2, "exit", None, Outcome.BAD_INPUT),
+        (3, "exit", 5, Outcome.STOPPED),
+        (4, "exit", None, Outcome.LOCKED),
+        (130, "exit", 5, Outcome.FORCED),
+        (-9, "exit", None, Outcome.FORCED),
+        (0, "stop", 5, Outcome.STOPPED),
+        (3, "stop", 5, Outcome.STOPPED),
+        (130, "stop", 5, Outcome.FORCED),
+        (0, "limit", 5, Outcome.TIMEOUT),
+        (3, "limit", 5, Outcome.TIMEOUT),
+        (42, "exit", None, Outcome.FAILED),
+    ],
+)
+def test_exit_codes_become_outcomes(
+    code: int, ending: Ending, items: int | None, expected: Outcome
+) -> None:
+    assert outcome(code, ending, items, min_items=10) == expected
+
+
+def test_items_added_is_the_growth_of_the_state(tmp_path: Path) -> None:
+    stats = tmp_path / "stats.json"
+    assert items_added(stats, None) == (None, None)  # the child wrote none
+    stats.write_text(json.dumps({"items_scraped": 30}), encoding="utf-8")
+    assert items_added(stats, None) == (30, 30)
+    assert items_added(stats, 25) == (5, 30)
+    assert items_added(stats, 40) == (30, 30)  # a new state file: it all came from this run

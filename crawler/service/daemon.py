@@ -13,7 +13,7 @@ import logging
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -56,7 +56,6 @@ class _Slot:
 
     running: bool = False
     queued: datetime | None = None
-    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
 
 class Daemon:
@@ -186,25 +185,18 @@ class Daemon:
             )
 
     async def _run(self, schedule: Schedule, due: datetime | None, trigger: Trigger) -> Record:
-        slot = self._slots[schedule.name]
+        run, before = await self.history.next_run(schedule.name)
+        started = self.clock.now()
+        log.info("schedule %s: run %d started (%s)", schedule.name, run, trigger)
         try:
-            run, before = await self.history.next_run(schedule.name)
-            started = self.clock.now()
-            with tempfile.TemporaryDirectory(prefix="crawler-schedule-") as folder:
-                stats = Path(folder) / "stats.json"
-                argv = self.launch.command(schedule, run, stats)
-                log.info("schedule %s: run %d started (%s)", schedule.name, run, trigger)
-                # A session of its own: a Ctrl-C on the service's terminal reaches the service
-                # only, which forwards one SIGINT (two would force the child to stop at once).
-                process = await asyncio.create_subprocess_exec(*argv, start_new_session=True)
-                slot.process = process
-                ending = await self._wait(process, schedule.max_runtime_s)
-                items, total = items_added(stats, before)
-        finally:
-            slot.process = None
+            code, ending, items, total = await self._child(schedule, run, before)
+            detail = ""
+        except OSError as exc:  # no process at all: out of memory or processes, a bad python
+            code, ending, items, total = 1, "exit", None, None
+            detail = f"cannot start crawler run: {exc}"
+            log.error("schedule %s: %s", schedule.name, detail)
         if total is not None and schedule.state is not None:
             await self.history.set_items_total(schedule.name, total)
-        code = process.returncode if process.returncode is not None else -1
         record = Record(
             schedule.name,
             outcome(code, ending, items, schedule.min_items),
@@ -215,10 +207,25 @@ class Daemon:
             finished_at=self.clock.now(),
             exit_code=code,
             items=items,
+            detail=detail,
         )
         log.info("schedule %s: run %d %s (exit %d)", schedule.name, run, record.outcome, code)
         await self._record(record)
         return record
+
+    async def _child(
+        self, schedule: Schedule, run: int, before: int | None
+    ) -> tuple[int, Ending, int | None, int | None]:
+        """Run one child to its end: (exit code, why it ended, items added, items in the state)."""
+        with tempfile.TemporaryDirectory(prefix="crawler-schedule-") as folder:
+            stats = Path(folder) / "stats.json"
+            argv = self.launch.command(schedule, run, stats)
+            # A session of its own: a Ctrl-C on the service's terminal reaches the service only,
+            # which forwards one SIGINT (two would make the child stop at once).
+            process = await asyncio.create_subprocess_exec(*argv, start_new_session=True)
+            ending = await self._wait(process, schedule.max_runtime_s)
+            code = process.returncode if process.returncode is not None else -1
+            return code, ending, *items_added(stats, before)
 
     async def _wait(self, process: asyncio.subprocess.Process, limit_s: float | None) -> Ending:
         """Wait for the child; at its time limit or the service's stop, SIGINT it and give it
