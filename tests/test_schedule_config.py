@@ -178,3 +178,17 @@ def test_cli_once_with_an_unknown_name(tmp_path: Path) -> None:
     )  # fmt: skip
     assert ran.returncode == 2
     assert ran.stderr == "error: no schedule 'bok' in the config file (it has: books)\n"
+
+
+def test_the_readme_example_is_valid(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Scheduled crawls", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    [books] = read_schedules(write(tmp_path, example))
+    assert (books.name, books.overlap, books.min_items) == ("books", "skip", 100)
+    shipped = (ROOT / "config" / "crawler.toml").read_text(encoding="utf-8")
+    commented = shipped.split("# [[schedule]]", 1)[1]
+    uncommented = "[[schedule]]" + "\n".join(line[2:] for line in commented.splitlines())
+    [example_in_config] = read_schedules(write(tmp_path, uncommented))
+    same = {"exclude": {"args"}}  # the README's runs in compose, the config's on this machine
+    assert example_in_config.model_dump(**same) == books.model_dump(**same)
