@@ -364,3 +364,42 @@ def test_items_added_is_the_growth_of_the_state(tmp_path: Path) -> None:
     assert items_added(stats, None) == (30, 30)
     assert items_added(stats, 25) == (5, 30)
     assert items_added(stats, 40) == (30, 30)  # a new state file: it all came from this run
+
+
+@pytest.mark.slow
+def test_the_service_stops_at_sigint_between_runs(site: TestSite, folder: Path) -> None:
+    write_config(site, folder, args={"base": site.base()})
+    process = run_schedule(folder)
+    assert process.stderr is not None
+    for line in process.stderr:  # blocks until the service says it is waiting
+        if "schedule leaves: next run due at " in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=WAIT_S)
+    assert process.returncode == 0, stderr
+    assert history_rows(folder) == []  # nothing was due
+
+
+@pytest.mark.slow
+async def test_a_child_that_ignores_sigint_is_killed_after_the_stop_timeout(
+    site: TestSite, folder: Path
+) -> None:
+    """The stop is bounded: a child stuck past ``stop_timeout_s`` is killed (the lowest seam:
+    a stand-in for python that ignores SIGINT)."""
+    ready = folder / "ready"
+    stuck = folder / "stuck-python"
+    stuck.write_text(
+        f"#!/bin/sh\ntrap '' INT\necho ready > {ready}\nexec sleep 60\n", encoding="utf-8"
+    )
+    stuck.chmod(0o755)
+    launch = Launch(folder / "crawler.toml", folder / "spiders", python=str(stuck))
+    async with History(folder / "schedule-history.db") as history:
+        daemon = Daemon([schedule(site, folder)], history, launch=launch, stop_timeout_s=0.5)
+        async with asyncio.TaskGroup() as group:
+            running = group.create_task(daemon.run_once("leaves"))
+            await asyncio.to_thread(wait_for_items, ready)
+            started = time.monotonic()
+            daemon.stop()
+        record = running.result()
+    assert time.monotonic() - started < 10
+    assert (record.outcome, record.exit_code) == (Outcome.FORCED, -signal.SIGKILL)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -119,7 +120,9 @@ class Daemon:
         while not self._stopping.is_set():
             last = await self._handle_due(schedule, table, last, trigger, group)
             trigger = Trigger.SCHEDULE
-            await self._unless_stopping(self.clock.sleep_until(table.next_after(last)))
+            due = table.next_after(last)
+            log.info("schedule %s: next run due at %s", schedule.name, due.astimezone(table.zone))
+            await self._unless_stopping(self.clock.sleep_until(due))
         await self._drop_queued(schedule)
 
     async def _handle_due(
@@ -243,12 +246,12 @@ class Daemon:
                         await process.wait()
             if process.returncode is None:
                 log.warning("a child did not stop within %.0fs; killed", self.stop_timeout_s)
-                process.kill()
+                _kill(process)
                 await process.wait()
             return ending
         except BaseException:
-            if process.returncode is None:  # the service itself is going down: lose nothing
-                process.kill()  # the state is crash-safe; an orphan would keep it locked
+            if process.returncode is None:  # the service itself is going down
+                _kill(process)  # the state is crash-safe; an orphan would keep it locked
             raise
 
     async def _unless_stopping(self, sleep: Awaitable[None]) -> None:
@@ -270,6 +273,12 @@ async def _race(first: Awaitable[object], second: Awaitable[object], limit_s: fl
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return 0 if tasks[0] in done else 1 if tasks[1] in done else 2
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL the child and what it started (its HTML screening process): its session's group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _interrupt(process: asyncio.subprocess.Process) -> None:
