@@ -135,6 +135,11 @@ class Daemon:
     ) -> datetime:
         """Handle the due times since ``last``; returns the newest one handled."""
         plan = catch_up(table, last, self.clock.now(), schedule.grace())
+        newest = plan.run or (plan.missed[-1] if plan.missed else None)
+        if newest is None:
+            return last
+        # Marked before the run starts: a crash in between loses this run, never doubles it.
+        await self.history.mark_scheduled(schedule.name, newest)
         for due in plan.missed:
             await self._record(Record(schedule.name, Outcome.MISSED, trigger, scheduled_for=due))
         if plan.missed:
@@ -143,10 +148,6 @@ class Daemon:
         if plan.run is not None:
             late = trigger if not plan.missed else Trigger.CATCH_UP
             await self._due(schedule, plan.run, late, group)
-        newest = plan.run or (plan.missed[-1] if plan.missed else None)
-        if newest is None:
-            return last
-        await self.history.mark_scheduled(schedule.name, newest)
         return newest
 
     async def _due(
