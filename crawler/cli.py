@@ -372,7 +372,7 @@ def schedule(
     try:
         schedules = schedule_config.read_schedules(config)
         for entry in schedules:
-            _check_spider(entry.name, entry.spider, spiders_dir)
+            _check_schedule(entry.name, entry.spider, entry.state, spiders_dir)
     except CrawlerError as exc:
         _fail(str(exc))
     if check:
@@ -397,8 +397,11 @@ def schedule(
     )
 
 
-def _check_spider(schedule: str, spider: str, spiders_dir: Path) -> None:
+def _check_schedule(name: str, spider: str, state: Path | None, spiders_dir: Path) -> None:
+    """What would make every run of a schedule fail, found at start-up instead."""
     try:
         loader.load(spider, spiders_dir)
     except CrawlerError as exc:
-        raise ConfigError(f"schedule {schedule!r}: spider: {exc}") from None
+        raise ConfigError(f"schedule {name!r}: spider: {exc}") from None
+    if state is not None and not state.parent.is_dir():
+        raise ConfigError(f"schedule {name!r}: state: folder {state.parent} does not exist")

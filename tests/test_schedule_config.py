@@ -192,3 +192,15 @@ def test_the_readme_example_is_valid(tmp_path: Path) -> None:
     [example_in_config] = read_schedules(write(tmp_path, uncommented))
     same = {"exclude": {"args"}}  # the README's runs in compose, the config's on this machine
     assert example_in_config.model_dump(**same) == books.model_dump(**same)
+
+
+def test_cli_state_in_a_missing_folder(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        '[[schedule]]\nname = "books"\nspider = "books"\ncron = "@daily"\nstate = "nope/s.db"\n',
+    )
+    ran = schedule_command(
+        "--config", "crawler.toml", "--spiders-dir", str(ROOT / "spiders"), "--check", cwd=tmp_path
+    )
+    assert ran.returncode == 2
+    assert ran.stderr == "error: schedule 'books': state: folder nope does not exist\n"
