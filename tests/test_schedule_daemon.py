@@ -247,17 +247,22 @@ async def test_after_downtime_beyond_the_grace_nothing_runs(site: TestSite, fold
 
 @pytest.mark.slow
 async def test_max_runtime_stops_the_run_and_the_next_resumes(site: TestSite, folder: Path) -> None:
-    entry = schedule(site, folder, n=60, delay=0.05, state=folder / "state.db", max_runtime_s=2)
+    # 100 pages at 0.1 s each, one at a time: over 10 s, so each 4 s run meets its limit.
+    entry = schedule(site, folder, n=100, delay=0.1, state=folder / "state.db", max_runtime_s=4)
     async with service(folder, entry, minute(0.5)) as running:
         await running.at(minute(1))
         first = await running.record()
         await running.at(minute(2))  # the state is resumable: the next run goes on with it
         second = await running.record()
-    assert (first.outcome, second.run) == (Outcome.TIMEOUT, 2)
-    assert second.outcome in (Outcome.TIMEOUT, Outcome.FINISHED)
-    if first.items is not None and second.items is not None:  # stats exist when it stopped
-        assert first.items + second.items == len(feed(folder, 2))
-    assert len(feed(folder, 2)) >= len(feed(folder, 1)) > 0
+    assert [(r.run, r.outcome) for r in (first, second)] == [
+        (1, Outcome.TIMEOUT),
+        (2, Outcome.TIMEOUT),
+    ]
+    assert first.items is not None
+    assert second.items is not None  # this run's share: the state's items grew by it
+    assert first.items + second.items == len(feed(folder, 2)) < 100
+    assert 0 < len(feed(folder, 1)) == first.items
+    assert len(set(feed(folder, 2))) == len(feed(folder, 2))  # resumed: no page crawled twice
 
 
 def run_schedule(folder: Path, *args: str) -> subprocess.Popen[str]:
