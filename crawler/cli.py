@@ -1,4 +1,4 @@
-"""The ``crawler`` command line: run, list, new, fetch, shell, sandbox and demo."""
+"""The ``crawler`` command line: run, list, new, fetch, shell, sandbox, demo and schedule."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 import click
 
 from crawler import loader, runner
-from crawler.errors import CrawlerError, SettingsError
+from crawler.errors import ConfigError, CrawlerError, SettingsError
 from crawler.exporters import STDOUT
 from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
@@ -353,3 +354,73 @@ def demo(output: Path, spiders_dir: Path) -> None:
     click.echo(f"first items of {len(lines)} in {output}:", err=True)
     for line in lines[:3]:
         click.echo(line)
+
+
+@main.command()
+@config_option
+@spiders_dir_option
+@click.option(
+    "--history",
+    type=click.Path(path_type=Path),
+    help="Run history file (default: schedule-history.db beside the first schedule's state).",
+)
+@click.option(
+    "--stop-timeout",
+    "stop_timeout_s",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    show_default=True,
+    help="Seconds runs get to finish after SIGINT/SIGTERM before they are killed.",
+)
+@click.option("--once", metavar="NAME", help="Run schedule NAME now, once; exit with its code.")
+@click.option("--check", is_flag=True, help="Validate the schedules, print their next due times.")
+def schedule(
+    *,
+    config: Path | None,
+    spiders_dir: Path,
+    history: Path | None,
+    stop_timeout_s: float,
+    once: str | None,
+    check: bool,
+) -> None:
+    """Run the config file's [[schedule]] tables: one `crawler run` per due time, until Ctrl-C."""
+    # Imported here: `crawler run`, which every scheduled run starts, needs none of it.
+    from crawler.service import config as schedule_config  # noqa: PLC0415
+    from crawler.service import daemon, runs  # noqa: PLC0415
+
+    try:
+        schedules = schedule_config.read_schedules(config)
+        for entry in schedules:
+            _check_schedule(entry.name, entry.spider, entry.state, spiders_dir)
+    except CrawlerError as exc:
+        _fail(str(exc))
+    if check:
+        for entry in schedules:
+            table, due = entry.timetable(), [datetime.now(UTC)]
+            for _ in range(3):
+                due.append(table.next_after(due[-1]))
+            times = ", ".join(d.astimezone(table.zone).isoformat(" ") for d in due[1:])
+            click.echo(f"{entry.name}: {entry.cron} ({entry.timezone}), next: {times}")
+        return
+    if once is not None and once not in {entry.name for entry in schedules}:
+        known = ", ".join(entry.name for entry in schedules)
+        _fail(f"no schedule {once!r} in the config file (it has: {known})")
+    _configure_logging(_settings((), config).log_level)
+    states = [entry.state for entry in schedules if entry.state is not None]
+    history = history or (states[0].parent if states else Path()) / "schedule-history.db"
+    launch = runs.Launch(config, spiders_dir)
+    sys.exit(
+        _run_async(
+            daemon.serve(schedules, history, launch, once=once, stop_timeout_s=stop_timeout_s)
+        )
+    )
+
+
+def _check_schedule(name: str, spider: str, state: Path | None, spiders_dir: Path) -> None:
+    """What would make every run of a schedule fail, found at start-up instead."""
+    try:
+        loader.load(spider, spiders_dir)
+    except CrawlerError as exc:
+        raise ConfigError(f"schedule {name!r}: spider: {exc}") from None
+    if state is not None and not state.parent.is_dir():
+        raise ConfigError(f"schedule {name!r}: state: folder {state.parent} does not exist")

@@ -212,7 +212,8 @@ def check_proxy_url(value: str) -> str:
 
 
 def read_config_file(path: Path | None) -> dict[str, Any]:
-    """The settings in a TOML file: a top-level table or a ``[crawler]`` table.
+    """The settings in a TOML file: a top-level table or a ``[crawler]`` table (``[[schedule]]``
+    tables are not settings).
 
     ``path=None`` reads ``config/crawler.toml`` if there is one.
     """
@@ -226,7 +227,8 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
         raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
-    table = data.get("crawler", data)
+    # [[schedule]] tables belong to `crawler schedule` (crawler/service/config.py).
+    table = data.get("crawler", {k: v for k, v in data.items() if k != "schedule"})
     if not isinstance(table, dict):
         raise SettingsError(f"config file {path}: [crawler] must be a table")
     return table

@@ -62,6 +62,12 @@ LAYERS: dict[str, int] = {
     "crawler.metrics.health": 3,
     "crawler.metrics.prometheus": 3,
     "crawler.metrics.server": 3,
+    # the schedule service (crawler/service/, layout.md): a pure timetable, its config and
+    # history, one run's child process, and the loop above them
+    "crawler.service.timetable": 2,
+    "crawler.service.config": 3,
+    "crawler.service.history": 3,
+    "crawler.service.runs": 4,
     # the crawl
     "crawler.admission": 4,
     "crawler.robots_cache": 4,
@@ -69,6 +75,8 @@ LAYERS: dict[str, int] = {
     "crawler.engine": 5,
     "crawler.runner": 6,
     "crawler.shell": 6,
+    "crawler.service": 6,
+    "crawler.service.daemon": 6,
     "crawler.cli": 7,
     "crawler.__main__": 8,
     # The facade re-exports the API; nothing inside the package may import it.
@@ -110,7 +118,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "httpx": {"crawler.fetcher", "crawler.response", "crawler.transport"},
     "selectolax": {"crawler.response", "crawler.selectors", "crawler.parse_worker"},
     "tenacity": {"crawler.retry", "crawler.engine"},
-    "aiosqlite": {"crawler.frontier.sqlite"},
+    "aiosqlite": {"crawler.frontier.sqlite", "crawler.service.history"},
     "sqlite3": {"crawler.frontier.sqlite"},
     "click": {"crawler.cli"},
     "protego": {"crawler.robots"},
@@ -123,6 +131,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "webencodings": {"crawler.encoding"},
     "ada_url": {"crawler.urls"},
     "defusedxml": {"crawler.sitemaps"},
+    "cronsim": {"crawler.service.timetable"},
 }
 
 PUBLIC_API = [
