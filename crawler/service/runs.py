@@ -58,6 +58,8 @@ class Launch:
 
     def command(self, schedule: Schedule, run: int, stats: Path) -> list[str]:
         argv = [self.python, "-m", "crawler", "run", schedule.spider, "--no-progress"]
+        # The service serves the metrics port (the config file's); a run must not take it.
+        argv += ["-s", "metrics_port=0"]
         argv += ["--spiders-dir", str(self.spiders_dir), "--stats", str(stats)]
         if self.config is not None:
             argv += ["--config", str(self.config)]
