@@ -165,12 +165,12 @@ class Scheduler:
                     await self._flush()
                     continue
                 if self.in_flight == 0:
-                    # A commit under way (a request's own flush) may hold new requests: its
-                    # hosts reach the backlog when it ends. Wait for it, then look again.
+                    # A flush started elsewhere (a worker's, the ticker's) may be committing new
+                    # requests right now: wait it out behind the flush lock before calling the end.
                     await self._flush()
-                    if self._backlog or self.frontier.pending_writes or self.in_flight:
-                        continue
-                    return None
+                    if not self._backlog and not self.frontier.pending_writes:
+                        return None
+                    continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=wait)
         return None

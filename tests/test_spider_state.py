@@ -77,8 +77,9 @@ def test_a_saved_state_that_is_not_a_json_object_is_refused(data: bytes) -> None
 
 
 def test_spider_state_must_be_a_dict() -> None:
+    spider = Empty()
     with pytest.raises(SpiderError, match=r"spider\.state must be a dict, not str"):
-        Empty(state="x")
+        spider.state = "x"  # type: ignore[assignment]
 
 
 async def test_a_snapshot_waits_for_spider_code_in_progress_and_holds_new_code_back() -> None:

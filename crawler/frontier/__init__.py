@@ -104,8 +104,9 @@ class Frontier(Protocol):
     async def spider_state(self) -> bytes | None:
         """The last committed ``spider.state`` (JSON), or None."""
 
-    async def feed(self, path: str) -> tuple[int, int]:
-        """(last exported item id, byte offset) of a feed file; (0, 0) for a new feed."""
+    async def feed(self, path: str) -> tuple[int, int] | None:
+        """(last exported item id, byte offset) of a feed file; None for a feed this state has
+        never written."""
 
     def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]: ...
 
