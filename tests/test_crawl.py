@@ -62,27 +62,6 @@ async def test_max_pages_bounds_the_crawl(site: TestSite, tmp_path: Path) -> Non
     assert site.hits_total(0) == 10
 
 
-async def test_a_page_of_more_links_than_one_commit_is_crawled_to_the_end(
-    site: TestSite, tmp_path: Path
-) -> None:
-    """The start page's 250 links pass the commit threshold: its own request commits them
-    while nothing else is in flight, and the crawl waits for that commit, not ending early."""
-
-    class Fan(Spider):
-        name = "fan"
-        start_urls = (site.url("/fan/250"),)
-
-        async def parse(self, response: Response) -> AsyncIterator[Any]:
-            yield {"url": response.url}
-            for request in response.follow_all(css="a[href]"):
-                yield request
-
-    result = await crawl(Fan, tmp_path, obey_robots=False)
-
-    assert len(result.items) == 251
-    assert result.stats.queued == 0
-
-
 async def test_flaky_page_is_retried_until_it_succeeds(site: TestSite, tmp_path: Path) -> None:
     class Flaky(Spider):
         name = "flaky"
