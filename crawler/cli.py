@@ -15,20 +15,23 @@ from urllib.parse import urlsplit
 import click
 
 from crawler import loader, runner
-from crawler.errors import CrawlerError, SettingsError
+from crawler.errors import CrawlerError, FetchError, SettingsError, SpiderLoadError
 from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
 from crawler.request import Request
 from crawler.response import Response
+from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
 from crawler.selectors import SelectorError
 from crawler.settings import Settings, load_settings, parse_overrides, read_config_file
-from crawler.stats import Stats
 
 T = TypeVar("T")
 
 SPIDER_TEMPLATE = '''"""The {name} spider."""
 
-from crawler import Response, Spider
+from collections.abc import AsyncIterator
+from typing import Any
+
+from crawler import Request, Response, Spider
 
 
 class {cls}(Spider):
@@ -36,9 +39,8 @@ class {cls}(Spider):
     start_urls = [{url!r}]
     allowed_domains = [{domain!r}]
 
-    async def parse(self, response: Response):
-        title = response.css_first("title")
-        yield {{"url": response.url, "title": title.text(strip=True) if title else None}}
+    async def parse(self, response: Response) -> AsyncIterator[Request | dict[str, Any]]:
+        yield {{"url": response.url, "title": response.css("title::text").get("").strip()}}
         for request in response.follow_all(css="a[href]"):
             yield request
 '''
@@ -48,9 +50,20 @@ class {cls}(Spider):
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\`]")
 
 
+# `crawler run`'s exit statuses (the README's table).
+EXIT_OK = 0  # finished
+EXIT_FAILED = 1  # a crash, or finished with callback errors and no item at all
+EXIT_BAD_INPUT = 2  # bad input: one line on stderr, nothing crawled
+EXIT_STOPPED = 3  # stopped by SIGINT/SIGTERM after saving: resumable
+EXIT_FORCED = 130  # a second signal: stopped at once, the state as last committed
+
+# Loggers that -s log_level=... sets; every other library's stays at WARNING.
+OUR_LOGGERS = ("crawler", "crawler_spiders")
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -122,9 +135,10 @@ def run(
     progress: bool,
 ) -> None:
     """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file)."""
+    broken: list[SpiderLoadError] = []
     try:
         job = runner.CrawlJob(
-            spider=loader.load(spider, spiders_dir),
+            spider=loader.load(spider, spiders_dir, broken),
             overrides=parse_overrides(list(overrides)),
             arguments=_spider_arguments(arguments),
             feed=output,
@@ -136,25 +150,40 @@ def run(
         settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
     except CrawlerError as exc:
         _fail(str(exc))
+    for error in broken:
+        click.echo(f"warning: {error}; skipped", err=True)
     _configure_logging(settings.log_level)
     try:
         result = _run_async(runner.run(job))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("stopped at once; the state holds everything committed so far", err=True)
-        sys.exit(130)
-    _summary(result.stats, output)
+        sys.exit(EXIT_FORCED)
+    _summary(result, output)
     if result.stopped:
         hint = f" --state {state}" if state else " (no --state: this crawl cannot be resumed)"
         click.echo(f"stopped; run again with{hint} to resume", err=True)
+    sys.exit(exit_code(result))
+
+
+def exit_code(result: runner.CrawlResult) -> int:
+    """``crawler run``'s exit status: see EXIT_* (a crash is 1 too, by Python's traceback)."""
+    if result.stopped:
+        return EXIT_STOPPED
+    if result.stats.callback_errors and not result.stats.items_scraped:
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _configure_logging(level: str) -> None:
+    """``level`` for the crawler's and the spiders' loggers; WARNING for every other library
+    (aiosqlite, asyncio, httpx, aiohttp...), whose DEBUG lines would bury ours."""
     handler = logging.StreamHandler()
     handler.setFormatter(
         SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     )
-    logging.basicConfig(level=level.upper(), handlers=[handler])
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    for ours in OUR_LOGGERS:
+        logging.getLogger(ours).setLevel(level.upper())
 
 
 def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -164,17 +193,29 @@ def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
         _fail("-a takes KEY=VALUE, e.g. -a category=poetry")
 
 
-def _summary(stats: Stats, feed: Path | None) -> None:
-    data = stats.to_dict()
+def _summary(result: runner.CrawlResult, feed: Path | None) -> None:
+    data = result.stats.to_dict()
     statuses = ", ".join(f"{k}: {v}" for k, v in data["status_counts"].items()) or "none"
+    requeued = f", {result.requeued} re-queued from earlier runs" if result.requeued else ""
     click.echo(
-        f"done in {data['elapsed_s']:.1f}s: {data['pages_crawled']} pages, "
+        f"{'stopped' if result.stopped else 'done'} in {data['elapsed_s']:.1f}s: "
+        f"{data['pages_crawled']} pages, "
         f"{data['items_scraped']} items ({data['items_dropped']} dropped), "
-        f"{data['failures']} failures, {data['retries']} retries, "
-        f"{data['duplicates_filtered']} duplicates, {data['robots_blocked']} blocked by robots.txt",
+        f"{data['callback_errors']} callback errors, "
+        f"{data['failures']} failures{requeued}, {data['retries']} retries",
+        err=True,
+    )
+    click.echo(
+        f"not fetched: {data['duplicates_filtered']} duplicates, "
+        f"{data['offsite_filtered']} off-site, {data['robots_blocked']} blocked by robots.txt",
         err=True,
     )
     click.echo(f"statuses: {statuses}", err=True)
+    if exit_code(result) == EXIT_FAILED:
+        click.echo(
+            f"failed: {data['callback_errors']} callback errors and no item (see the log)",
+            err=True,
+        )
     if feed is not None:
         click.echo(f"items written to {feed}", err=True)
 
@@ -183,7 +224,10 @@ def _summary(stats: Stats, feed: Path | None) -> None:
 @spiders_dir_option
 def list_spiders(spiders_dir: Path) -> None:
     """List the spiders in the spiders folder."""
-    found = loader.discover(spiders_dir)
+    broken: list[SpiderLoadError] = []
+    found = loader.discover(spiders_dir, broken)
+    for error in broken:
+        click.echo(f"warning: {error}; skipped", err=True)
     if not found:
         click.echo(f"no spiders in {spiders_dir}/", err=True)
     for item in found:
@@ -226,13 +270,19 @@ def new(name: str, url: str, spiders_dir: Path) -> None:
 def fetch(
     url: str, selector: str | None, as_html: bool, overrides: tuple[str, ...], config: Path | None
 ) -> None:
-    """Fetch one page with the crawl's client and settings (for writing selectors)."""
+    """Fetch one page with the crawl's client and settings (for writing selectors); like a
+    crawl, it obeys robots.txt unless -s obey_robots=false."""
     settings = _settings(overrides, config)
     if urlsplit(url).scheme not in ("http", "https"):
         _fail(f"{url!r} is not an http:// or https:// URL")
     fetcher = Fetcher(settings)
     fetcher.guard.exempt_start(url)  # the page asked for is a start host, as in a crawl
-    response = _run_async(_fetch_one(fetcher, url))
+    token = (
+        (settings.robots_user_agent or product_token(settings.user_agent))
+        if settings.obey_robots
+        else None
+    )
+    response = _run_async(_fetch_one(fetcher, url, token))
     click.echo(f"{response.status} {response.url} ({len(response.body)} bytes)", err=True)
     if selector is None:
         click.echo(response.text)
@@ -277,14 +327,33 @@ def shell(url: str | None, overrides: tuple[str, ...], config: Path | None) -> N
         console.interact()
 
 
-async def _fetch_one(fetcher: Fetcher, url: str) -> Response:
+async def _fetch_one(fetcher: Fetcher, url: str, robots_token: str | None) -> Response:
+    """The page at ``url``; with a ``robots_token``, only if robots.txt lets that crawler have
+    it (as a crawl would)."""
     try:
+        if robots_token is not None:
+            await _check_robots(fetcher, url, robots_token)
         result = await fetcher.fetch(Request(url))
     finally:
         await fetcher.close()
     if not isinstance(result, Response):
         raise CrawlerError(f"redirect not followed: {result}")
     return result
+
+
+async def _check_robots(fetcher: Fetcher, url: str, token: str) -> None:
+    override = "-s obey_robots=false fetches it anyway"
+    try:
+        answer = await fetcher.fetch(Request(robots_url(url)), keep_bytes=ROBOTS_MAX_BYTES)
+        if not isinstance(answer, Response):
+            return  # robots.txt redirects off-site: no rules, as in a crawl
+        rules = RobotsRules.from_response(answer.status, answer.body)
+    except FetchError as exc:
+        raise CrawlerError(
+            f"{robots_url(url)}: {exc}: robots.txt unavailable; {override}"
+        ) from None
+    if not rules.allows(url, token):
+        raise CrawlerError(f"robots.txt disallows {url} for {token!r}; {override}")
 
 
 @main.command()
@@ -328,9 +397,14 @@ def demo(output: Path, spiders_dir: Path) -> None:
         click.echo(f"sandbox bookstore on {server.base_url}/", err=True)
         job = runner.CrawlJob(spider=spider, arguments={"base_url": server.base_url}, feed=output)
         _configure_logging(runner.resolve_settings(job).log_level)
-        result = _run_async(runner.run(job))
-    _summary(result.stats, output)
+        try:
+            result = _run_async(runner.run(job))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            click.echo("stopped at once", err=True)
+            sys.exit(EXIT_FORCED)
+    _summary(result, output)
     lines = output.read_text(encoding="utf-8").splitlines()
     click.echo(f"first items of {len(lines)} in {output}:", err=True)
     for line in lines[:3]:
         click.echo(line)
+    sys.exit(exit_code(result))
