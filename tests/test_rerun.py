@@ -25,7 +25,7 @@ FAILING_ONCE = ("/flaky?fail=1", "/flaky?fail=1&status=500", "/flaky?fail=1&stat
 def failing_spider(site: TestSite) -> type[Spider]:
     class Failing(Spider):
         name = "failing"
-        start_urls = [site.url(path) for path in (*FAILING_ONCE, "/leaf/1")]
+        start_urls = tuple(site.url(path) for path in (*FAILING_ONCE, "/leaf/1"))
 
         async def parse(self, response: Response) -> AsyncIterator[Any]:
             yield {"url": response.url}
@@ -84,7 +84,7 @@ async def test_retry_failed_on_rerun_false_leaves_failures_alone(
 async def test_a_request_that_fails_again_is_a_failure_once(site: TestSite, tmp_path: Path) -> None:
     class Down(Spider):
         name = "down"
-        start_urls = [site.url("/status/503")]
+        start_urls = (site.url("/status/503"),)
 
     first = await crawl_again(Down, tmp_path)
     second = await crawl_again(Down, tmp_path)
