@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import keyword
 import logging
 import re
@@ -26,7 +27,7 @@ from crawler.settings import Settings, load_settings, parse_overrides, read_conf
 
 T = TypeVar("T")
 
-SPIDER_TEMPLATE = '''"""The {name} spider."""
+SPIDER_TEMPLATE = '''"""The {title} spider."""
 
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,9 +36,9 @@ from crawler import Request, Response, Spider
 
 
 class {cls}(Spider):
-    name = {name!r}
-    start_urls = [{url!r}]
-    allowed_domains = [{domain!r}]
+    name = {name}
+    start_urls = [{url}]
+    allowed_domains = [{domain}]
 
     async def parse(self, response: Response) -> AsyncIterator[Request | dict[str, Any]]:
         yield {{"url": response.url, "title": response.css("title::text").get("").strip()}}
@@ -253,7 +254,12 @@ def new(name: str, url: str, spiders_dir: Path) -> None:
         _fail(f"{path} already exists")
     cls = "".join(part.title() for part in name.split("_")) + "Spider"
     spiders_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(SPIDER_TEMPLATE.format(name=name, url=url, cls=cls, domain=parts.hostname))
+    # JSON strings are Python strings, in double quotes as ruff format writes them.
+    literals = {
+        key: json.dumps(value)
+        for key, value in (("name", name), ("url", url), ("domain", parts.hostname))
+    }
+    path.write_text(SPIDER_TEMPLATE.format(title=name, cls=cls, **literals))
     click.echo(f"wrote {path}; run it with: crawler run {name} -o {name}.jsonl")
 
 
