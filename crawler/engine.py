@@ -361,7 +361,8 @@ class Engine:
                 links += 1
                 if self._too_many_links(links, request):
                     continue
-                value.referer = request.url
+                if self._debug:
+                    value.referer = request.url  # for the DEBUG line; not stored at INFO
                 if (admitted := self.admission.admit(value, parent=request)) is not None:
                     children.append(admitted)
                 if len(children) >= LINK_BATCH:

@@ -94,7 +94,8 @@ class Request:
         self.cookies = dict(cookies or {})
         self.depth = depth
         self.retries = 0
-        # The URL of the page this request was found on, for the log (not sent as a header).
+        # The URL of the page this request was found on, for the DEBUG log (the engine sets it
+        # only then; it is not sent as a header).
         self.referer: str | None = None
         self.id: int | None = None
         self._fingerprint: int | None = None
