@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -114,3 +116,28 @@ async def test_requeue_failed_keeps_permanent_statuses(tmp_path: Path, status: i
     permanent = status in {404, 410, 403}
     assert requeued == (0 if permanent else 1)
     assert (counts.queued, counts.failed) == ((0, 1) if permanent else (1, 0))
+
+
+def test_the_summary_says_how_many_failures_were_requeued(site: TestSite, tmp_path: Path) -> None:
+    (tmp_path / "flaky.py").write_text(
+        "from crawler import Spider\n\n\nclass Flaky(Spider):\n"
+        "    name = 'flaky'\n"
+        f"    start_urls = ({site.url('/flaky?fail=1')!r}, {site.url('/status/404')!r})\n\n"
+        "    async def parse(self, response):\n        yield {'url': response.url}\n"
+    )
+    args = ("run", "flaky.py", "--state", "state.db", "--no-progress",
+            "-s", "obey_robots=false", "-s", "max_retries=0")  # fmt: skip
+
+    def crawler() -> str:
+        ran = subprocess.run(
+            [sys.executable, "-m", "crawler", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        return ran.stderr
+
+    first = crawler()
+    assert "0 pages, 0 items (0 dropped), 0 callback errors, 2 failures, 0 retries" in first
+    assert "re-queued" not in first
+    second = crawler()
+    assert "1 pages, 1 items (0 dropped), 0 callback errors, 1 failures, 1 re-queued" in second
