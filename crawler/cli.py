@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from crawler import loader, runner
+from crawler import loader, runner, summary
 from crawler.errors import CrawlerError, FetchError, SettingsError, SpiderLoadError
 from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
@@ -51,20 +51,13 @@ class {cls}(Spider):
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\`]")
 
 
-# `crawler run`'s exit statuses (the README's table).
-EXIT_OK = 0  # finished
-EXIT_FAILED = 1  # a crash, or finished with callback errors and no item at all
-EXIT_BAD_INPUT = 2  # bad input: one line on stderr, nothing crawled
-EXIT_STOPPED = 3  # stopped by SIGINT/SIGTERM after saving: resumable
-EXIT_FORCED = 130  # a second signal: stopped at once, the state as last committed
-
 # Loggers that -s log_level=... sets; every other library's stays at WARNING.
 OUR_LOGGERS = ("crawler", "crawler_spiders")
 
 
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
+    sys.exit(summary.EXIT_BAD_INPUT)
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -158,21 +151,12 @@ def run(
         result = _run_async(runner.run(job))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("stopped at once; the state holds everything committed so far", err=True)
-        sys.exit(EXIT_FORCED)
+        sys.exit(summary.EXIT_FORCED)
     _summary(result, output)
     if result.stopped:
         hint = f" --state {state}" if state else " (no --state: this crawl cannot be resumed)"
         click.echo(f"stopped; run again with{hint} to resume", err=True)
-    sys.exit(exit_code(result))
-
-
-def exit_code(result: runner.CrawlResult) -> int:
-    """``crawler run``'s exit status: see EXIT_* (a crash is 1 too, by Python's traceback)."""
-    if result.stopped:
-        return EXIT_STOPPED
-    if result.stats.callback_errors and not result.stats.items_scraped:
-        return EXIT_FAILED
-    return EXIT_OK
+    sys.exit(summary.exit_code(result.stats, stopped=result.stopped))
 
 
 def _configure_logging(level: str) -> None:
@@ -195,28 +179,8 @@ def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _summary(result: runner.CrawlResult, feed: Path | None) -> None:
-    data = result.stats.to_dict()
-    statuses = ", ".join(f"{k}: {v}" for k, v in data["status_counts"].items()) or "none"
-    requeued = f", {result.requeued} re-queued from earlier runs" if result.requeued else ""
-    click.echo(
-        f"{'stopped' if result.stopped else 'done'} in {data['elapsed_s']:.1f}s: "
-        f"{data['pages_crawled']} pages, "
-        f"{data['items_scraped']} items ({data['items_dropped']} dropped), "
-        f"{data['callback_errors']} callback errors, "
-        f"{data['failures']} failures{requeued}, {data['retries']} retries",
-        err=True,
-    )
-    click.echo(
-        f"not fetched: {data['duplicates_filtered']} duplicates, "
-        f"{data['offsite_filtered']} off-site, {data['robots_blocked']} blocked by robots.txt",
-        err=True,
-    )
-    click.echo(f"statuses: {statuses}", err=True)
-    if exit_code(result) == EXIT_FAILED:
-        click.echo(
-            f"failed: {data['callback_errors']} callback errors and no item (see the log)",
-            err=True,
-        )
+    for line in summary.lines(result.stats, stopped=result.stopped, requeued=result.requeued):
+        click.echo(line, err=True)
     if feed is not None:
         click.echo(f"items written to {feed}", err=True)
 
@@ -407,10 +371,10 @@ def demo(output: Path, spiders_dir: Path) -> None:
             result = _run_async(runner.run(job))
         except (KeyboardInterrupt, asyncio.CancelledError):
             click.echo("stopped at once", err=True)
-            sys.exit(EXIT_FORCED)
+            sys.exit(summary.EXIT_FORCED)
     _summary(result, output)
     lines = output.read_text(encoding="utf-8").splitlines()
     click.echo(f"first items of {len(lines)} in {output}:", err=True)
     for line in lines[:3]:
         click.echo(line)
-    sys.exit(exit_code(result))
+    sys.exit(summary.exit_code(result.stats, stopped=result.stopped))
