@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 import click
 
 from crawler import loader, runner, summary
-from crawler.errors import CrawlerError, FetchError, SettingsError, SpiderLoadError
+from crawler.errors import (
+    AddressRefused,
+    CrawlerError,
+    FetchError,
+    SettingsError,
+    SkipReason,
+    SpiderLoadError,
+)
 from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
 from crawler.request import Request
@@ -300,30 +307,41 @@ def shell(url: str | None, overrides: tuple[str, ...], config: Path | None) -> N
 async def _fetch_one(fetcher: Fetcher, url: str, robots_token: str | None) -> Response:
     """The page at ``url``; with a ``robots_token``, only if robots.txt lets that crawler have
     it (as a crawl would)."""
+
+    async def robots_check(hop: str) -> SkipReason | None:
+        if robots_token is None or await _robots_allow(fetcher, hop, robots_token):
+            return None
+        return SkipReason.ROBOTS
+
     try:
-        if robots_token is not None:
-            await _check_robots(fetcher, url, robots_token)
-        result = await fetcher.fetch(Request(url))
+        if await robots_check(url) is not None:
+            raise CrawlerError(f"robots.txt disallows {url} for {robots_token!r}; {_OBEY_HINT}")
+        result = await fetcher.fetch(Request(url), robots_check)
     finally:
         await fetcher.close()
     if not isinstance(result, Response):
+        if result is SkipReason.ROBOTS:
+            raise CrawlerError(f"redirect not followed: robots.txt disallows it; {_OBEY_HINT}")
         raise CrawlerError(f"redirect not followed: {result}")
     return result
 
 
-async def _check_robots(fetcher: Fetcher, url: str, token: str) -> None:
-    override = "-s obey_robots=false fetches it anyway"
+_OBEY_HINT = "-s obey_robots=false fetches it anyway"
+
+
+async def _robots_allow(fetcher: Fetcher, url: str, token: str) -> bool:
+    """Whether the robots.txt of ``url``'s site lets crawler ``token`` fetch it (RFC 9309,
+    as a crawl reads it); an unavailable robots.txt is an error, as it disallows all for now."""
     try:
         answer = await fetcher.fetch(Request(robots_url(url)), keep_bytes=ROBOTS_MAX_BYTES)
         if not isinstance(answer, Response):
-            return  # robots.txt redirects off-site: no rules, as in a crawl
+            return True  # robots.txt redirects off-site: no rules, as in a crawl
         rules = RobotsRules.from_response(answer.status, answer.body)
+    except AddressRefused:
+        return True  # as in a crawl; the guard then refuses the page itself, and says why
     except FetchError as exc:
-        raise CrawlerError(
-            f"{robots_url(url)}: {exc}: robots.txt unavailable; {override}"
-        ) from None
-    if not rules.allows(url, token):
-        raise CrawlerError(f"robots.txt disallows {url} for {token!r}; {override}")
+        raise CrawlerError(f"{robots_url(url)} unavailable ({exc}); {_OBEY_HINT}") from None
+    return rules.allows(url, token)
 
 
 @main.command()

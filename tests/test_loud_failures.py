@@ -283,9 +283,17 @@ def test_fetch_obeys_robots_txt_unless_told(site: TestSite, tmp_path: Path) -> N
     ]
     assert site.hits("/leaf/1") == 0
 
+    moved = crawler("fetch", site.url("/redirect?to=/leaf/1"), cwd=tmp_path)
+    assert moved.returncode == 2
+    assert moved.stderr.strip().splitlines() == [
+        "error: redirect not followed: robots.txt disallows it; -s obey_robots=false fetches it"
+        " anyway"
+    ]
+    assert site.hits("/leaf/1") == 0
+
     fetched = crawler("fetch", url, "-s", "obey_robots=false", cwd=tmp_path)
     assert fetched.returncode == 0, fetched.stderr
     assert site.hits("/leaf/1") == 1
     allowed = crawler("fetch", site.url("/quotes/1"), cwd=tmp_path)
     assert allowed.returncode == 0, allowed.stderr
-    assert site.hits("/robots.txt") == 2
+    assert site.hits("/robots.txt") == 4  # one a check: refused, redirect, hop, allowed
