@@ -116,7 +116,11 @@ def main() -> None:
     type=click.Path(path_type=Path),
     help="Feed file: .jsonl (or .jl), .json or .csv.",
 )
-@click.option("--state", type=click.Path(path_type=Path), help="State file; the same file resumes.")
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, readable=False),  # checked by the runner, in one line
+    help="State file; the same file resumes.",
+)
 @click.option(
     "--stats", "stats_file", type=click.Path(path_type=Path), help="Write final stats as JSON."
 )

@@ -237,6 +237,12 @@ class One(Spider):
         f"error: --state {state}: permission denied (the file must be readable and writable)"
     ]
 
+    state.chmod(0o000)
+    unreadable = crawler(
+        "run", "one.py", "--state", str(state), *run_args(), cwd=shared_folder, as_nobody=True
+    )
+    assert (unreadable.returncode, unreadable.stderr) == (2, read_only.stderr)
+
 
 def test_debug_logs_a_line_per_response_and_no_library_noise(
     site: TestSite, tmp_path: Path
