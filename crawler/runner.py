@@ -20,6 +20,7 @@ from crawler.engine import Engine
 from crawler.errors import ConfigError
 from crawler.exporters import FeedExporter, exporter_for, open_private
 from crawler.fetcher import Fetcher
+from crawler.frontier import Frontier
 from crawler.frontier.sqlite import SqliteFrontier
 from crawler.progress import Progress
 from crawler.settings import Settings, load_settings, read_config_file
@@ -188,7 +189,7 @@ def _create_spider(job: CrawlJob) -> Spider:
         raise ConfigError(f"spider {name!r} failed to start: {detail}") from None
 
 
-async def _requeue_failed(frontier: SqliteFrontier, settings: Settings, stats: Stats) -> int:
+async def _requeue_failed(frontier: Frontier, settings: Settings, stats: Stats) -> int:
     """A rerun gives the requests that failed in earlier runs another chance (not the
     permanent 4xx ones): they count as failures again only if they fail again."""
     if not settings.retry_failed_on_rerun:
