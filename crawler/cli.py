@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import keyword
 import logging
 import re
@@ -15,32 +16,42 @@ from urllib.parse import urlsplit
 
 import click
 
-from crawler import loader, runner
-from crawler.errors import ConfigError, CrawlerError, SettingsError
+from crawler import loader, runner, summary
+from crawler.errors import (
+    AddressRefused,
+    ConfigError,
+    CrawlerError,
+    FetchError,
+    SettingsError,
+    SkipReason,
+    SpiderLoadError,
+)
 from crawler.exporters import STDOUT
 from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
 from crawler.request import Request
 from crawler.response import Response
+from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
 from crawler.selectors import SelectorError
 from crawler.settings import Settings, load_settings, parse_overrides, read_config_file
-from crawler.stats import Stats
 
 T = TypeVar("T")
 
-SPIDER_TEMPLATE = '''"""The {name} spider."""
+SPIDER_TEMPLATE = '''"""The {title} spider."""
 
-from crawler import Response, Spider
+from collections.abc import AsyncIterator
+from typing import Any
+
+from crawler import Request, Response, Spider
 
 
 class {cls}(Spider):
-    name = {name!r}
-    start_urls = [{url!r}]
-    allowed_domains = [{domain!r}]
+    name = {name}
+    start_urls = [{url}]
+    allowed_domains = [{domain}]
 
-    async def parse(self, response: Response):
-        title = response.css_first("title")
-        yield {{"url": response.url, "title": title.text(strip=True) if title else None}}
+    async def parse(self, response: Response) -> AsyncIterator[Request | dict[str, Any]]:
+        yield {{"url": response.url, "title": response.css("title::text").get("").strip()}}
         for request in response.follow_all(css="a[href]"):
             yield request
 '''
@@ -50,9 +61,13 @@ class {cls}(Spider):
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\`]")
 
 
+# Loggers that -s log_level=... sets; every other library's stays at WARNING.
+OUR_LOGGERS = ("crawler", "crawler_spiders")
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(summary.EXIT_BAD_INPUT)
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -111,7 +126,11 @@ def main() -> None:
     type=click.Path(path_type=Path),
     help="As -o, but the file is started anew, with every item the state holds.",
 )
-@click.option("--state", type=click.Path(path_type=Path), help="State file; the same file resumes.")
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, readable=False),  # checked by the runner, in one line
+    help="State file; the same file resumes.",
+)
 @click.option(
     "--stats", "stats_file", type=click.Path(path_type=Path), help="Write final stats as JSON."
 )
@@ -135,9 +154,10 @@ def run(
     if output is not None and overwrite_output is not None:
         _fail("-o appends and -O overwrites: give one of them")
     output = output or overwrite_output
+    broken: list[SpiderLoadError] = []
     try:
         job = runner.CrawlJob(
-            spider=loader.load(spider, spiders_dir),
+            spider=loader.load(spider, spiders_dir, broken),
             overrides=parse_overrides(list(overrides)),
             arguments=_spider_arguments(arguments),
             feed=output,
@@ -150,25 +170,31 @@ def run(
         settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
     except CrawlerError as exc:
         _fail(str(exc))
+    for error in broken:
+        click.echo(f"warning: {error}; skipped", err=True)
     _configure_logging(settings.log_level)
     try:
         result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("stopped at once; the state holds everything committed so far", err=True)
-        sys.exit(130)
-    _summary(result.stats, output)
+        sys.exit(summary.EXIT_FORCED)
+    _summary(result, output)
     if result.stopped:
         hint = f" --state {state}" if state else " (no --state: this crawl cannot be resumed)"
         click.echo(f"stopped; run again with{hint} to resume", err=True)
+    sys.exit(summary.exit_code(result.stats, stopped=result.stopped))
 
 
 def _configure_logging(level: str) -> None:
+    """``level`` for the crawler's and the spiders' loggers; WARNING for every other library
+    (aiosqlite, asyncio, httpx, aiohttp...), whose DEBUG lines would bury ours."""
     handler = logging.StreamHandler()
     handler.setFormatter(
         SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     )
-    logging.basicConfig(level=level.upper(), handlers=[handler])
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    for ours in OUR_LOGGERS:
+        logging.getLogger(ours).setLevel(level.upper())
 
 
 def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -178,17 +204,9 @@ def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
         _fail("-a takes KEY=VALUE, e.g. -a category=poetry")
 
 
-def _summary(stats: Stats, feed: Path | None) -> None:
-    data = stats.to_dict()
-    statuses = ", ".join(f"{k}: {v}" for k, v in data["status_counts"].items()) or "none"
-    click.echo(
-        f"done in {data['elapsed_s']:.1f}s: {data['pages_crawled']} pages, "
-        f"{data['items_scraped']} items ({data['items_dropped']} dropped), "
-        f"{data['failures']} failures, {data['retries']} retries, "
-        f"{data['duplicates_filtered']} duplicates, {data['robots_blocked']} blocked by robots.txt",
-        err=True,
-    )
-    click.echo(f"statuses: {statuses}", err=True)
+def _summary(result: runner.CrawlResult, feed: Path | None) -> None:
+    for line in summary.lines(result.stats, stopped=result.stopped, requeued=result.requeued):
+        click.echo(line, err=True)
     if feed is not None:
         click.echo(f"items written to {'stdout' if feed == STDOUT else feed}", err=True)
 
@@ -197,7 +215,10 @@ def _summary(stats: Stats, feed: Path | None) -> None:
 @spiders_dir_option
 def list_spiders(spiders_dir: Path) -> None:
     """List the spiders in the spiders folder."""
-    found = loader.discover(spiders_dir)
+    broken: list[SpiderLoadError] = []
+    found = loader.discover(spiders_dir, broken)
+    for error in broken:
+        click.echo(f"warning: {error}; skipped", err=True)
     if not found:
         click.echo(f"no spiders in {spiders_dir}/", err=True)
     for item in found:
@@ -223,7 +244,12 @@ def new(name: str, url: str, spiders_dir: Path) -> None:
         _fail(f"{path} already exists")
     cls = "".join(part.title() for part in name.split("_")) + "Spider"
     spiders_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(SPIDER_TEMPLATE.format(name=name, url=url, cls=cls, domain=parts.hostname))
+    # JSON strings are Python strings, in double quotes as ruff format writes them.
+    literals = {
+        key: json.dumps(value)
+        for key, value in (("name", name), ("url", url), ("domain", parts.hostname))
+    }
+    path.write_text(SPIDER_TEMPLATE.format(title=name, cls=cls, **literals))
     click.echo(f"wrote {path}; run it with: crawler run {name} -o {name}.jsonl")
 
 
@@ -240,13 +266,19 @@ def new(name: str, url: str, spiders_dir: Path) -> None:
 def fetch(
     url: str, selector: str | None, as_html: bool, overrides: tuple[str, ...], config: Path | None
 ) -> None:
-    """Fetch one page with the crawl's client and settings (for writing selectors)."""
+    """Fetch one page with the crawl's client and settings (for writing selectors); like a
+    crawl, it obeys robots.txt unless -s obey_robots=false."""
     settings = _settings(overrides, config)
     if urlsplit(url).scheme not in ("http", "https"):
         _fail(f"{url!r} is not an http:// or https:// URL")
     fetcher = Fetcher(settings)
     fetcher.guard.exempt_start(url)  # the page asked for is a start host, as in a crawl
-    response = _run_async(_fetch_one(fetcher, url))
+    token = (
+        (settings.robots_user_agent or product_token(settings.user_agent))
+        if settings.obey_robots
+        else None
+    )
+    response = _run_async(_fetch_one(fetcher, url, token))
     click.echo(f"{response.status} {response.url} ({len(response.body)} bytes)", err=True)
     if selector is None:
         click.echo(response.text)
@@ -291,14 +323,44 @@ def shell(url: str | None, overrides: tuple[str, ...], config: Path | None) -> N
         console.interact()
 
 
-async def _fetch_one(fetcher: Fetcher, url: str) -> Response:
+async def _fetch_one(fetcher: Fetcher, url: str, robots_token: str | None) -> Response:
+    """The page at ``url``; with a ``robots_token``, only if robots.txt lets that crawler have
+    it (as a crawl would)."""
+
+    async def robots_check(hop: str) -> SkipReason | None:
+        if robots_token is None or await _robots_allow(fetcher, hop, robots_token):
+            return None
+        return SkipReason.ROBOTS
+
     try:
-        result = await fetcher.fetch(Request(url))
+        if await robots_check(url) is not None:
+            raise CrawlerError(f"robots.txt disallows {url} for {robots_token!r}; {_OBEY_HINT}")
+        result = await fetcher.fetch(Request(url), robots_check)
     finally:
         await fetcher.close()
     if not isinstance(result, Response):
+        if result is SkipReason.ROBOTS:
+            raise CrawlerError(f"redirect not followed: robots.txt disallows it; {_OBEY_HINT}")
         raise CrawlerError(f"redirect not followed: {result}")
     return result
+
+
+_OBEY_HINT = "-s obey_robots=false fetches it anyway"
+
+
+async def _robots_allow(fetcher: Fetcher, url: str, token: str) -> bool:
+    """Whether the robots.txt of ``url``'s site lets crawler ``token`` fetch it (RFC 9309,
+    as a crawl reads it); an unavailable robots.txt is an error, as it disallows all for now."""
+    try:
+        answer = await fetcher.fetch(Request(robots_url(url)), keep_bytes=ROBOTS_MAX_BYTES)
+        if not isinstance(answer, Response):
+            return True  # robots.txt redirects off-site: no rules, as in a crawl
+        rules = RobotsRules.from_response(answer.status, answer.body)
+    except AddressRefused:
+        return True  # as in a crawl; the guard then refuses the page itself, and says why
+    except FetchError as exc:
+        raise CrawlerError(f"{robots_url(url)} unavailable ({exc}); {_OBEY_HINT}") from None
+    return rules.allows(url, token)
 
 
 @main.command()
@@ -348,12 +410,17 @@ def demo(output: Path, spiders_dir: Path) -> None:
         )
         settings = runner.resolve_settings(job)
         _configure_logging(settings.log_level)
-        result = _run_async(runner.run(job, settings))
-    _summary(result.stats, output)
+        try:
+            result = _run_async(runner.run(job, settings))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            click.echo("stopped at once", err=True)
+            sys.exit(summary.EXIT_FORCED)
+    _summary(result, output)
     lines = output.read_text(encoding="utf-8").splitlines()
     click.echo(f"first items of {len(lines)} in {output}:", err=True)
     for line in lines[:3]:
         click.echo(line)
+    sys.exit(summary.exit_code(result.stats, stopped=result.stopped))
 
 
 @main.command()

@@ -101,6 +101,8 @@ class Engine:
         self._finished = asyncio.Event()
         self.fetch_durations = FetchDurations()  # read by the metrics endpoint
         self.ticked_at: float | None = None  # when _tick last ran (monotonic): /healthz reads it
+        # Read once: the per-response DEBUG line costs nothing at INFO.
+        self._debug = log.isEnabledFor(logging.DEBUG)
 
     def __repr__(self) -> str:
         return f"<Engine spider={self.spider.name!r} queued={self.stats.queued} {self.scheduler!r}>"
@@ -164,17 +166,26 @@ class Engine:
 
     async def _seed(self) -> None:
         batch: list[Request] = []
-        async for value in iterate(self.spider.start_requests()):
-            if not isinstance(value, Request):
-                log.warning("start_requests yielded %r, not a Request: ignored", value)
-                continue
-            self.fetcher.guard.exempt_start(value.url)  # admitted or not: a resumed crawl's too
-            if (admitted := self.admission.admit(value, parent=None)) is not None:
-                batch.append(admitted)
-            if len(batch) >= 1000:
-                self.frontier.add(batch)
-                batch = []
-                await self.flush()
+        seeded = 0
+        try:
+            async for value in iterate(self.spider.start_requests()):
+                if not isinstance(value, Request):
+                    log.warning("start_requests yielded %r, not a Request: ignored", value)
+                    continue
+                seeded += 1
+                self.fetcher.guard.exempt_start(value.url)  # admitted or not: a resumed crawl's
+                if (admitted := self.admission.admit(value, parent=None)) is not None:
+                    batch.append(admitted)
+                if len(batch) >= 1000:
+                    self.frontier.add(batch)
+                    batch = []
+                    await self.flush()
+        except StateError:
+            raise
+        except Exception:
+            # A spider's bug, as in a callback: what it yielded before is crawled.
+            self.stats.callback_errors += 1
+            log.exception("start_requests raised after %d requests; crawling those", seeded)
         self.frontier.add(batch)
         await self.flush()
 
@@ -296,6 +307,11 @@ class Engine:
             raise
         if isinstance(result, Response):
             self.stats.response(result.status, len(result.body))
+            if self._debug:
+                log.debug(
+                    "Crawled (%d) <%s %s> (referer: %s)",
+                    result.status, request.method, result.url, request.referer,
+                )  # fmt: skip
             retry_after = result.headers.get("retry-after")
             self.scheduler.observe(result.url, result.elapsed, result.status, retry_after)
             self.fetch_durations.observe(result.elapsed)
@@ -370,6 +386,8 @@ class Engine:
                 links += 1
                 if self._too_many_links(links, request):
                     continue
+                if self._debug:
+                    value.referer = request.url  # for the DEBUG line; not stored at INFO
                 if (admitted := self.admission.admit(value, parent=request)) is not None:
                     children.append(admitted)
                 if len(children) >= LINK_BATCH:

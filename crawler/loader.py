@@ -76,8 +76,14 @@ def discover(
     return found
 
 
-def load(target: str, folder: Path = DEFAULT_SPIDERS_DIR) -> type[Spider]:
-    """The spider class named ``target``, or the one spider in the file at path ``target``."""
+def load(
+    target: str, folder: Path = DEFAULT_SPIDERS_DIR, broken: list[SpiderLoadError] | None = None
+) -> type[Spider]:
+    """The spider class named ``target``, or the one spider in the file at path ``target``.
+
+    Other files of the folder that do not import do not stop it: they are collected in
+    ``broken`` when given (logged otherwise), and named in the error if ``target`` is unknown.
+    """
     if target.endswith(".py") or "/" in target:
         path = Path(target)
         if not path.is_file():
@@ -87,12 +93,17 @@ def load(target: str, folder: Path = DEFAULT_SPIDERS_DIR) -> type[Spider]:
             names = ", ".join(f.name for f in found) or "none"
             raise SpiderLoadError(f"{target} must define exactly one named Spider (found: {names})")
         return found[0].spider
-    broken: list[SpiderLoadError] = []
-    spiders = discover(folder, broken)
+    skipped: list[SpiderLoadError] = []
+    spiders = discover(folder, skipped)
     for candidate in spiders:
         if candidate.name == target:
+            if broken is None:
+                for error in skipped:
+                    log.warning("%s; skipped", error)
+            else:
+                broken.extend(skipped)
             return candidate.spider
-    if broken:
-        raise broken[0]  # the spider may well be in the file that does not import
     known = ", ".join(sorted(f.name for f in spiders)) or f"none in {folder}/"
-    raise SpiderLoadError(f"unknown spider {target!r} (known: {known})")
+    # The spider may well be in a file that does not import: say which, as a hint.
+    unreadable = "".join(f"; skipped {error}" for error in skipped)
+    raise SpiderLoadError(f"unknown spider {target!r} (known: {known}){unreadable}")

@@ -54,6 +54,7 @@ class Request:
         "meta",
         "method",
         "priority",
+        "referer",
         "retries",
         "url",
     )
@@ -93,6 +94,9 @@ class Request:
         self.cookies = dict(cookies or {})
         self.depth = depth
         self.retries = 0
+        # The URL of the page this request was found on, for the DEBUG log (the engine sets it
+        # only then; it is not sent as a header).
+        self.referer: str | None = None
         self.id: int | None = None
         self._fingerprint: int | None = None
         self._record: dict[str, Any] | None = None
@@ -129,15 +133,23 @@ class Request:
                 k: v for k, v in self.headers.items() if k.lower() != "content-type"
             }
         kwargs.update(changes)
-        return Request(url, **kwargs)
+        copy = Request(url, **kwargs)
+        copy.referer = self.referer
+        return copy
 
     def to_record(self) -> dict[str, Any]:
         """Plain data for the frontier; raises SpiderError if meta cannot be stored."""
         if self._record is not None:
             return self._record
-        fields = {"meta": self.meta, "cb_kwargs": self.cb_kwargs, "headers": self.headers}
+        fields: dict[str, Any] = {
+            "meta": self.meta,
+            "cb_kwargs": self.cb_kwargs,
+            "headers": self.headers,
+        }
         if self.cookies:
             fields["cookies"] = self.cookies
+        if self.referer is not None:
+            fields["referer"] = self.referer
         try:
             extra = jsondata.dumps(fields)
         except TypeError as exc:
@@ -177,6 +189,7 @@ class Request:
         )
         request.id = record["id"]
         request.retries = record["retries"]
+        request.referer = extra.get("referer")
         return request
 
     def __repr__(self) -> str:

@@ -23,6 +23,10 @@ from crawler.errors import RetryableStatus, TransientError
 from crawler.settings import Settings
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Failures a rerun leaves failed: the server said the request itself is wrong (404, 410, 403...).
+# Everything else that failed (no answer, 5xx, 408, 429, a page too large or too slow to parse)
+# may well go through another day.
+PERMANENT_STATUSES = frozenset(range(400, 500)) - RETRY_STATUSES
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crawler import jsondata
+from crawler import jsondata, retry
 from crawler.engine import Engine
 from crawler.errors import ConfigError
 from crawler.exporters import STDOUT, FeedExporter, exporter_for, open_private
 from crawler.fetcher import Fetcher
+from crawler.frontier import Frontier
 from crawler.frontier.sqlite import SqliteFrontier
 from crawler.metrics.server import serve_metrics
 from crawler.progress import Progress
@@ -59,6 +60,8 @@ class CrawlResult:
     stopped: bool
     state: Path | None
     items: list[dict[str, Any]] | None = None
+    requeued: int = 0
+    """Failed requests of earlier runs this run queued again (``retry_failed_on_rerun``)."""
 
 
 def resolve_settings(job: CrawlJob) -> Settings:
@@ -88,9 +91,24 @@ def check_outputs(job: CrawlJob) -> None:
             claimed[key] = f"{option} {path}"
 
 
+def _check_access(path: Path) -> None:
+    """Refuse a state file this user cannot read and write, or whose folder it cannot write:
+    SQLite creates the -wal and -shm files beside it, and fails late and obscurely otherwise."""
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(
+            f"--state {path}: permission denied (the file must be readable and writable)"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--state {path}: permission denied: folder {path.parent} is not writable"
+            f" (SQLite keeps {path.name}-wal and {path.name}-shm beside the state)"
+        )
+
+
 def _create_private(path: Path) -> None:
     """Create a new state file with mode 0600 before SQLite opens it (its -wal and -shm files
     take the database file's mode)."""
+    _check_access(path)
     try:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
@@ -139,7 +157,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
     ``settings`` are the job's, when the caller resolved them already."""
     settings = settings or resolve_settings(job)
     check_outputs(job)
-    spider = job.spider(**job.arguments)
+    spider = _create_spider(job)
     async with _state_file(job.state) as state_path:
         frontier = SqliteFrontier(state_path)
         saved = await frontier.open(spider.name)
@@ -151,6 +169,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
             if job.feed is None and job.state is None:
                 log.warning("no -o FILE and no --state FILE: the items will not be kept")
             stats = Stats.from_dict(saved)
+            requeued = await _requeue_failed(frontier, settings, stats) if saved else 0
             exporter = (
                 await _open_feed(job.feed, frontier, settings, overwrite=job.overwrite_feed)
                 if job.feed
@@ -178,7 +197,29 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
         with open_private(job.stats) as file:
             file.truncate()
             file.write(jsondata.dumps(stats.to_dict(), indent=True))
-    return CrawlResult(stats, stopped, job.state)
+    return CrawlResult(stats, stopped, job.state, requeued=requeued)
+
+
+def _create_spider(job: CrawlJob) -> Spider:
+    """The spider, or a one-line ConfigError naming it when its ``__init__`` raises."""
+    try:
+        return job.spider(**job.arguments)
+    except Exception as exc:
+        name = job.spider.name or job.spider.__name__
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ConfigError(f"spider {name!r} failed to start: {detail}") from None
+
+
+async def _requeue_failed(frontier: Frontier, settings: Settings, stats: Stats) -> int:
+    """A rerun gives the requests that failed in earlier runs another chance (not the
+    permanent 4xx ones): they count as failures again only if they fail again."""
+    if not settings.retry_failed_on_rerun:
+        return 0
+    count = await frontier.requeue_failed(retry.PERMANENT_STATUSES)
+    if count:
+        stats.requeued(count)
+        log.info("re-queued %d requests that failed in earlier runs", count)
+    return count
 
 
 async def _run(engine: Engine) -> bool:

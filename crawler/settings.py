@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     max_retries: int = Field(3, ge=0, le=100, description="retries of a transient failure")
     retry_backoff: float = Field(0.5, ge=0, description="first retry wait in seconds; doubles")
     retry_backoff_max: float = Field(30.0, ge=0, description="longest backoff wait, seconds")
+    retry_failed_on_rerun: bool = Field(
+        True,
+        description="a rerun on a state re-queues its failed requests (not 4xx but 408 and 429)",
+    )
     max_retry_after: float = Field(
         300.0, ge=0, description="longest Retry-After honoured, seconds; longer ones fail the page"
     )
@@ -128,7 +132,11 @@ class Settings(BaseSettings):
     csv_escape_formulas: bool = Field(
         True, description="prefix CSV cells that start with = + - @ tab or CR with '"
     )
-    log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
+    log_level: str = Field(
+        "INFO",
+        pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$",
+        description="the crawler's and spiders' log level; other libraries log WARNING and up",
+    )
     progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="port of /metrics and /healthz; unset or 0: off"

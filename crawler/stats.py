@@ -37,6 +37,7 @@ class Stats:
     items_dropped: int = 0
     retries: int = 0
     failures: int = 0
+    failures_requeued: int = 0
     callback_errors: int = 0
     hook_errors: int = 0  # open_spider, close_spider or closed raised
     duplicates_filtered: int = 0
@@ -71,6 +72,12 @@ class Stats:
     def failed(self, reason: str) -> None:
         self.failures += 1
         self.failure_reasons[reason] += 1
+
+    def requeued(self, count: int) -> None:
+        """``count`` failed requests are queued again: they are failures no more (unless they
+        fail again); ``failure_reasons`` keeps the history of every failure."""
+        self.failures = max(0, self.failures - count)
+        self.failures_requeued += count
 
     def tick(self) -> None:
         self.elapsed_s = round(self._elapsed_before + time.monotonic() - self._started, 3)

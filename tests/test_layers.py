@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "crawler.links": 2,
     "crawler.rules": 2,
     "crawler.failure": 2,
+    "crawler.summary": 2,
     # adapters and tools; the transport is the fetcher's lower half
     "crawler.transport": 3,
     "crawler.fetcher": 3,

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,6 +67,11 @@ class Frontier(Protocol):
         """Open (creating or resuming) and return the saved stats; in-flight work is re-queued."""
 
     async def close(self) -> None: ...
+
+    async def requeue_failed(self, permanent: Collection[int]) -> int:
+        """Queue the failed requests again, but those whose status is in ``permanent``;
+        returns how many. One transaction; nothing else is buffered meanwhile (call it right
+        after ``open``)."""
 
     def add(self, requests: Sequence[Request]) -> int:
         """Buffer new requests; returns how many were dropped at once as seen duplicates."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import aiosqlite
 from crawler import jsondata
 from crawler.dedup import RecentSet
 from crawler.errors import StateError
-from crawler.frontier import Counts, Flushed, Outcome, RobotsRecord
+from crawler.frontier import Counts, Flushed, Outcome, RequestState, RobotsRecord
 from crawler.request import Request
 
 SCHEMA_VERSION = "2"  # 2: WHATWG canonical URLs (new fingerprints), robots.txt kept per site
@@ -102,6 +102,13 @@ class SqliteFrontier:
             await self._db.execute("UPDATE requests SET state = 0 WHERE state = 1")
             rows = await self._rows("SELECT COALESCE(MAX(id), 0) FROM items")
             self._next_item = rows[0][0] + 1
+        except sqlite3.OperationalError as exc:
+            # Not a bad file but a file (or its folder, where the -wal and -shm files go) that
+            # this user may not write, or a locked or full disk.
+            await self.close()
+            raise StateError(
+                f"state file {self.path} cannot be opened for writing: {exc}"
+            ) from None
         except sqlite3.DatabaseError as exc:
             await self.close()
             raise StateError(
@@ -140,6 +147,20 @@ class SqliteFrontier:
             )
         if meta.get("schema", b"").decode() != SCHEMA_VERSION:
             raise StateError(f"state file {self.path} was written by another crawler version")
+
+    async def requeue_failed(self, permanent: Collection[int]) -> int:
+        failed, queued = int(RequestState.FAILED), int(RequestState.QUEUED)
+        async with self._lock:
+            try:
+                cursor = await self.db.execute(
+                    "UPDATE requests SET state = ?, retries = 0, status = NULL, error = NULL"
+                    " WHERE state = ? AND (status IS NULL OR status NOT IN"
+                    " (SELECT value FROM json_each(?)))",
+                    (queued, failed, jsondata.dumps(sorted(permanent)).decode()),
+                )
+            except sqlite3.Error as exc:
+                raise self._broken(exc) from None
+            return cursor.rowcount
 
     async def close(self) -> None:
         if self._db is not None:
