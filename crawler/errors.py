@@ -5,6 +5,7 @@ CrawlerError
 │   ├── SettingsError       a setting with a bad value or an unknown name
 │   └── SpiderLoadError     no such spider, or its file does not import
 ├── StateError              the state file is unreadable, corrupt or of another crawl
+├── FeedError               a feed cannot be written (disk full, stdout's reader went away)
 ├── SpiderError             a spider broke the API (e.g. a callback that is not a method)
 ├── FetchError              one page could not be fetched; counted, never crashes the crawl
 │   ├── TransientError      worth retrying: connection and read errors, timeouts
@@ -43,6 +44,10 @@ class SpiderLoadError(ConfigError):
 
 class StateError(CrawlerError):
     """The state database cannot be used."""
+
+
+class FeedError(CrawlerError):
+    """A feed cannot be written; the crawl stops, its state keeps the items for a resume."""
 
 
 class SpiderError(CrawlerError):

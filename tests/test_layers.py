@@ -59,6 +59,16 @@ LAYERS: dict[str, int] = {
     "crawler.loader": 3,
     "crawler.parsing": 3,
     "crawler.testing": 3,
+    "crawler.metrics": 3,
+    "crawler.metrics.health": 3,
+    "crawler.metrics.prometheus": 3,
+    "crawler.metrics.server": 3,
+    # the schedule service (crawler/service/, layout.md): a pure timetable, its config and
+    # history, one run's child process, and the loop above them
+    "crawler.service.timetable": 2,
+    "crawler.service.config": 3,
+    "crawler.service.history": 3,
+    "crawler.service.runs": 4,
     # the crawl
     "crawler.admission": 4,
     "crawler.robots_cache": 4,
@@ -66,6 +76,8 @@ LAYERS: dict[str, int] = {
     "crawler.engine": 5,
     "crawler.runner": 6,
     "crawler.shell": 6,
+    "crawler.service": 6,
+    "crawler.service.daemon": 6,
     "crawler.cli": 7,
     "crawler.__main__": 8,
     # The facade re-exports the API; nothing inside the package may import it.
@@ -83,6 +95,11 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
     ),
     ("crawler.fetcher", "crawler.transport"): (False, "the fetcher's client runs on it"),
     ("crawler.sandbox", "crawler.bookstore"): (False, "the sandbox serves the bookstore's pages"),
+    ("crawler.metrics.health", "crawler.metrics"): (False, "health reads a CrawlView"),
+    ("crawler.metrics.prometheus", "crawler.metrics"): (False, "its collectors read the views"),
+    ("crawler.metrics.server", "crawler.metrics"): (False, "it serves a view's metrics"),
+    ("crawler.metrics.server", "crawler.metrics.health"): (False, "/healthz and the ticker"),
+    ("crawler.metrics.server", "crawler.metrics.prometheus"): (False, "/metrics, loaded on use"),
     ("crawler.items", "crawler.spider"): (True, "ItemPipeline.process_item's spider argument"),
     ("crawler.spider", "crawler.items"): (True, "Spider.pipelines is a list of ItemPipeline"),
     ("crawler.spider", "crawler.response"): (True, "Spider.parse takes a Response"),
@@ -103,17 +120,20 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "httpx": {"crawler.fetcher", "crawler.response", "crawler.transport"},
     "selectolax": {"crawler.response", "crawler.selectors", "crawler.parse_worker"},
     "tenacity": {"crawler.retry", "crawler.engine"},
-    "aiosqlite": {"crawler.frontier.sqlite"},
+    "aiosqlite": {"crawler.frontier.sqlite", "crawler.service.history"},
     "sqlite3": {"crawler.frontier.sqlite"},
     "click": {"crawler.cli"},
     "protego": {"crawler.robots"},
     "pydantic_settings": {"crawler.settings"},
-    "aiohttp": {"crawler.transport"},
+    # aiohttp: the client under httpx in the transport; its web server for /metrics.
+    "aiohttp": {"crawler.transport", "crawler.metrics.server"},
+    "prometheus_client": {"crawler.metrics.prometheus"},
     "httpcore": {"crawler.transport"},
     "orjson": {"crawler.jsondata"},
     "webencodings": {"crawler.encoding"},
     "ada_url": {"crawler.urls"},
     "defusedxml": {"crawler.sitemaps"},
+    "cronsim": {"crawler.service.timetable"},
 }
 
 PUBLIC_API = [
