@@ -366,13 +366,38 @@ async def _robots_allow(fetcher: Fetcher, url: str, token: str) -> bool:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
-def sandbox(host: str, port: int) -> None:
+@click.option(
+    "--change-every",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Change some books this often: their price, so their pages' ETags move.",
+)
+@click.option(
+    "--change-count",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="How many books each change touches (with --change-every).",
+)
+def sandbox(host: str, port: int, change_every: float | None, change_count: int) -> None:
     """Serve the offline demo bookstore until Ctrl-C."""
     from crawler.sandbox import SandboxServer  # noqa: PLC0415 - only this command needs it
 
     server = _bind(lambda: SandboxServer(host, port), f"{host}:{port}")
+    if change_every is not None:
+        try:
+            server.change_every(change_every, change_count, _echo_changes)
+        except ValueError as exc:
+            server.stop()
+            _fail(str(exc))
+        click.echo(f"{change_count} books change every {change_every:g} s", err=True)
     click.echo(f"sandbox bookstore on {server.base_url}/ (Ctrl-C to stop)", err=True)
     server.serve_forever()
+
+
+def _echo_changes(urls: list[str]) -> None:
+    paths = ", ".join(urlsplit(url).path for url in urls)
+    click.echo(f"changed {len(urls)} books: {paths}", err=True)
 
 
 def _bind(make: Callable[[], T], where: str) -> T:

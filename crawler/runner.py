@@ -17,7 +17,7 @@ from typing import Any
 
 from crawler import jsondata, retry
 from crawler.engine import Engine
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, CrawlerError
 from crawler.exporters import STDOUT, FeedExporter, exporter_for, open_private
 from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier
@@ -204,6 +204,8 @@ def _create_spider(job: CrawlJob) -> Spider:
     """The spider, or a one-line ConfigError naming it when its ``__init__`` raises."""
     try:
         return job.spider(**job.arguments)
+    except CrawlerError:
+        raise  # our own one-line errors (a bad -a argument) say it already
     except Exception as exc:
         name = job.spider.name or job.spider.__name__
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,303 +1,53 @@
-"""The offline demo site: a seeded bookstore catalogue, rendered once and served on loopback.
+"""The offline demo site, served on loopback: the bookstore's pages with validators, and changes.
 
-Tests, benchmarks and `crawler sandbox` crawl it instead of the web; `expected_items` is the truth.
+Tests, benchmarks and `crawler sandbox` crawl it instead of the web. Every page has a strong ETag
+and a Last-Modified, and a conditional GET of an unchanged page gets a 304. `change_books` changes
+some books (their price), so their pages' ETags and Last-Modified move, as a recrawl expects.
 """
 
 from __future__ import annotations
 
-import gzip
-import html
-import random
+import calendar
+import email.utils
+import hashlib
 import re
 import threading
-import unicodedata
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 from urllib.parse import urlsplit
 
-PAGE_SIZE = 20
-# Uneven on purpose: Fiction needs a second listing page, Poetry stays tiny.
-_SIZES = {"Fiction": 22, "Mystery": 11, "Science": 9, "History": 8, "Travel": 6, "Poetry": 4}
-_RATINGS = ("One", "Two", "Three", "Four", "Five")
-# fmt: off
-_ADJECTIVES = ("Silent", "Crimson", "Hidden", "Last", "Forgotten", "Golden", "Restless", "Quiet",
-               "Burning", "Distant")
-_NOUNS = ("Garden", "Lighthouse", "Orchard", "Map", "Harbour", "Theory", "Archive", "River",
-          "Empire", "Atlas", "Comet")
-_PLACES = ("Lisbon", "the Northern Sea", "Kyoto", "Málaga", "the Andes", "Old Prague", "Zanzibar")
-_NAMES = ("Zoë", "Margaret", "Tomás", "Ines", "Arthur", "Nadia", "Hugo", "Edith")
-_PATTERNS = ("The {adj} {noun}", "{noun} of {place}", "{name}'s {noun}", "{noun} & {noun2}",
-             "A {adj} {noun} in {place}", "The {adj} {noun}: Notes from {place}")
-_THEMES = ("memory & loss", "a family's long summer", "an unlikely friendship",
-           "the sea's patience")
-_OPENERS = ("A luminous {genre} book about {theme}.", "An unhurried {genre} study of {theme}.",
-            "This celebrated {genre} title follows {theme}.")
-_CLOSERS = ('Readers call it "impossible to put down".', "Includes notes and a short afterword.",
-            "The author's first book in a decade.")
-# fmt: on
-
-
-@dataclass(frozen=True, slots=True)
-class Book:
-    """One catalogue entry; its detail page lives at `/catalogue/<slug>/index.html`."""
-
-    title: str
-    slug: str
-    upc: str
-    price: float
-    rating: int
-    in_stock: bool
-    category: str
-    description: str
-
-    @property
-    def path(self) -> str:
-        return f"/catalogue/{self.slug}/index.html"
-
-
-def _slugify(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text.replace("'", "")).encode("ascii", "ignore")
-
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.decode().lower()).strip("-")
-
-
-def _title(rng: random.Random, taken: set[str]) -> str:
-    while True:
-        noun, noun2 = rng.sample(_NOUNS, 2)
-        title = rng.choice(_PATTERNS).format(
-            adj=rng.choice(_ADJECTIVES), noun=noun, noun2=noun2,
-            place=rng.choice(_PLACES), name=rng.choice(_NAMES),
-        )  # fmt: skip
-        if title not in taken:
-            taken.add(title)
-            return title
-
-
-def _description(rng: random.Random, category: str) -> str:
-    opener = rng.choice(_OPENERS).format(genre=category.lower(), theme=rng.choice(_THEMES))
-    return f"{opener} {rng.choice(_CLOSERS)}"
-
-
-def _generate_catalogue(seed: int) -> tuple[Book, ...]:
-    rng = random.Random(seed)
-    categories = [name for name, size in _SIZES.items() for _ in range(size)]
-    rng.shuffle(categories)
-    taken: set[str] = set()
-    books = []
-    for number, category in enumerate(categories, start=1):
-        title = _title(rng, taken)
-        upc, pence = f"{rng.getrandbits(64):016x}", rng.randint(750, 5999)
-        rating, in_stock = rng.randint(1, 5), rng.random() < 0.8
-        slug, description = f"{_slugify(title)}_{number}", _description(rng, category)
-        books.append(Book(title, slug, upc, pence / 100, rating, in_stock, category, description))
-    return tuple(books)
-
-
-CATALOGUE: tuple[Book, ...] = _generate_catalogue(1234)
-CATEGORIES: tuple[str, ...] = tuple(_SIZES)
-# Every 20th book (from the 8th) recommends a "related" book that was never published.
-_BROKEN_RELATED = {book.slug: f"out-of-print_{900 + i}" for i, book in enumerate(CATALOGUE[7::20])}
-BROKEN_PATHS: tuple[str, ...] = (
-    "/about.html",
-    *(f"/catalogue/{slug}/index.html" for slug in _BROKEN_RELATED.values()),
+from crawler.bookstore import (
+    BROKEN_PATHS,
+    CATALOGUE,
+    CATEGORIES,
+    NOT_FOUND,
+    PAGE_SIZE,
+    Book,
+    book_lastmod,
+    book_url,
+    category_path,
+    expected_items,
+    render_site,
+    reprice,
 )
 
-
-def book_url(base_url: str, book: Book) -> str:
-    """The absolute URL of a book's detail page: `<base_url>/catalogue/<slug>/index.html`."""
-    return base_url + book.path
-
-
-def expected_items(base_url: str) -> list[dict[str, object]]:
-    """What a correct spider scrapes from every detail page, in catalogue order."""
-    return [
-        {
-            "title": book.title,
-            "price": book.price,
-            "category": book.category,
-            "rating": book.rating,
-            "in_stock": book.in_stock,
-            "upc": book.upc,
-            "url": book_url(base_url, book),
-        }
-        for book in CATALOGUE
-    ]
-
-
-def category_path(category: str, page: int = 1) -> str:
-    """The path of one listing page of a category, e.g. `/catalogue/category/travel/index.html`."""
-    name = "index.html" if page == 1 else f"page-{page}.html"
-    return f"/catalogue/category/{_slugify(category)}/{name}"
-
-
-# -- rendering -------------------------------------------------------------------------------------
-
-_e = html.escape
-
-
-def _document(title: str, body: str) -> bytes:
-    return f"""<!DOCTYPE html>
-<html lang="en-GB">
-<head><meta charset="utf-8"><title>{_e(title)} | Sandbox Books</title></head>
-<body id="top">
-<header class="page_header"><a href="/">Sandbox Books</a></header>
-<div class="container">{body}</div>
-<footer><p>An offline catalogue for crawler tests. Prices in GBP.</p></footer>
-</body>
-</html>
-""".encode()
-
-
-def _stock(book: Book) -> str:
-    if book.in_stock:
-        return '<p class="instock availability">In stock</p>'
-    return '<p class="outofstock availability">Out of stock</p>'
-
-
-def _product_pod(book: Book, href: str) -> str:
-    short = book.title if len(book.title) <= 30 else book.title[:27].rstrip() + "..."
-    return (
-        f'<li><article class="product_pod"><p class="star-rating {_RATINGS[book.rating - 1]}"></p>'
-        f'<h3><a href="{href}" title="{_e(book.title)}">{_e(short)}</a></h3>'
-        f'<div class="product_price"><p class="price_color">£{book.price:.2f}</p>'
-        f"{_stock(book)}</div></article></li>"
-    )
-
-
-def _sidebar() -> str:
-    links = "".join(f'<li><a href="{category_path(c)}">{_e(c)}</a></li>' for c in CATEGORIES)
-    return f'<aside class="sidebar"><ul class="nav nav-list">{links}</ul></aside>'
-
-
-def _listing_pages(
-    heading: str, books: Sequence[Book], directory: str, first: str, up: str
-) -> dict[str, bytes]:
-    """Pages of 20 product pods named `first`, page-2.html, ...; `up` leads back to /catalogue/."""
-
-    def name(number: int) -> str:
-        return first if number == 1 else f"page-{number}.html"
-
-    chunks = [books[i : i + PAGE_SIZE] for i in range(0, len(books), PAGE_SIZE)]
-    pages = {}
-    for number, chunk in enumerate(chunks, start=1):
-        path = f"{directory}/{name(number)}"
-        pods = "".join(_product_pod(b, f"{up}{b.slug}/index.html") for b in chunk)
-        pager = f'<li class="current">Page {number} of {len(chunks)}</li>'
-        if number > 1:
-            pager = f'<li class="previous"><a href="{name(number - 1)}">previous</a></li>' + pager
-        if number < len(chunks):
-            pager += f'<li class="next"><a href="{name(number + 1)}">next</a></li>'
-        body = (
-            f"{_sidebar()}<section><h1>{_e(heading)}</h1>"
-            f"<p><strong>{len(books)}</strong> results.</p>"
-            f'<ol class="row">{pods}</ol><ul class="pager">{pager}</ul>'
-            f'<p><a href="{path}#top">Back to top</a></p></section>'
-        )
-        pages[path] = _document(f"{heading} (page {number})", body)
-    return pages
-
-
-def _detail_page(book: Book, related: Sequence[Book]) -> bytes:
-    links = [f'<li><a href="../{b.slug}/index.html">{_e(b.title)}</a></li>' for b in related]
-    if book.slug in _BROKEN_RELATED:
-        links.append(
-            f'<li><a href="../{_BROKEN_RELATED[book.slug]}/index.html">Out of print</a></li>'
-        )
-    price, category = f"£{book.price:.2f}", _slugify(book.category)
-    stock = "In stock" if book.in_stock else "Out of stock"
-    rows = (("UPC", book.upc), ("Product Type", "Books"), ("Price", price), ("Availability", stock))
-    table = "".join(f"<tr><th>{k}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    body = (
-        '<ul class="breadcrumb"><li><a href="../../index.html">Home</a></li>'
-        '<li><a href="/catalogue/page-1.html">Books</a></li>'
-        f'<li><a href="../category/{category}/index.html">{_e(book.category)}</a></li>'
-        f'<li class="active">{_e(book.title)}</li></ul>'
-        f'<article class="product_page"><div class="product_main"><h1>{_e(book.title)}</h1>'
-        f'<p class="price_color">{price}</p>{_stock(book)}'
-        f'<p class="star-rating {_RATINGS[book.rating - 1]}"></p></div>'
-        '<div id="product_description" class="sub-header"><h2>Product Description</h2></div>'
-        f'<p>{_e(book.description)}</p><table class="table table-striped">{table}</table>'
-        f'<section class="related"><h2>You might also like</h2><ul>{"".join(links)}</ul></section>'
-        "</article>"
-    )
-    return _document(book.title, body)
-
-
-def _home_page(base_url: str) -> bytes:
-    items = "".join(
-        f'<li><a href="{category_path(c)}">{_e(c)}</a> ({n})</li>' for c, n in _SIZES.items()
-    )
-    body = (
-        "<h1>Welcome to Sandbox Books</h1>"
-        f'<p>Browse <a href="{base_url}/catalogue/page-1.html">all {len(CATALOGUE)} books</a>'
-        f' or pick a category:</p><ul class="categories">{items}</ul>'
-        '<p><a href="/about.html">About us</a> · <a href="/admin/index.html">Staff area</a></p>'
-    )
-    return _document("Home", body)
-
-
-def book_lastmod(book: Book) -> str:
-    """When a book's page last changed, as its sitemap entry says: one book every few days."""
-    return (date(2025, 1, 1) + timedelta(days=3 * CATALOGUE.index(book))).isoformat()
-
-
-def _urlset(base_url: str, entries: Sequence[tuple[str, str]]) -> bytes:
-    urls = "".join(
-        f"<url><loc>{_e(base_url + path)}</loc><lastmod>{lastmod}</lastmod></url>"
-        for path, lastmod in entries
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>\n'
-    ).encode()
-
-
-def _sitemaps(base_url: str) -> dict[str, bytes]:
-    """An index of two sitemaps: the listing pages (plain) and every book page (gzipped)."""
-    updated = "2026-01-01T08:00:00+00:00"
-    listings = [("/", updated), ("/catalogue/page-1.html", updated)]
-    listings += [(category_path(c), updated) for c in CATEGORIES]
-    books = [(book.path, book_lastmod(book)) for book in CATALOGUE]
-    children = "".join(
-        f"<sitemap><loc>{base_url}{path}</loc><lastmod>{updated}</lastmod></sitemap>"
-        for path in ("/sitemap-pages.xml", "/sitemap-books.xml.gz")
-    )
-    index = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex '
-        f'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{children}</sitemapindex>\n'
-    )
-    return {
-        "/sitemap.xml": index.encode(),
-        "/sitemap-pages.xml": _urlset(base_url, listings),
-        # mtime=0: the same bytes on every start
-        "/sitemap-books.xml.gz": gzip.compress(_urlset(base_url, books), mtime=0),
-    }
-
-
-def render_site(base_url: str) -> dict[str, bytes]:
-    """Every page of the site by path; `base_url` is used for the home page's absolute link, and
-    in robots.txt's `Sitemap:` line and the sitemaps, which hold absolute URLs."""
-    home = _home_page(base_url)
-    admin = "<h1>Staff area</h1><p>Stock control. Robots keep out.</p>"
-    pages = {"/": home, "/index.html": home, "/admin/index.html": _document("Staff", admin)}
-    robots = f"User-agent: *\nDisallow: /admin/\n\nSitemap: {base_url}/sitemap.xml\n"
-    pages["/robots.txt"] = robots.encode()
-    pages |= _sitemaps(base_url)
-    pages |= _listing_pages("All books", CATALOGUE, "/catalogue", "page-1.html", "../catalogue/")
-    for category in CATEGORIES:
-        books = [b for b in CATALOGUE if b.category == category]
-        directory = category_path(category).rsplit("/", 1)[0]
-        pages |= _listing_pages(category, books, directory, "index.html", "../../")
-        for i, book in enumerate(books):
-            related = [books[(i + step) % len(books)] for step in (1, 2)]
-            pages[book.path] = _detail_page(book, related)
-    return pages
-
-
-# -- serving ---------------------------------------------------------------------------------------
+__all__ = [
+    "BROKEN_PATHS",
+    "CATALOGUE",
+    "CATEGORIES",
+    "PAGE_SIZE",
+    "Book",
+    "SandboxServer",
+    "book_lastmod",
+    "book_url",
+    "category_path",
+    "expected_items",
+    "is_not_modified",
+]
 
 IDLE_TIMEOUT_S = 15.0
 _HTML = "text/html; charset=utf-8"
@@ -306,7 +56,73 @@ _CONTENT_TYPES = {
     "xml": "application/xml",
     "gz": "application/gzip",  # a file that is gzip, not a body sent with Content-Encoding
 }
-_NOT_FOUND = _document("Not found", "<h1>404 Not Found</h1><p>No such page.</p>")
+# Pages other than book pages were last modified when the sitemaps say the listings were.
+_SITE_UPDATED_S = calendar.timegm((2026, 1, 1, 8, 0, 0))
+_BOOK_UPDATED_S = {
+    book.path: calendar.timegm(time.strptime(book_lastmod(book), "%Y-%m-%d")) for book in CATALOGUE
+}
+# Coprime with the 60 books: successive changes visit every book before any book changes twice.
+_CHANGE_STRIDE = 7
+_ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    body: bytes
+    content_type: str
+    etag: str  # strong: a hash of the body, so it is the same on every start
+    modified_s: int
+
+    @property
+    def last_modified(self) -> str:
+        return email.utils.formatdate(self.modified_s, usegmt=True)
+
+
+def _site_pages(
+    rendered: Mapping[str, bytes], before: Mapping[str, _Page], now_s: int
+) -> dict[str, _Page]:
+    """Pages with validators; a page whose bytes did not change keeps its ETag and Last-Modified."""
+    pages = {}
+    for path, body in rendered.items():
+        old = before.get(path)
+        if old is not None and old.body == body:
+            pages[path] = old
+            continue
+        # Strictly later than the last version, so If-Modified-Since sees two changes in a second.
+        if old is not None:
+            modified_s = max(now_s, old.modified_s + 1)
+        else:
+            modified_s = _BOOK_UPDATED_S.get(path, _SITE_UPDATED_S)
+        content_type = _CONTENT_TYPES.get(path.rpartition(".")[2], _HTML)
+        etag = f'"{hashlib.blake2b(body, digest_size=8).hexdigest()}"'
+        pages[path] = _Page(body, content_type, etag, modified_s)
+    return pages
+
+
+def is_not_modified(
+    etag: str, modified_s: int, if_none_match: str | None, if_modified_since: str | None
+) -> bool:
+    """Whether a GET or HEAD with these conditions gets a 304 (RFC 9110 §13.2.2).
+
+    If-None-Match decides when present, by weak comparison (``W/"x"`` matches ``"x"``);
+    If-Modified-Since counts only without it, and an unparsable date is ignored.
+
+    >>> is_not_modified('"a1"', 0, 'W/"a1", "b2"', None)
+    True
+    """
+    if if_none_match is not None:
+        if if_none_match.strip() == "*":
+            return True
+        return etag.removeprefix("W/").strip('"') in _ENTITY_TAG.findall(if_none_match)
+    if if_modified_since is None:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False
+    if since.tzinfo is None:  # "-0000": an HTTP-date is always GMT
+        since = since.replace(tzinfo=UTC)
+    return modified_s <= since.timestamp()
 
 
 class _SiteHTTPServer(ThreadingHTTPServer):
@@ -316,13 +132,16 @@ class _SiteHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], idle_timeout_s: float) -> None:
         self.idle_timeout_s = idle_timeout_s
         super().__init__(address, _Handler)
-        self.pages: dict[str, bytes] = {}
+        # Replaced whole on a change, never mutated: a handler reads one consistent version.
+        self.pages: dict[str, _Page] = {}
         self.requests_served = 0
+        self.not_modified_served = 0
         self._lock = threading.Lock()
 
-    def count_request(self) -> None:
+    def count_request(self, *, not_modified: bool = False) -> None:
         with self._lock:
             self.requests_served += 1
+            self.not_modified_served += not_modified
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Quiet: a crawler that is killed or stopped drops its connections mid-request."""
@@ -350,19 +169,46 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent: a test run should not print one line per request."""
 
     def _respond(self, *, with_body: bool) -> None:
+        page = self.server.pages.get(urlsplit(self.path).path)
+        if page is None:
+            self.server.count_request()
+            self._send(404, _HTML, NOT_FOUND, with_body=with_body)
+            return
+        # Several If-None-Match lines are one comma-separated list.
+        tags = self.headers.get_all("If-None-Match")
+        if_none_match = ", ".join(tags) if tags else None
+        if is_not_modified(
+            page.etag, page.modified_s, if_none_match, self.headers.get("If-Modified-Since")
+        ):
+            self.server.count_request(not_modified=True)
+            self.send_response(304)
+            self._send_validators(page)
+            self.end_headers()
+            return
         self.server.count_request()
-        path = urlsplit(self.path).path
-        body = self.server.pages.get(path)
-        self.send_response(200 if body is not None else 404)
-        if body is None:
-            body = _NOT_FOUND
-        known = path in self.server.pages
-        content_type = _CONTENT_TYPES.get(path.rpartition(".")[2], _HTML) if known else _HTML
+        self._send(200, page.content_type, page.body, with_body=with_body, page=page)
+
+    def _send(
+        self,
+        status: int,
+        content_type: str,
+        body: bytes,
+        *,
+        with_body: bool,
+        page: _Page | None = None,
+    ) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if page is not None:
+            self._send_validators(page)
         self.end_headers()
         if with_body:
             self.wfile.write(body)
+
+    def _send_validators(self, page: _Page) -> None:
+        self.send_header("ETag", page.etag)
+        self.send_header("Last-Modified", page.last_modified)
 
 
 class SandboxServer:
@@ -370,6 +216,7 @@ class SandboxServer:
 
     with SandboxServer() as server:
         urllib.request.urlopen(server.base_url + "/robots.txt")
+        changed_urls = server.change_books(5)  # five books cost £1.00 more
     """
 
     def __init__(
@@ -377,8 +224,14 @@ class SandboxServer:
     ) -> None:
         self._host = host
         self._httpd = _SiteHTTPServer((host, port), idle_timeout_s)
-        self._httpd.pages = render_site(self.base_url)
+        self._httpd.pages = _site_pages(render_site(self.base_url), {}, 0)
+        self._books = list(CATALOGUE)
+        self._changed_at: dict[str, str] = {}  # slug -> when it last changed, for the sitemap
+        self._changes = 0
+        self._change_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._changer: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._closed = False
 
     @property
@@ -388,6 +241,59 @@ class SandboxServer:
     @property
     def requests_served(self) -> int:
         return self._httpd.requests_served
+
+    @property
+    def not_modified_served(self) -> int:
+        """How many requests got a 304."""
+        return self._httpd.not_modified_served
+
+    @property
+    def books(self) -> tuple[Book, ...]:
+        """The catalogue as served now, changes included: ``expected_items(url, server.books)``."""
+        with self._change_lock:
+            return tuple(self._books)
+
+    def change_books(self, count: int) -> list[str]:
+        """Change `count` books and return their page URLs: each costs £1.00 more, so its item,
+        its page, the listings that show it and the books sitemap get a new ETag and
+        Last-Modified. Deterministic: every book changes once before any changes twice."""
+        if not 0 <= count <= len(CATALOGUE):
+            raise ValueError(f"can change 0 to {len(CATALOGUE)} books at a time, not {count}")
+        with self._change_lock:
+            now_s = int(time.time())
+            picks = [(self._changes + i) * _CHANGE_STRIDE % len(CATALOGUE) for i in range(count)]
+            self._changes += count
+            stamp = datetime.fromtimestamp(now_s, UTC).isoformat()
+            for index in picks:
+                self._books[index] = reprice(self._books[index])
+                self._changed_at[self._books[index].slug] = stamp
+            rendered = render_site(self.base_url, self._books, self._changed_at)
+            self._httpd.pages = _site_pages(rendered, self._httpd.pages, now_s)
+        return [book_url(self.base_url, self._books[index]) for index in picks]
+
+    def change_every(
+        self,
+        interval_s: float,
+        count: int,
+        on_change: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        """Change `count` books every `interval_s` seconds on a daemon thread until `stop()`;
+        `on_change` gets each batch's URLs (the `crawler sandbox --change-every` demo)."""
+        if interval_s <= 0 or not 0 < count <= len(CATALOGUE):
+            raise ValueError(
+                f"--change-every must be above 0 s and --change-count 1 to {len(CATALOGUE)}"
+            )
+        if self._changer is not None:
+            raise RuntimeError("the sandbox already changes books periodically")
+
+        def change() -> None:
+            while not self._stopping.wait(interval_s):
+                urls = self.change_books(count)
+                if on_change is not None:
+                    on_change(urls)
+
+        self._changer = threading.Thread(target=change, name="sandbox-changes", daemon=True)
+        self._changer.start()
 
     def start(self) -> str:
         """Serve in a daemon thread and return the base URL; a stopped server cannot restart."""
@@ -405,6 +311,9 @@ class SandboxServer:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
+        if self._changer is not None:
+            self._changer.join()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -426,4 +335,7 @@ class SandboxServer:
 
     def __repr__(self) -> str:
         state = "stopped" if self._closed else "running" if self._thread else "bound"
-        return f"<SandboxServer {self.base_url} {state} requests_served={self.requests_served}>"
+        return (
+            f"<SandboxServer {self.base_url} {state} requests_served={self.requests_served}"
+            f" not_modified={self.not_modified_served} books_changed={self._changes}>"
+        )

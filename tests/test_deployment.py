@@ -1,0 +1,32 @@
+"""The compose deployment's shipped files: the scheduler's config validates and names spiders that
+load. (Building and running the images is `scripts/compose-smoke`, outside the test suite.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crawler import loader
+from crawler.service.config import read_schedules
+from crawler.settings import load_settings, read_config_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEDULE_CONFIG = ROOT / "config" / "schedule.toml"
+
+
+def test_the_compose_schedule_config_is_valid() -> None:
+    schedules = read_schedules(SCHEDULE_CONFIG)
+    assert [s.name for s in schedules] == ["books"]
+    for schedule in schedules:
+        assert loader.load(schedule.spider, ROOT / "spiders").name == schedule.spider
+        assert schedule.args["base_url"] == "http://sandbox:8765"  # the compose service
+        assert schedule.state is not None
+        assert schedule.state.parent == Path("/data")  # the crawl-data volume
+    settings = load_settings(read_config_file(SCHEDULE_CONFIG))
+    assert settings.per_host_concurrency == 4
+
+
+def test_the_compose_file_runs_the_shipped_schedule_config() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    assert '["schedule", "--config", "/app/config/schedule.toml"]' in compose
+    assert "http://127.0.0.1:9100/healthz" in compose
+    assert 'CRAWLER_METRICS_PORT: "9100"' in compose
