@@ -50,6 +50,10 @@ def lines(stats: Stats, *, stopped: bool, requeued: int = 0) -> list[str]:
         f"{data['offsite_filtered']} off-site, {data['robots_blocked']} blocked by robots.txt",
         f"statuses: {statuses}",
     ]
+    if stats.hook_errors:
+        out.append(
+            f"{stats.hook_errors} errors in open_spider, close_spider or closed hooks (see the log)"
+        )
     if exit_code(stats, stopped=stopped) == EXIT_FAILED:
         out.append(f"failed: {data['callback_errors']} callback errors and no item (see the log)")
     return out

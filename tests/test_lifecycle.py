@@ -16,6 +16,8 @@ import pytest
 import crawler
 from crawler import ItemPipeline, Request, Response, Spider, StateError
 from crawler.runner import CrawlJob, run
+from crawler.stats import Stats
+from crawler.summary import lines
 from tests.crawling import crawl
 from tests.site import TestSite
 
@@ -164,6 +166,13 @@ async def test_a_hook_that_raises_is_one_logged_line_and_counted(
         "Closing.closed",
     ]
     assert all(r.exc_info is None for r in hook_records)
+
+
+def test_the_summary_names_hook_errors_only_when_there_are_some() -> None:
+    assert lines(Stats(hook_errors=2), stopped=False)[-1] == (
+        "2 errors in open_spider, close_spider or closed hooks (see the log)"
+    )
+    assert not any("hooks" in line for line in lines(Stats(), stopped=False))
 
 
 async def test_max_pages_closes_with_closespider_pagecount(site: TestSite, tmp_path: Path) -> None:
