@@ -1,4 +1,4 @@
-"""The ``crawler`` command line: run, list, new, fetch, shell, sandbox and demo."""
+"""The ``crawler`` command line: run, runs, list, new, fetch, shell, sandbox and demo."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from crawler import loader, runner
-from crawler.errors import CrawlerError, SettingsError
+from crawler import jsondata, loader, runner, runs
+from crawler.errors import CrawlerError, SettingsError, StateLocked
 from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
 from crawler.request import Request
@@ -48,9 +48,9 @@ class {cls}(Spider):
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\`]")
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, code: int = runs.EXIT_BAD_INPUT) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -64,6 +64,8 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner_:
             return runner_.run(coro)
+    except StateLocked as exc:
+        _fail(str(exc), runs.EXIT_LOCKED)
     except CrawlerError as exc:
         _fail(str(exc))
 
@@ -109,6 +111,18 @@ def main() -> None:
 @config_option
 @spiders_dir_option
 @click.option("--progress/--no-progress", default=True, help="Live status line on a terminal.")
+@click.option(
+    "--trigger",
+    type=click.Choice([str(trigger) for trigger in runs.Trigger]),
+    default=str(runs.Trigger.MANUAL),
+    show_default=True,
+    help="Why this run starts, for the run history (crawler schedule sets it).",
+)
+@click.option(
+    "--scheduled-for",
+    metavar="ISO",
+    help="The time a schedule meant this run for, e.g. 2026-12-05T12:00:00Z (history only).",
+)
 def run(
     *,
     spider: str,
@@ -120,8 +134,13 @@ def run(
     config: Path | None,
     spiders_dir: Path,
     progress: bool,
+    trigger: str,
+    scheduled_for: str | None,
 ) -> None:
-    """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file)."""
+    """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file).
+
+    Exit codes: 0 finished, 1 crashed or failed, 2 bad input, 3 stopped (resumable),
+    4 the state is in use by another run, 130 stopped at once (second Ctrl-C)."""
     try:
         job = runner.CrawlJob(
             spider=loader.load(spider, spiders_dir),
@@ -132,6 +151,8 @@ def run(
             stats=stats_file,
             config=config,
             progress=progress,
+            trigger=runs.Trigger(trigger),
+            scheduled_for=runs.parse_scheduled_for(scheduled_for) if scheduled_for else None,
         )
         settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
     except CrawlerError as exc:
@@ -143,6 +164,7 @@ def run(
         click.echo("stopped at once; the state holds everything committed so far", err=True)
         sys.exit(130)
     _summary(result.stats, output)
+    _totals(result)
     if result.stopped:
         hint = f" --state {state}" if state else " (no --state: this crawl cannot be resumed)"
         click.echo(f"stopped; run again with{hint} to resume", err=True)
@@ -177,6 +199,46 @@ def _summary(stats: Stats, feed: Path | None) -> None:
     click.echo(f"statuses: {statuses}", err=True)
     if feed is not None:
         click.echo(f"items written to {feed}", err=True)
+
+
+def _totals(result: runner.CrawlResult) -> None:
+    """The run's place in the state's history, and the totals over every run of it."""
+    if result.state is None:
+        return
+    run, total = result.run, result.totals
+    resumed = f", resumed {result.run.resumes}x" if run.resumes else ""
+    click.echo(
+        f"run {run.id} ({run.trigger}{resumed}): {run.outcome}; totals over {run.id} runs: "
+        f"{total.pages_crawled} pages, {total.items_scraped} items, {total.failures} failures "
+        f"in {total.elapsed_s:.1f}s",
+        err=True,
+    )
+
+
+@main.command(name="runs")
+@click.option(
+    "--state", type=click.Path(path_type=Path), required=True, help="State file of the crawl."
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON: every run with its stats.")
+def list_runs(state: Path, as_json: bool) -> None:
+    """List the runs kept in a state file: trigger, times, outcome, exit code, counters."""
+    try:
+        history, holder = runner.run_history(state)
+    except CrawlerError as exc:
+        _fail(str(exc))
+    if as_json:
+        records = [run.to_dict() for run in history or []]
+        click.echo(jsondata.dumps(records, indent=True))
+        return
+    if history is None:
+        click.echo(f"no runs recorded in {state}: its crawler kept no run records", err=True)
+        return
+    if not history:
+        click.echo(f"no runs recorded in {state} yet", err=True)
+        return
+    click.echo(runs.table(history, live=holder is not None))
+    if holder is not None:
+        click.echo(f"under way: {holder}", err=True)
 
 
 @main.command(name="list")

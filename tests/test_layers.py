@@ -47,11 +47,14 @@ LAYERS: dict[str, int] = {
     "crawler.links": 2,
     "crawler.rules": 2,
     "crawler.failure": 2,
+    "crawler.runs": 2,  # run records over stats, and how a run ended
     # adapters and tools; the transport is the fetcher's lower half
     "crawler.transport": 3,
     "crawler.fetcher": 3,
     "crawler.frontier": 3,
     "crawler.frontier.sqlite": 3,
+    "crawler.frontier.sqlite_runs": 3,
+    "crawler.lock": 3,
     "crawler.exporters": 3,
     "crawler.progress": 3,
     "crawler.sandbox": 3,
@@ -79,6 +82,10 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
     ("crawler.frontier.sqlite", "crawler.frontier"): (
         False,
         "a backend implements the package's Frontier protocol and its records",
+    ),
+    ("crawler.frontier.sqlite", "crawler.frontier.sqlite_runs"): (
+        False,
+        "the SQLite state's runs table",
     ),
     ("crawler.fetcher", "crawler.transport"): (False, "the fetcher's client runs on it"),
     ("crawler.items", "crawler.spider"): (True, "ItemPipeline.process_item's spider argument"),
@@ -112,6 +119,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "webencodings": {"crawler.encoding"},
     "ada_url": {"crawler.urls"},
     "defusedxml": {"crawler.sitemaps"},
+    "fcntl": {"crawler.lock"},
 }
 
 PUBLIC_API = [

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crawler.request import Request
+from crawler.runs import Run
 
 
 class RequestState(enum.IntEnum):
@@ -101,3 +102,17 @@ class Frontier(Protocol):
     def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]: ...
 
     async def counts(self) -> Counts: ...
+
+    async def last_run(self) -> Run | None: ...
+
+    async def runs(self) -> list[Run]:
+        """Every run recorded, oldest first."""
+
+    async def start_run(self, run: Run) -> Run:
+        """Record a new run and give it its id; ``save_stats`` then writes its stats."""
+
+    async def resume_run(self, run: Run) -> Run:
+        """Mark an unfinished run running again; ``save_stats`` then writes its stats."""
+
+    async def finish_run(self, run: Run, stats: dict[str, Any] | None) -> None:
+        """Record the run's outcome, exit code and end, and its final stats unless None."""
