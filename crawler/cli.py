@@ -206,13 +206,14 @@ def _totals(result: runner.CrawlResult) -> None:
     if result.state is None:
         return
     run, total = result.run, result.totals
-    resumed = f", resumed {result.run.resumes}x" if run.resumes else ""
-    click.echo(
-        f"run {run.id} ({run.trigger}{resumed}): {run.outcome}; totals over {run.id} runs: "
-        f"{total.pages_crawled} pages, {total.items_scraped} items, {total.failures} failures "
-        f"in {total.elapsed_s:.1f}s",
-        err=True,
+    resumed = f", resumed {run.resumes}x" if run.resumes else ""
+    totals = (
+        f"; totals over {run.id} runs: {total.pages_crawled} pages, {total.items_scraped} items,"
+        f" {total.failures} failures in {total.elapsed_s:.1f}s"
+        if run.id > 1
+        else ""
     )
+    click.echo(f"run {run.id} ({run.trigger}{resumed}): {run.outcome}{totals}", err=True)
 
 
 @main.command(name="runs")

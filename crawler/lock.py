@@ -25,7 +25,7 @@ if sys.platform != "win32":
 SUFFIX = ".lock"
 # A refused lock is tried again for a moment: `crawler runs` takes it shared for an instant
 # to see whether a run is under way, which must not turn a starting run away.
-TRIES = 6
+TRIES = 3
 RETRY_S = 0.05
 
 

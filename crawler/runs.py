@@ -146,7 +146,7 @@ def outcome_of(stats: Stats, *, stopped: bool) -> RunOutcome:
 
 _HEADER = (
     "run", "trigger", "scheduled for", "started", "ended", "outcome", "exit", "resumed",
-    "pages", "items", "new", "changed", "not mod.", "failures", "bytes", "crawl time",
+    "pages", "items", "new", "changed", "not mod.", "failures", "bytes", "time",
 )  # fmt: skip
 _LEFT = {"trigger", "scheduled for", "started", "ended", "outcome"}
 
@@ -172,11 +172,13 @@ def table(runs: Sequence[Run], *, live: bool) -> str:
         "total", "", "", "", "", "", "", "", *(str(summed[c]) for c in COUNTERS if c != "bytes"),
         _size(summed["bytes"]), _seconds(total.get("elapsed_s", 0.0)),
     ])  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+    # A column no run has a value in (nothing scheduled, say) is left out.
+    shown = [i for i in range(len(_HEADER)) if any(row[i] != "-" for row in rows[1:-1])]
+    widths = {i: max(len(row[i]) for row in rows) for i in shown}
     return "\n".join(
         "  ".join(
-            cell.ljust(width) if name in _LEFT else cell.rjust(width)
-            for cell, width, name in zip(row, widths, _HEADER, strict=True)
+            row[i].ljust(widths[i]) if _HEADER[i] in _LEFT else row[i].rjust(widths[i])
+            for i in shown
         ).rstrip()
         for row in rows
     )
