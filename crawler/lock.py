@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import sys
@@ -95,7 +96,7 @@ class StateLock:
                     )
                 await asyncio.sleep(RETRY_S)
             os.ftruncate(fd, 0)
-            os.pwrite(fd, jsondata.dumps(self.holder.__dict__), 0)
+            os.pwrite(fd, jsondata.dumps(dataclasses.asdict(self.holder)), 0)
         except BaseException:
             os.close(fd)
             raise

@@ -65,7 +65,8 @@ class Frontier(Protocol):
     so a request's outcome, its items and its new links land in one transaction or not at all."""
 
     async def open(self, spider_name: str) -> dict[str, Any]:
-        """Open (creating or resuming) and return the saved stats; in-flight work is re-queued."""
+        """Open (creating or resuming); in-flight work is re-queued. Returns the stats a state
+        from before run records kept (else {}): the counters of its only run."""
 
     async def close(self) -> None: ...
 
@@ -76,7 +77,8 @@ class Frontier(Protocol):
 
     def save_robots(self, host: str, record: RobotsRecord) -> None: ...
 
-    def save_stats(self, stats: dict[str, Any]) -> None: ...
+    def save_stats(self, stats: dict[str, Any]) -> None:
+        """Buffer the current run's stats (see ``start_run``), committed by the next flush."""
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None: ...
 

@@ -356,7 +356,7 @@ class SqliteFrontier:
 
 
 def read_runs(path: Path) -> list[Run] | None:
-    """The runs recorded in a state file, read without writing to it; None for a state from
+    """The runs recorded in a state file, opened read-only; None for a state from
     before run records."""
     try:
         with contextlib.closing(
