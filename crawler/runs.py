@@ -53,7 +53,7 @@ EXIT_CODES = {
 _ENDED = frozenset({RunOutcome.FINISHED, RunOutcome.FAILED})
 
 # The runs table's counter columns, and the stats key each one is read from. Keys a Stats
-# does not have (yet) read 0.
+# does not have (yet) read 0, but for `new`: see `counters`.
 COUNTERS = {
     "pages": "pages_crawled",
     "items": "items_scraped",
@@ -63,6 +63,15 @@ COUNTERS = {
     "failures": "failures",
     "bytes": "bytes_received",
 }
+
+
+def counters(stats: Mapping[str, Any]) -> dict[str, int]:
+    """The counter columns of a run with these stats. Without a count of its own, ``new`` is
+    the pages crawled that were not revisits of a changed page."""
+    found = {column: int(stats.get(key, 0)) for column, key in COUNTERS.items()}
+    if "new" not in stats:
+        found["new"] = found["pages"] - found["changed"]
+    return found
 
 
 @dataclass
@@ -88,7 +97,7 @@ class Run:
         return self.outcome not in _ENDED
 
     def counters(self) -> dict[str, int]:
-        return {column: int(self.stats.get(key, 0)) for column, key in COUNTERS.items()}
+        return counters(self.stats)
 
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON-ready values (times as ISO 8601 in UTC), stats last."""
@@ -166,8 +175,7 @@ def table(runs: Sequence[Run], *, live: bool) -> str:
             *(str(counts[c]) for c in COUNTERS if c != "bytes"), _size(counts["bytes"]),
             _seconds(run.stats.get("elapsed_s", 0.0)),
         ])  # fmt: skip
-    total = totals([run.stats for run in runs])
-    summed = {column: int(total.get(key, 0)) for column, key in COUNTERS.items()}
+    summed = counters(total := totals([run.stats for run in runs]))
     rows.append([
         "total", "", "", "", "", "", "", "", *(str(summed[c]) for c in COUNTERS if c != "bytes"),
         _size(summed["bytes"]), _seconds(total.get("elapsed_s", 0.0)),

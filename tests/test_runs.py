@@ -193,6 +193,7 @@ async def test_a_finished_state_starts_a_new_run_with_its_own_stats(tmp_path: Pa
         (2, "manual", "finished", 0, 0),
     ]
     assert [r.counters()["pages"] for r in history] == [1, 2]
+    assert [r.counters()["new"] for r in history] == [1, 2]  # no page was a revisit
     assert all(r.started_at is not None and r.finished_at is not None for r in history)
     with sqlite3.connect(state) as db:  # the columns a SQL reader sees
         assert db.execute("SELECT pages, items, bytes > 0 FROM runs ORDER BY id").fetchall() == [

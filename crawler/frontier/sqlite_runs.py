@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crawler import jsondata
-from crawler.runs import COUNTERS, Run, RunOutcome, Trigger, parse_time
+from crawler.runs import COUNTERS, Run, RunOutcome, Trigger, counters, parse_time
 
 # Created on old states too (IF NOT EXISTS): a state from before run records gains the table.
 RUNS_SCHEMA = """
@@ -53,5 +53,4 @@ def run_from_row(row: Any) -> Run:
 
 def run_stats_row(run_id: int, stats: dict[str, Any]) -> tuple[Any, ...]:
     """The parameters of ``SAVE_RUN_STATS``: the counter columns, the stats JSON, the run."""
-    counters = [int(stats.get(key, 0)) for key in COUNTERS.values()]
-    return (*counters, jsondata.dumps(stats), run_id)
+    return (*counters(stats).values(), jsondata.dumps(stats), run_id)
