@@ -148,15 +148,16 @@ async def run(job: CrawlJob) -> CrawlResult:
         exporter: FeedExporter | None = None
         fetcher = Fetcher(settings)
         try:
+            if job.feed is None and job.state is None:
+                log.warning("no -o FILE and no --state FILE: the items will not be kept")
+            exporter = await _open_feed(job.feed, frontier, settings) if job.feed else None
+            # Begun once nothing can refuse to start: a run on record is a run that crawled.
             current = await _begin_run(frontier, job, saved, started_at)
             if current.resumes:
                 log.info("resuming run %d kept in %s", current.id, state_path)
             elif current.id > 1:
                 log.info("run %d of the crawl kept in %s", current.id, state_path)
-            if job.feed is None and job.state is None:
-                log.warning("no -o FILE and no --state FILE: the items will not be kept")
             stats = Stats.from_dict(current.stats)
-            exporter = await _open_feed(job.feed, frontier, settings) if job.feed else None
             progress = Progress(stats, settings.progress_interval) if job.progress else None
             engine = Engine(
                 spider,

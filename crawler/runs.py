@@ -21,11 +21,13 @@ from crawler.stats import Stats
 
 
 class Trigger(enum.StrEnum):
-    """Why a run started: by hand, by a schedule on time, or by a schedule catching up."""
+    """Why a run started: by hand, or by a schedule on time, catching up after downtime, or
+    late because it waited for the schedule's previous run (overlap = queue)."""
 
     MANUAL = "manual"
     SCHEDULE = "schedule"
     CATCH_UP = "catch-up"
+    QUEUED = "queued"
 
 
 class RunOutcome(enum.StrEnum):
