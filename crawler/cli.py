@@ -106,7 +106,10 @@ def main() -> None:
 )
 @click.option("--state", type=click.Path(path_type=Path), help="State file; the same file resumes.")
 @click.option(
-    "--stats", "stats_file", type=click.Path(path_type=Path), help="Write final stats as JSON."
+    "--stats",
+    "stats_file",
+    type=click.Path(path_type=Path),
+    help="Write this run's stats, with the totals over its state's runs, as JSON.",
 )
 @config_option
 @spiders_dir_option

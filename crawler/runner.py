@@ -213,7 +213,6 @@ async def _run_recorded(
     except Exception:
         await _end(frontier, current, RunOutcome.CRASHED, EXIT_CODES[RunOutcome.CRASHED])
         raise
-    engine.stats.tick()
     outcome = outcome_of(engine.stats, stopped=stopped)
     await _end(frontier, current, outcome, EXIT_CODES[outcome], engine.stats.to_dict())
     return stopped
@@ -245,7 +244,7 @@ def _without_stats(current: Run) -> dict[str, Any]:
 
 def run_history(state: Path) -> tuple[list[Run] | None, Holder | None]:
     """The runs kept in a state file (None for a state from before run records), and the
-    run that holds its lock now, if any. Reads without writing."""
+    run that holds its lock now, if any. Opens the state read-only."""
     if not state.is_file():
         raise ConfigError(f"state file {state} does not exist")
     return read_runs(state), holder(state)
