@@ -155,6 +155,16 @@ async def test_a_second_lock_on_a_state_is_refused_and_names_its_holder(tmp_stat
         pass
 
 
+async def test_a_lock_file_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    state = tmp_path / "state.db"
+    lock_path(state).symlink_to(victim)
+    with pytest.raises(ConfigError, match=r"cannot lock the state with .*state\.db\.lock"):
+        await StateLock(state, "2026-12-05T12:00:00Z").acquire()
+    assert victim.read_text() == "keep me"
+
+
 def test_the_lock_file_is_one_of_the_states_files(tmp_state: Path) -> None:
     job = CrawlJob(spider=Headings, state=tmp_state, stats=lock_path(tmp_state))
     with pytest.raises(ConfigError, match="same file"):

@@ -88,7 +88,7 @@ class SqliteFrontier:
 
     def __repr__(self) -> str:
         return (
-            f"<SqliteFrontier {self.path} pending: {len(self._new)} new,"
+            f"<SqliteFrontier {self.path} run {self._run} pending: {len(self._new)} new,"
             f" {len(self._outcomes)} outcomes>"
         )
 
