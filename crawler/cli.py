@@ -1,4 +1,5 @@
-"""The ``crawler`` command line: run, runs, list, new, fetch, shell, sandbox and demo."""
+"""The ``crawler`` command line: run, runs, list, new, fetch, shell, sandbox, demo and
+schedule."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -15,7 +17,8 @@ from urllib.parse import urlsplit
 import click
 
 from crawler import jsondata, loader, runner, runs
-from crawler.errors import CrawlerError, SettingsError, StateLocked
+from crawler.errors import ConfigError, CrawlerError, SettingsError, StateLocked
+from crawler.exporters import STDOUT
 from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
 from crawler.request import Request
@@ -102,7 +105,14 @@ def main() -> None:
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Feed file: .jsonl (or .jl), .json or .csv.",
+    help="Feed file: .jsonl (or .jl), .json or .csv, appended to (resumed with --state); "
+    "- for JSON lines on stdout.",
+)
+@click.option(
+    "-O",
+    "--overwrite-output",
+    type=click.Path(path_type=Path),
+    help="As -o, but the file is started anew, with every item the state holds.",
 )
 @click.option("--state", type=click.Path(path_type=Path), help="State file; the same file resumes.")
 @click.option(
@@ -132,6 +142,7 @@ def run(
     overrides: tuple[str, ...],
     arguments: tuple[str, ...],
     output: Path | None,
+    overwrite_output: Path | None,
     state: Path | None,
     stats_file: Path | None,
     config: Path | None,
@@ -144,12 +155,16 @@ def run(
 
     Exit codes: 0 finished, 1 crashed or failed, 2 bad input, 3 stopped (resumable),
     4 the state is in use by another run, 130 stopped at once (second Ctrl-C)."""
+    if output is not None and overwrite_output is not None:
+        _fail("-o appends and -O overwrites: give one of them")
+    output = output or overwrite_output
     try:
         job = runner.CrawlJob(
             spider=loader.load(spider, spiders_dir),
             overrides=parse_overrides(list(overrides)),
             arguments=_spider_arguments(arguments),
             feed=output,
+            overwrite_feed=overwrite_output is not None,
             state=state,
             stats=stats_file,
             config=config,
@@ -162,7 +177,7 @@ def run(
         _fail(str(exc))
     _configure_logging(settings.log_level)
     try:
-        result = _run_async(runner.run(job))
+        result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("stopped at once; the state holds everything committed so far", err=True)
         sys.exit(130)
@@ -201,7 +216,7 @@ def _summary(stats: Stats, feed: Path | None) -> None:
     )
     click.echo(f"statuses: {statuses}", err=True)
     if feed is not None:
-        click.echo(f"items written to {feed}", err=True)
+        click.echo(f"items written to {'stdout' if feed == STDOUT else feed}", err=True)
 
 
 def _totals(result: runner.CrawlResult) -> None:
@@ -392,11 +407,87 @@ def demo(output: Path, spiders_dir: Path) -> None:
     with _bind(lambda: SandboxServer("127.0.0.1", 0), "127.0.0.1") as server:
         server.start()
         click.echo(f"sandbox bookstore on {server.base_url}/", err=True)
-        job = runner.CrawlJob(spider=spider, arguments={"base_url": server.base_url}, feed=output)
-        _configure_logging(runner.resolve_settings(job).log_level)
-        result = _run_async(runner.run(job))
+        job = runner.CrawlJob(
+            spider=spider,
+            arguments={"base_url": server.base_url},
+            feed=output,
+            overwrite_feed=True,  # each demo shows its own crawl
+        )
+        settings = runner.resolve_settings(job)
+        _configure_logging(settings.log_level)
+        result = _run_async(runner.run(job, settings))
     _summary(result.stats, output)
     lines = output.read_text(encoding="utf-8").splitlines()
     click.echo(f"first items of {len(lines)} in {output}:", err=True)
     for line in lines[:3]:
         click.echo(line)
+
+
+@main.command()
+@config_option
+@spiders_dir_option
+@click.option(
+    "--history",
+    type=click.Path(path_type=Path),
+    help="Run history file (default: schedule-history.db beside the first schedule's state).",
+)
+@click.option(
+    "--stop-timeout",
+    "stop_timeout_s",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    show_default=True,
+    help="Seconds runs get to finish after SIGINT/SIGTERM before they are killed.",
+)
+@click.option("--once", metavar="NAME", help="Run schedule NAME now, once; exit with its code.")
+@click.option("--check", is_flag=True, help="Validate the schedules, print their next due times.")
+def schedule(
+    *,
+    config: Path | None,
+    spiders_dir: Path,
+    history: Path | None,
+    stop_timeout_s: float,
+    once: str | None,
+    check: bool,
+) -> None:
+    """Run the config file's [[schedule]] tables: one `crawler run` per due time, until Ctrl-C."""
+    # Imported here: `crawler run`, which every scheduled run starts, needs none of it.
+    from crawler.service import config as schedule_config  # noqa: PLC0415
+    from crawler.service import daemon, runs  # noqa: PLC0415
+
+    try:
+        schedules = schedule_config.read_schedules(config)
+        for entry in schedules:
+            _check_schedule(entry.name, entry.spider, entry.state, spiders_dir)
+    except CrawlerError as exc:
+        _fail(str(exc))
+    if check:
+        for entry in schedules:
+            table, due = entry.timetable(), [datetime.now(UTC)]
+            for _ in range(3):
+                due.append(table.next_after(due[-1]))
+            times = ", ".join(d.astimezone(table.zone).isoformat(" ") for d in due[1:])
+            click.echo(f"{entry.name}: {entry.cron} ({entry.timezone}), next: {times}")
+        return
+    if once is not None and once not in {entry.name for entry in schedules}:
+        known = ", ".join(entry.name for entry in schedules)
+        _fail(f"no schedule {once!r} in the config file (it has: {known})")
+    _configure_logging(_settings((), config).log_level)
+    states = [entry.state for entry in schedules if entry.state is not None]
+    history = history or (states[0].parent if states else Path()) / "schedule-history.db"
+    launch = runs.Launch(config, spiders_dir)
+    sys.exit(
+        _run_async(
+            daemon.serve(schedules, history, launch, once=once, stop_timeout_s=stop_timeout_s)
+        )
+    )
+
+
+def _check_schedule(name: str, spider: str, state: Path | None, spiders_dir: Path) -> None:
+    """What would make every run of a schedule fail, found at start-up instead."""
+    try:
+        loader.load(spider, spiders_dir)
+    except CrawlerError as exc:
+        raise ConfigError(f"schedule {name!r}: spider: {exc}") from None
+    if state is not None and not state.parent.is_dir():
+        raise ConfigError(f"schedule {name!r}: state: folder {state.parent} does not exist")

@@ -16,6 +16,7 @@ from crawler.errors import (
     AddressRefused,
     CrawlerError,
     DropItem,
+    FeedError,
     FetchError,
     RetryableStatus,
     RobotsUnavailable,
@@ -37,7 +38,7 @@ from crawler.scheduler import CrawlStopped, Scheduler
 from crawler.scope import Scope
 from crawler.settings import Settings
 from crawler.spider import Spider, iterate
-from crawler.stats import Stats
+from crawler.stats import FetchDurations, Stats
 from crawler.urls import host_of
 
 if TYPE_CHECKING:
@@ -90,9 +91,15 @@ class Engine:
         self._finished = asyncio.Event()
         self._last_flush = time.monotonic()
         self._requests_before = stats.requests_total
+        self.fetch_durations = FetchDurations()  # read by the metrics endpoint
+        self.ticked_at: float | None = None  # when _tick last ran (monotonic): /healthz reads it
 
     def __repr__(self) -> str:
         return f"<Engine spider={self.spider.name!r} queued={self.stats.queued} {self.scheduler!r}>"
+
+    @property
+    def in_flight(self) -> int:
+        return self.scheduler.in_flight
 
     def stop(self) -> None:
         """Stop scheduling; requests in flight finish and are saved."""
@@ -114,8 +121,8 @@ class Engine:
                     # The ticker is told, not cancelled: a flush it runs must not be cut halfway.
                     self._finished.set()
         except BaseExceptionGroup as group:
-            # The state cannot be written: the crawl stops with that one error, not a group.
-            if (broken := group.subgroup(StateError)) is not None:
+            # The state or the feed cannot be written: the crawl stops with that one error.
+            if (broken := group.subgroup((StateError, FeedError))) is not None:
                 raise _first(broken) from None
             raise
         finally:
@@ -150,6 +157,7 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await self._finished.wait()
+            self.ticked_at = time.monotonic()
             if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
                 await self.flush()
             for host in self.scheduler.evict_idle(KEEP_HOSTS):
@@ -276,6 +284,7 @@ class Engine:
             self.stats.response(result.status, len(result.body))
             retry_after = result.headers.get("retry-after")
             self.scheduler.observe(result.url, result.elapsed, result.status, retry_after)
+            self.fetch_durations.observe(result.elapsed)
             try:
                 retry.check_status(result.status, retry_after)
             except RetryableStatus as error:
@@ -393,6 +402,6 @@ def _failure(error: FetchError, request: Request) -> Failure:
     return Failure(error, request)
 
 
-def _first(group: BaseExceptionGroup[StateError]) -> StateError:
+def _first(group: BaseExceptionGroup[CrawlerError]) -> CrawlerError:
     error = group.exceptions[0]
     return _first(error) if isinstance(error, BaseExceptionGroup) else error

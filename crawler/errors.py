@@ -6,6 +6,7 @@ CrawlerError
 │   └── SpiderLoadError     no such spider, or its file does not import
 ├── StateError              the state file is unreadable, corrupt or of another crawl
 │   └── StateLocked         another run holds the state's lock: exit 4
+├── FeedError               a feed cannot be written (disk full, stdout's reader went away)
 ├── SpiderError             a spider broke the API (e.g. a callback that is not a method)
 ├── FetchError              one page could not be fetched; counted, never crashes the crawl
 │   ├── TransientError      worth retrying: connection and read errors, timeouts
@@ -48,6 +49,10 @@ class StateError(CrawlerError):
 
 class StateLocked(StateError):
     """Another run holds the state file's lock (``crawler.lock``); it names the holder."""
+
+
+class FeedError(CrawlerError):
+    """A feed cannot be written; the crawl stops, its state keeps the items for a resume."""
 
 
 class SpiderError(CrawlerError):

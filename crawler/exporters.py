@@ -1,9 +1,10 @@
-"""Feed exporters: items to ``.jsonl``, ``.json`` or ``.csv`` files, exactly once.
+"""Feed exporters: items to ``.jsonl``, ``.json`` or ``.csv`` files, exactly once, or to stdout.
 
 Items reach a feed only after they are committed to the state, and a feed's (last item, byte
 offset) checkpoint is saved after the file is synced. On resume the file is cut back to its
 checkpoint and the items after it are written again, so a kill at any moment loses no item and
-writes none twice.
+writes none twice. A file the state has never written is appended to (``-o``) or started anew
+(``-O``). Standard output (``-o -``) cannot be cut back: there an item may come twice on resume.
 
 Feed files are created readable by their owner only (0600), and a feed path that is a symbolic
 link is refused: a crawl never writes through a link someone else may have planted.
@@ -12,15 +13,20 @@ link is refused: a crawl never writes through a link someone else may have plant
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import errno
 import io
 import os
+import sys
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from crawler import jsondata
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, FeedError
+
+STDOUT = Path("-")
+"""The feed path that means standard output (JSON lines), as in ``crawler run NAME -o -``."""
 
 
 class FeedExporter:
@@ -28,9 +34,13 @@ class FeedExporter:
 
     suffix = ""
 
-    def __init__(self, path: Path, *, escape_formulas: bool = True) -> None:
+    def __init__(
+        self, path: Path, *, escape_formulas: bool = True, fields: list[str] | None = None
+    ) -> None:
         self.path = path
         self.escape_formulas = escape_formulas
+        self.fields = fields
+        """The fields written, in order (``feed_fields``); None: every field of each item."""
         self.last_item = 0
         self.count = 0
         self._file: BinaryIO | None = None
@@ -38,20 +48,37 @@ class FeedExporter:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path} last_item={self.last_item}>"
 
-    def open(self, last_item: int, offset: int) -> None:
-        """Open for appending after the checkpoint; a missing or shorter file starts over."""
+    def open(self, last_item: int, offset: int | None) -> None:
+        """Open for appending after the checkpoint; a missing or shorter file starts over.
+        ``offset=None`` appends after whatever the file holds (a feed the state never wrote)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            exists = self.path.exists() and self.path.stat().st_size >= offset
-            if not exists or offset == 0:
-                last_item, offset = 0, 0
             self._file = open_private(self.path)
-            self._file.truncate(offset)
-            self._file.seek(offset)
+            size = self._file.seek(0, os.SEEK_END)
         except OSError as exc:
             raise ConfigError(f"cannot write feed {self.path}: {exc.strerror}") from None
+        if offset is None:
+            last_item, offset = 0, self._end(size)
+        elif size < offset or offset == 0:
+            last_item, offset = 0, 0
+        self.file.truncate(offset)
+        self.file.seek(offset)
         self.last_item = last_item
         self._start(offset)
+
+    def _end(self, size: int) -> int:
+        """Where to append to a file of ``size`` bytes this crawl did not write: after its last
+        complete line."""
+        if size:
+            self.file.seek(size - 1)
+            if self.file.read(1) != b"\n":
+                self._refuse("its last line is incomplete")
+        return size
+
+    def _refuse(self, why: str) -> NoReturn:
+        self.file.close()  # as it was: no closing bracket written
+        self._file = None
+        raise ConfigError(f"cannot append to feed {self.path}: {why}; -O {self.path} overwrites it")
 
     @property
     def file(self) -> BinaryIO:
@@ -65,18 +92,35 @@ class FeedExporter:
     def _frame(self, data: bytes) -> bytes:
         raise NotImplementedError
 
+    def _selected(self, data: bytes) -> bytes:
+        """The item with only ``fields``, in their order (a field it lacks is left out)."""
+        if self.fields is None:
+            return data
+        item: dict[str, Any] = jsondata.loads(data)
+        return jsondata.dumps({name: item[name] for name in self.fields if name in item})
+
     def write(self, items: list[tuple[int, bytes]]) -> None:
         chunks = [self._frame(data) for item_id, data in items if item_id > self.last_item]
         if chunks:
-            self.file.write(b"".join(chunks))
+            try:
+                self.file.write(b"".join(chunks))
+            except OSError as exc:
+                self._failed(exc)
             self.count += len(chunks)
             self.last_item = items[-1][0]
 
     async def sync(self) -> tuple[int, int]:
         """Make what was written durable; returns the checkpoint to save."""
-        self.file.flush()
-        await asyncio.to_thread(os.fsync, self.file.fileno())
+        try:
+            self.file.flush()
+            await asyncio.to_thread(os.fsync, self.file.fileno())
+        except OSError as exc:
+            self._failed(exc)
         return self.last_item, self.file.tell()
+
+    def _failed(self, exc: OSError) -> NoReturn:
+        # Not checkpointed: a resume cuts the file back and writes these items again.
+        raise FeedError(f"cannot write feed {self.path}: {exc.strerror}") from None
 
     def _finish(self) -> None:
         """Write whatever a finished file ends with (not part of the checkpoint)."""
@@ -100,7 +144,7 @@ class JsonLinesExporter(FeedExporter):
     suffix = ".jsonl"
 
     def _frame(self, data: bytes) -> bytes:
-        return data + b"\n"
+        return self._selected(data) + b"\n"
 
 
 class JsonExporter(FeedExporter):
@@ -109,22 +153,36 @@ class JsonExporter(FeedExporter):
     suffix = ".json"
 
     def _start(self, offset: int) -> None:
-        self._first = offset <= 2
+        self._first = offset <= 2  # nothing after "[\n" yet
         if offset == 0:
             self.file.write(b"[\n")
 
     def _frame(self, data: bytes) -> bytes:
+        data = self._selected(data)
         if self._first:
             self._first = False
             return data
         return b",\n" + data
+
+    def _end(self, size: int) -> int:
+        """Before the closing bracket of the array the file holds (and the blanks before it)."""
+        if size == 0:
+            return 0
+        start = max(0, size - 4096)
+        self.file.seek(start)
+        tail = self.file.read().rstrip()
+        if not tail.endswith(b"]"):
+            self._refuse("it does not end with a JSON array's closing ]")
+        return start + len(tail[:-1].rstrip())
 
     def _finish(self) -> None:
         self.file.write(b"\n]\n")
 
 
 class CsvExporter(FeedExporter):
-    """CSV with a header from the first item's fields; nested values are written as JSON.
+    """CSV with a header of ``fields`` (``feed_fields``) or else the first item's fields; nested
+    values are written as JSON. A file that has a header keeps it: resumed or appended to, its
+    columns must be ``fields`` when those are set.
 
     Rows end in CRLF (RFC 4180), and a value holding a CR or LF is quoted. A text cell that a
     spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a CR) gets a leading
@@ -134,12 +192,15 @@ class CsvExporter(FeedExporter):
     suffix = ".csv"
 
     def _start(self, offset: int) -> None:
-        self.fields: list[str] | None = None
+        self._header_due = True
         if offset:
             self.file.seek(0)
-            header = self.file.readline().decode("utf-8")
+            header = self.file.readline().decode("utf-8", "replace")
             self.file.seek(offset)
-            self.fields = next(csv.reader([header]), None)
+            columns = next(csv.reader([header]), None)
+            if self.fields is not None and columns != self.fields:
+                self._refuse(f"its columns are {','.join(columns or [])}, not feed_fields")
+            self.fields, self._header_due = columns, False
 
     def _frame(self, data: bytes) -> bytes:
         item: dict[str, Any] = jsondata.loads(data)
@@ -147,7 +208,9 @@ class CsvExporter(FeedExporter):
         writer = csv.writer(out, lineterminator="\r\n")
         if self.fields is None:
             self.fields = list(item)
-            writer.writerow(self.fields)  # the spider's field names, read back on resume
+        if self._header_due:
+            self._header_due = False
+            writer.writerow(self.fields)  # read back on resume
         writer.writerow([self._text(_cell(item.get(name))) for name in self.fields])
         return out.getvalue().encode("utf-8")
 
@@ -168,16 +231,56 @@ def _cell(value: Any) -> Any:
     return value
 
 
+class StdoutExporter(JsonLinesExporter):
+    """JSON lines on standard output, each batch flushed as it is committed. Its checkpoint is
+    the last item flushed: a pipe cannot be cut back, so after a kill the items between that
+    flush and the checkpoint's commit come again on resume (at least once, not exactly once)."""
+
+    def __init__(self, *, fields: list[str] | None = None) -> None:
+        super().__init__(STDOUT, fields=fields)
+
+    def open(self, last_item: int, offset: int | None) -> None:
+        self._file = sys.stdout.buffer
+        self.last_item = last_item
+
+    async def sync(self) -> tuple[int, int]:
+        try:
+            self.file.flush()
+        except OSError as exc:
+            self._failed(exc)
+        return self.last_item, 0
+
+    def _failed(self, exc: OSError) -> NoReturn:
+        self._file = None
+        if not isinstance(exc, BrokenPipeError):
+            raise FeedError(f"cannot write items to stdout: {exc.strerror}") from None
+        # Python flushes stdout again at exit: point it at /dev/null so that it stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise FeedError("-o -: stdout was closed by its reader; the crawl stopped")
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self._file.flush()
+            self._file = None
+
+
 EXPORTERS: dict[str, type[FeedExporter]] = {
     cls.suffix: cls for cls in (JsonLinesExporter, JsonExporter, CsvExporter)
 }
 EXPORTERS[".jl"] = JsonLinesExporter  # Scrapy's spelling of JSON lines
 
 
-def exporter_for(path: Path, *, escape_formulas: bool = True) -> FeedExporter:
-    """The exporter for a feed file, chosen by its extension."""
+def exporter_for(
+    path: Path, *, escape_formulas: bool = True, fields: list[str] | None = None
+) -> FeedExporter:
+    """The exporter for a feed file, chosen by its extension; ``STDOUT`` writes JSON lines."""
+    if path == STDOUT:
+        return StdoutExporter(fields=fields)
     cls = EXPORTERS.get(path.suffix.lower())
     if cls is None:
         known = ", ".join(sorted(EXPORTERS))
         raise ConfigError(f"cannot export to {path}: the file name must end in one of {known}")
-    return cls(path, escape_formulas=escape_formulas)
+    return cls(path, escape_formulas=escape_formulas, fields=fields)

@@ -19,15 +19,16 @@ from typing import Any
 from crawler import jsondata
 from crawler.engine import Engine
 from crawler.errors import ConfigError, CrawlerError
-from crawler.exporters import FeedExporter, exporter_for, open_private
+from crawler.exporters import STDOUT, FeedExporter, exporter_for, open_private
 from crawler.fetcher import Fetcher
 from crawler.frontier.sqlite import SqliteFrontier, read_runs
 from crawler.lock import Holder, StateLock, holder, lock_path
+from crawler.metrics.server import serve_metrics
 from crawler.progress import Progress
 from crawler.runs import EXIT_CODES, EXIT_FORCED, Run, RunOutcome, Trigger, iso, now, outcome_of
 from crawler.runs import totals as sum_runs
 from crawler.settings import Settings, load_settings, read_config_file
-from crawler.spider import Spider
+from crawler.spider import Spider, spider_settings
 from crawler.stats import Stats
 
 log = logging.getLogger("crawler.runner")
@@ -41,6 +42,10 @@ class CrawlJob:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     arguments: Mapping[str, str] = field(default_factory=dict)
     feed: Path | None = None
+    """The feed file (``exporters.STDOUT``: standard output)."""
+    overwrite_feed: bool = False
+    """``-O``: start the feed anew and write every item the state holds; else (``-o``) resume
+    at the feed's checkpoint, or append to a file the state has never written."""
     state: Path | None = None
     stats: Path | None = None
     config: Path | None = None
@@ -67,7 +72,7 @@ class CrawlResult:
 
 
 def resolve_settings(job: CrawlJob) -> Settings:
-    return load_settings(read_config_file(job.config), job.spider.custom_settings, job.overrides)
+    return load_settings(read_config_file(job.config), spider_settings(job.spider), job.overrides)
 
 
 def check_outputs(job: CrawlJob) -> None:
@@ -76,12 +81,13 @@ def check_outputs(job: CrawlJob) -> None:
     .lock file beside it) and the stats file must be different files, in folders that exist,
     and not symbolic links."""
     claimed: dict[Path, str] = {}
-    for option, path in (("--state", job.state), ("-o", job.feed), ("--stats", job.stats)):
-        if path is None:
+    feed = "-O" if job.overwrite_feed else "-o"
+    for option, path in (("--state", job.state), (feed, job.feed), ("--stats", job.stats)):
+        if path is None or (option == feed and path == STDOUT):
             continue
         if path.is_symlink():
             raise ConfigError(f"{option} {path} is a symbolic link; give the path of its target")
-        if option != "-o" and not path.parent.is_dir():
+        if option != feed and not path.parent.is_dir():
             raise ConfigError(f"{option} {path}: folder {path.parent} does not exist")
         names = [path]
         if option == "--state":
@@ -117,10 +123,19 @@ async def _state_file(path: Path | None, started_at: datetime) -> AsyncIterator[
         yield Path(folder) / "state.db"
 
 
-async def _open_feed(path: Path, frontier: SqliteFrontier, settings: Settings) -> FeedExporter:
-    """Open the feed at its checkpoint and write the committed items it does not have yet."""
-    exporter = exporter_for(path, escape_formulas=settings.csv_escape_formulas)
-    exporter.open(*await frontier.feed(str(path)))
+async def _open_feed(
+    path: Path, frontier: SqliteFrontier, settings: Settings, *, overwrite: bool
+) -> FeedExporter:
+    """Open the feed at its checkpoint (or afresh, or at the end of a file the state never
+    wrote) and write the committed items it does not have yet."""
+    exporter = exporter_for(
+        path, escape_formulas=settings.csv_escape_formulas, fields=settings.feed_fields
+    )
+    checkpoint = None if overwrite else await frontier.feed(str(path))
+    if checkpoint is not None:
+        exporter.open(*checkpoint)
+    else:
+        exporter.open(0, 0 if overwrite else None)
     batch: list[tuple[int, bytes]] = []
     async for item in frontier.items_after(exporter.last_item):
         batch.append(item)
@@ -132,13 +147,14 @@ async def _open_feed(path: Path, frontier: SqliteFrontier, settings: Settings) -
     return exporter
 
 
-async def run(job: CrawlJob) -> CrawlResult:
+async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
     """Run a crawl to its end, or until SIGINT/SIGTERM: the first stops scheduling and lets
     requests in flight finish; a second stops at once. The state stays consistent either way.
+    ``settings`` are the job's, when the caller resolved them already.
 
     A crawl kept in a state is one run in its history: a stopped (or killed) run is continued,
     else a new run starts. Another run holding the state's lock raises ``StateLocked``."""
-    settings = resolve_settings(job)
+    settings = settings or resolve_settings(job)
     check_outputs(job)
     spider = job.spider(**job.arguments)
     started_at = now()
@@ -150,7 +166,11 @@ async def run(job: CrawlJob) -> CrawlResult:
         try:
             if job.feed is None and job.state is None:
                 log.warning("no -o FILE and no --state FILE: the items will not be kept")
-            exporter = await _open_feed(job.feed, frontier, settings) if job.feed else None
+            exporter = (
+                await _open_feed(job.feed, frontier, settings, overwrite=job.overwrite_feed)
+                if job.feed
+                else None
+            )
             # Begun once nothing can refuse to start: a run on record is a run that crawled.
             current = await _begin_run(frontier, job, saved, started_at)
             if current.resumes:
@@ -168,7 +188,8 @@ async def run(job: CrawlJob) -> CrawlResult:
                 exporter=exporter,
                 progress=progress,
             )
-            stopped = await _run_recorded(engine, frontier, current, job.signals)
+            async with serve_metrics(settings, crawl=engine):
+                stopped = await _run_recorded(engine, frontier, current, job.signals)
             earlier = [run.stats for run in await frontier.runs() if run.id != current.id]
         finally:
             await fetcher.close()
@@ -292,10 +313,12 @@ async def crawl_async(
     stats: str | Path | None = None,
     config: str | Path | None = None,
     arguments: Mapping[str, str] | None = None,
+    overwrite_feed: bool = False,
 ) -> CrawlResult:
     """Run a crawl from a script or a notebook (which has a running loop): ``crawler run`` as
     a coroutine. ``settings`` override the config file and the spider's ``custom_settings``;
-    ``arguments`` set spider attributes as ``-a key=value`` does.
+    ``arguments`` set spider attributes as ``-a key=value`` does. A ``feed`` is appended to, or
+    resumed, as ``-o`` does; ``overwrite_feed=True`` starts it anew as ``-O`` does.
 
     Without a ``feed``, the items come back in ``result.items`` (kept in a temporary JSON
     lines file meanwhile); with one, they are in the feed and ``result.items`` is None. With a
@@ -306,7 +329,8 @@ async def crawl_async(
     >>> result.stats.items_scraped, result.items[0]["title"]  # doctest: +SKIP
     """
     paths = {"feed": feed, "state": state, "stats": stats, "config": config}
-    return await _run_job(_job(spider, settings, arguments, paths, signals=False))
+    job = _job(spider, settings, arguments, paths, signals=False, overwrite_feed=overwrite_feed)
+    return await _run_job(job)
 
 
 def crawl(
@@ -318,6 +342,7 @@ def crawl(
     stats: str | Path | None = None,
     config: str | Path | None = None,
     arguments: Mapping[str, str] | None = None,
+    overwrite_feed: bool = False,
 ) -> CrawlResult:
     """``crawl_async`` for a script: runs its own event loop until the crawl ends. In the main
     thread, Ctrl-C stops it as it stops ``crawler run``. Inside a running loop (a notebook,
@@ -337,7 +362,8 @@ def crawl(
     paths = {"feed": feed, "state": state, "stats": stats, "config": config}
     # Signal handlers can only be installed from the main thread.
     signals = threading.current_thread() is threading.main_thread()
-    return asyncio.run(_run_job(_job(spider, settings, arguments, paths, signals=signals)))
+    job = _job(spider, settings, arguments, paths, signals=signals, overwrite_feed=overwrite_feed)
+    return asyncio.run(_run_job(job))
 
 
 def _job(
@@ -347,6 +373,7 @@ def _job(
     paths: Mapping[str, str | Path | None],
     *,
     signals: bool,
+    overwrite_feed: bool,
 ) -> CrawlJob:
     given = {name: Path(value) for name, value in paths.items() if value is not None}
     return CrawlJob(
@@ -359,6 +386,7 @@ def _job(
         config=given.get("config"),
         progress=False,
         signals=signals,
+        overwrite_feed=overwrite_feed,
     )
 
 

@@ -160,7 +160,12 @@ class Scheduler:
                     await self._flush()
                     continue
                 if self.in_flight == 0:
-                    return None
+                    # A flush started elsewhere (a worker's, the ticker's) may be committing new
+                    # requests right now: wait it out behind the flush lock before calling the end.
+                    await self._flush()
+                    if not self._backlog and not self.frontier.pending_writes:
+                        return None
+                    continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=wait)
         return None

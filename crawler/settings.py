@@ -1,26 +1,39 @@
 """The one settings model, and how its layers are resolved.
 
 Precedence, lowest first: defaults < ``config/crawler.toml`` < ``CRAWLER_*`` environment variables
-< the spider's ``custom_settings`` < ``-s key=value`` on the command line.
+< the spider's ``custom_settings`` < ``-s key=value`` on the command line. Every layer spells a
+setting the same way: names are matched case-insensitively (``CONCURRENCY`` is ``concurrency``).
 """
 
 from __future__ import annotations
 
 import contextvars
 import difflib
+import importlib.util
+import logging
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from crawler import jsondata
 from crawler.errors import SettingsError
 
+log = logging.getLogger("crawler.settings")
+
 DEFAULT_CONFIG_FILE = Path("config/crawler.toml")
+ENV_PREFIX = "CRAWLER_"
 _SECRET_SETTINGS = frozenset({"proxy"})  # bad values are not quoted back: they hold passwords
 
 _config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -31,7 +44,7 @@ _config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Cont
 class Settings(BaseSettings):
     """Every knob of a crawl. Defaults are polite: robots.txt obeyed, two requests per host."""
 
-    model_config = SettingsConfigDict(env_prefix="CRAWLER_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     concurrency: int = Field(16, ge=1, le=10_000, description="requests in flight, all hosts")
     per_host_concurrency: int = Field(2, ge=1, le=1_000, description="requests in flight per host")
@@ -78,7 +91,7 @@ class Settings(BaseSettings):
     max_links_per_page: int | None = Field(
         10_000, ge=1, description="requests follow_all makes for one page; later links dropped"
     )
-    sensitive_headers: list[str] = Field(
+    sensitive_headers: Annotated[list[str], NoDecode] = Field(
         ["Authorization", "Cookie", "Proxy-Authorization"],
         description="request headers dropped when a redirect leaves the origin",
     )
@@ -108,16 +121,56 @@ class Settings(BaseSettings):
         repr=False,  # it may hold credentials
         description="egress HTTP proxy, http://[user:password@]host:port; unset: connect directly",
     )
+    feed_fields: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="the fields a feed writes, in this order: CSV columns; JSON keeps only these",
+    )
     csv_escape_formulas: bool = Field(
         True, description="prefix CSV cells that start with = + - @ tab or CR with '"
     )
     log_level: str = Field("INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
     progress_interval: float = Field(10.0, gt=0, description="seconds between progress log lines")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="port of /metrics and /healthz; unset or 0: off"
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", min_length=1, description="address /metrics and /healthz listen on"
+    )
+    loop_lag_threshold_s: float = Field(
+        1.0, ge=0.05, description="event-loop lag, seconds, at which /healthz answers 503"
+    )
+
+    @field_validator("sensitive_headers", "feed_fields", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        """A list from text (``-s``, the environment): JSON, or names separated by commas."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return jsondata.loads(value)
+            except jsondata.JSONDecodeError:
+                raise ValueError("not a JSON list; or give names separated by commas") from None
+        return [part.strip() for part in value.split(",") if part.strip()]
+
+    @field_validator("feed_fields")
+    @classmethod
+    def _distinct_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or len(set(value)) < len(value) or "" in value):
+            raise ValueError("list each field once, by name")
+        return value
 
     @field_validator("proxy")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
         return None if value is None else check_proxy_url(value)
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_extra(cls, value: int | None) -> int | None:
+        if value and importlib.util.find_spec("prometheus_client") is None:
+            raise ValueError("prometheus-client is not installed: pip install 'crawler[metrics]'")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -159,7 +212,8 @@ def check_proxy_url(value: str) -> str:
 
 
 def read_config_file(path: Path | None) -> dict[str, Any]:
-    """The settings in a TOML file: a top-level table or a ``[crawler]`` table.
+    """The settings in a TOML file: a top-level table or a ``[crawler]`` table (``[[schedule]]``
+    tables are not settings).
 
     ``path=None`` reads ``config/crawler.toml`` if there is one.
     """
@@ -173,7 +227,8 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
         raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
-    table = data.get("crawler", data)
+    # [[schedule]] tables belong to `crawler schedule` (crawler/service/config.py).
+    table = data.get("crawler", {k: v for k, v in data.items() if k != "schedule"})
     if not isinstance(table, dict):
         raise SettingsError(f"config file {path}: [crawler] must be a table")
     return table
@@ -195,15 +250,71 @@ def load_settings(
     spider_settings: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Resolve every layer into one validated Settings, or raise a one-line SettingsError."""
-    init = {**(spider_settings or {}), **(overrides or {})}
-    token = _config_values.set(dict(config or {}))
+    """Resolve every layer into one validated Settings, or raise a one-line SettingsError.
+
+    Each layer's names are normalised first, so that the precedence holds whatever the case.
+    An unknown ``CRAWLER_*`` environment variable is logged (each call), not refused.
+    """
+    init = {
+        **normalise(spider_settings, "custom_settings"),
+        **normalise(overrides, "-s"),
+    }
+    token = _config_values.set(normalise(config, "the config file"))
+    _warn_unknown_env()
     try:
         return Settings(**init)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     finally:
         _config_values.reset(token)
+
+
+def normalise(values: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    """``values`` with each name as the model spells it (lower case); an unknown name, or one
+    given twice in different case, is a SettingsError.
+
+    >>> normalise({"DOWNLOAD_DELAY": 2}, "-s")
+    {'download_delay': 2}
+    """
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in (values or {}).items():
+        name = str(key).lower()
+        if name not in Settings.model_fields:
+            raise SettingsError(f"unknown setting {str(key)!r}{_did_you_mean(str(key))}")
+        if name in spelled:
+            raise SettingsError(
+                f"setting {name!r} is given twice in {where}: as {spelled[name]!r} and {key!r}"
+            )
+        spelled[name] = str(key)
+        out[name] = value
+    return out
+
+
+def _warn_unknown_env() -> None:
+    for variable in os.environ:
+        if not variable.upper().startswith(ENV_PREFIX):
+            continue
+        name = variable[len(ENV_PREFIX) :]
+        if name.lower() in Settings.model_fields:
+            continue
+        close = _closest(name)
+        hint = f"; did you mean {ENV_PREFIX}{close.upper()}?" if close else ""
+        log.warning("ignoring environment variable %s: no such setting%s", variable, hint)
+
+
+def _closest(name: str) -> str | None:
+    """Our name for a Scrapy setting name, or the nearest of ours to a misspelt one."""
+    ours = SCRAPY_NAMES.get(name.upper())
+    if ours is not None:
+        return ours
+    close = difflib.get_close_matches(name.lower(), Settings.model_fields, n=1)
+    return close[0] if close else None
+
+
+def _did_you_mean(name: str) -> str:
+    close = _closest(name)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 # Scrapy's names for settings that mean the same here, for a hint when one is used.
@@ -228,6 +339,7 @@ SCRAPY_NAMES = {
     "AUTOTHROTTLE_START_DELAY": "autothrottle_start_delay",
     "AUTOTHROTTLE_MAX_DELAY": "autothrottle_max_delay",
     "LOG_LEVEL": "log_level",
+    "FEED_EXPORT_FIELDS": "feed_fields",
 }
 
 
@@ -235,10 +347,7 @@ def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     name = str(error["loc"][0]) if error["loc"] else "?"
     if error["type"] == "extra_forbidden":
-        ours = SCRAPY_NAMES.get(name.upper())
-        close = [ours] if ours else difflib.get_close_matches(name, Settings.model_fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown setting {name!r}{hint}"
+        return f"unknown setting {name!r}{_did_you_mean(name)}"
     field = Settings.model_fields.get(name)
     accepts = f" ({field.description})" if field is not None and field.description else ""
     if name in _SECRET_SETTINGS:

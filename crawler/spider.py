@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from crawler.errors import ConfigError
 from crawler.request import Request
+from crawler.settings import normalise
 
 if TYPE_CHECKING:
     from crawler.items import ItemPipeline
@@ -29,7 +31,10 @@ class Spider:
     ...         if (next_link := response.css_first("li.next a")) is not None:
     ...             yield response.follow(next_link)
 
-    Arguments given with ``crawler run NAME -a key=value`` become attributes of the instance.
+    Arguments given with ``crawler run NAME -a key=value`` become attributes of the instance;
+    one whose class attribute is a list or tuple (``start_urls``, ``allowed_domains``) is split
+    on commas. Scrapy's setting attributes (``download_delay``, ``max_concurrent_requests``,
+    ``user_agent``, ...: ``SETTING_ATTRIBUTES``) are read from the class as ``custom_settings``.
     """
 
     name: ClassVar[str] = ""
@@ -43,7 +48,7 @@ class Spider:
 
     def __init__(self, **arguments: str) -> None:
         for key, value in arguments.items():
-            setattr(self, key, value)
+            setattr(self, key, _argument(type(self), key, value))
         self.logger = logging.getLogger(f"crawler.spider.{self.name or type(self).__name__}")
 
     async def start_requests(self) -> AsyncIterator[Request]:
@@ -58,6 +63,47 @@ class Spider:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+# Scrapy's spider attributes that are settings here, and the settings they set.
+SETTING_ATTRIBUTES = {
+    "download_delay": "download_delay",
+    "max_concurrent_requests": "per_host_concurrency",
+    "user_agent": "user_agent",
+    "download_timeout": "request_timeout",
+    "download_maxsize": "max_response_bytes",
+}
+# Attributes the framework reads or owns: never set from the command line.
+RESERVED_ATTRIBUTES = frozenset(
+    {"name", "state", "custom_settings", "item_model", "pipelines", "logger", "rules", "crawler"}
+    | {"settings", "handle_httpstatus_list", "sitemap_rules"}
+)
+
+
+def spider_settings(spider: type[Spider]) -> dict[str, Any]:
+    """The settings a spider class sets: its ``custom_settings`` over its Scrapy-style setting
+    attributes (``download_delay = 2`` is ``custom_settings = {"download_delay": 2}``)."""
+    attributes = {
+        setting: value
+        for attribute, setting in SETTING_ATTRIBUTES.items()
+        if (value := getattr(spider, attribute, None)) is not None
+    }
+    return {**attributes, **normalise(spider.custom_settings, "custom_settings")}
+
+
+def _argument(spider: type[Spider], key: str, value: str) -> Any:
+    """The attribute value of ``-a key=value``: split on commas where the class attribute is a
+    list or tuple; a ConfigError for a name the spider's code or the framework owns."""
+    current = getattr(spider, key, None)
+    if not key.isidentifier() or key.startswith("_"):
+        raise ConfigError(f"-a {key}: a spider argument is a name such as category")
+    if key in SETTING_ATTRIBUTES:
+        raise ConfigError(f"-a {key}: that is a setting; use -s {SETTING_ATTRIBUTES[key]}={value}")
+    if key in RESERVED_ATTRIBUTES or callable(current):
+        raise ConfigError(f"-a {key}: {spider.__name__}.{key} is not a spider argument")
+    if isinstance(current, (list, tuple)):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
 async def iterate(output: Any) -> AsyncIterator[Any]:

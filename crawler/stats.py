@@ -1,8 +1,10 @@
 """Crawl statistics: counters the engine bumps for one run, persisted with the state's run
-record, reported at the end."""
+record, reported at the end; and the fetch-duration histogram, kept for the metrics endpoint
+only."""
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -58,6 +60,10 @@ class Stats:
         attr = _SKIP_COUNTERS[reason]
         setattr(self, attr, getattr(self, attr) + count)
 
+    def skips(self) -> dict[SkipReason, int]:
+        """Requests not fetched, by reason (duplicates include those the frontier caught)."""
+        return {reason: getattr(self, attr) for reason, attr in _SKIP_COUNTERS.items()}
+
     def response(self, status: int, size: int) -> None:
         self.responses_total += 1
         self.bytes_received += size
@@ -91,3 +97,41 @@ class Stats:
         stats._elapsed_before = float(data.get("elapsed_s", 0.0))
         stats.elapsed_s = stats._elapsed_before
         return stats
+
+
+# Upper bounds, seconds: from a loopback answer to a response that takes request_timeout.
+FETCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class FetchDurations:
+    """How long responses took, in fixed buckets: one ``observe`` per response, O(1) and
+    allocation-free, for a histogram read at scrape time. Per process: not kept in the state.
+
+    >>> durations = FetchDurations()
+    >>> durations.observe(0.02)
+    >>> durations.cumulative()[:4], durations.count, durations.sum_s
+    ([0, 0, 1, 1], 1, 0.02)
+    """
+
+    def __init__(self, bounds_s: tuple[float, ...] = FETCH_BUCKETS_S) -> None:
+        self.bounds_s = bounds_s
+        self._counts = [0] * (len(bounds_s) + 1)  # the last one is +Inf
+        self.count = 0
+        self.sum_s = 0.0
+
+    def __repr__(self) -> str:
+        return f"<FetchDurations count={self.count} sum_s={self.sum_s:.3f}>"
+
+    def observe(self, seconds: float) -> None:
+        self._counts[bisect.bisect_left(self.bounds_s, seconds)] += 1
+        self.count += 1
+        self.sum_s += seconds
+
+    def cumulative(self) -> list[int]:
+        """Responses at most as long as each bound, then all of them (the +Inf bucket)."""
+        total = 0
+        out = []
+        for count in self._counts:
+            total += count
+            out.append(total)
+        return out

@@ -294,3 +294,24 @@ async def test_text_is_decoded_from_header_bom_and_meta(site: TestSite, tmp_path
     assert {item["kind"]: item["cafe"] for item in result.items} == dict.fromkeys(
         ("header", "meta", "bom", "none"), True
     )
+
+
+@pytest.mark.parametrize("links", [150, 300, 1500])
+async def test_a_lone_page_of_many_links_is_followed(
+    site: TestSite, tmp_path: Path, links: int
+) -> None:
+    # One request in flight whose links fill a whole commit batch: the dispatcher must not
+    # call the crawl over while that batch is being committed.
+    class Fan(Spider):
+        name = "fan"
+        start_urls = (site.url(f"/fan/{links}"),)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+            for request in response.follow_all(css="a[href]"):
+                yield request
+
+    result = await crawl(Fan, tmp_path, obey_robots=False)
+
+    assert len(result.items) == links + 1
+    assert result.stats.queued == 0

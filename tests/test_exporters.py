@@ -9,10 +9,12 @@ import pytest
 
 from crawler.errors import ConfigError
 from crawler.exporters import (
+    STDOUT,
     CsvExporter,
     FeedExporter,
     JsonExporter,
     JsonLinesExporter,
+    StdoutExporter,
     exporter_for,
 )
 
@@ -239,3 +241,109 @@ def test_repr(tmp_path: Path) -> None:
     exporter.write(_rows(1, 2))
     exporter.close()
     assert repr(exporter) == f"<JsonLinesExporter {tmp_path / 'out.jsonl'} last_item=2>"
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+async def test_a_file_the_state_never_wrote_is_appended_to(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"out{suffix}"
+    earlier = exporter_for(path)
+    earlier.open(0, 0)
+    earlier.write(_rows(1, 2))
+    earlier.close()  # another crawl's feed, with its own item ids
+
+    exporter = exporter_for(path)
+    exporter.open(0, None)
+    assert exporter.last_item == 0
+    exporter.write(_rows(3, 5))
+    assert await exporter.sync() == (5, exporter.file.tell())
+    exporter.close()
+    assert _read(path) == ITEMS
+    if suffix == ".csv":
+        assert path.read_text(encoding="utf-8").count("id,title,tags,meta") == 1
+
+
+@pytest.mark.parametrize("existing", [b"", b"[]", b"[\n]\n", b" [ ] \n\n"])
+def test_appending_to_an_empty_json_array(tmp_path: Path, existing: bytes) -> None:
+    path = tmp_path / "out.json"
+    path.write_bytes(existing)
+    exporter = JsonExporter(path)
+    exporter.open(0, None)
+    exporter.write(_rows(1, 2))
+    exporter.close()
+    assert _read(path) == ITEMS[:2]
+
+
+@pytest.mark.parametrize(
+    ("name", "existing", "why"),
+    [
+        ("out.json", b'[\n{"id": 1},\n{"id": 2}', "it does not end with a JSON array's closing ]"),
+        ("out.json", b'{"id": 1}\n', "it does not end with a JSON array's closing ]"),
+        ("out.jsonl", b'{"id": 1}\n{"id"', "its last line is incomplete"),
+        ("out.csv", b"id,title\r\n1,Du", "its last line is incomplete"),
+    ],
+)
+def test_a_file_that_cannot_be_continued_is_refused_and_left_alone(
+    tmp_path: Path, name: str, existing: bytes, why: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(existing)
+    with pytest.raises(ConfigError) as caught:
+        exporter_for(path).open(0, None)
+    assert str(caught.value) == f"cannot append to feed {path}: {why}; -O {path} overwrites it"
+    assert path.read_bytes() == existing
+
+
+def test_overwrite_starts_the_file_anew(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    path.write_bytes(b"not json at all")
+    exporter = exporter_for(path)
+    exporter.open(0, 0)
+    exporter.write(_rows(1, 1))
+    exporter.close()
+    assert _read(path) == ITEMS[:1]
+
+
+def test_dash_means_stdout(tmp_path: Path) -> None:
+    assert type(exporter_for(Path("-"))) is StdoutExporter
+    assert exporter_for(Path("-")).path == STDOUT
+    with pytest.raises(ConfigError, match="must end in one of"):
+        exporter_for(tmp_path / "-")  # a file named - is given by its path, and needs a suffix
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_feed_fields_choose_and_order_the_fields(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"out{suffix}"
+    exporter = exporter_for(path, fields=["title", "id", "missing"])
+    exporter.open(0, 0)
+    exporter.write(_rows(1, 2))
+    exporter.close()
+    if suffix == ".csv":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert lines == ["title,id,missing", "Dune,1,", '"Emma, a novel",2,']
+    else:
+        text = path.read_text()
+        items = (
+            json.loads(text) if suffix == ".json" else [json.loads(x) for x in text.splitlines()]
+        )
+        assert [list(item.items()) for item in items] == [
+            [("title", "Dune"), ("id", 1)],
+            [("title", "Emma, a novel"), ("id", 2)],
+        ]
+
+
+def test_a_csv_whose_columns_are_not_feed_fields_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"id,title\r\n1,Dune\r\n")
+    with pytest.raises(ConfigError) as caught:
+        exporter_for(path, fields=["title", "id"]).open(0, None)
+    assert str(caught.value) == (
+        f"cannot append to feed {path}: its columns are id,title, not feed_fields; "
+        f"-O {path} overwrites it"
+    )
+    assert path.read_bytes() == b"id,title\r\n1,Dune\r\n"
+
+    same = exporter_for(path, fields=["id", "title"])
+    same.open(0, None)
+    same.write(_rows(2, 2))
+    same.close()
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == ["1,Dune", '2,"Emma, a novel"']

@@ -1,5 +1,6 @@
 """Unit tests of crawler.settings: defaults, the precedence of layers, and one-line errors."""
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -212,3 +213,113 @@ def test_a_scrapy_setting_name_points_to_ours(scrapy_name: str) -> None:
     hint = f"unknown setting {scrapy_name!r}; did you mean {ours!r}?"
     with pytest.raises(SettingsError, match=re.escape(hint)):
         load_settings(overrides={scrapy_name: "1"})
+
+
+LAYERS = ["config", "env", "spider_settings", "overrides"]  # lowest first
+
+
+def _layer_values(
+    monkeypatch: pytest.MonkeyPatch, layers: dict[str, tuple[str, float]]
+) -> dict[str, dict[str, object]]:
+    """Each layer sets ``download_delay`` spelt as given; the environment through a variable."""
+    values: dict[str, dict[str, object]] = {}
+    for layer, (spelling, delay) in layers.items():
+        if layer == "env":
+            monkeypatch.setenv(
+                f"{'CRAWLER' if spelling.isupper() else 'crawler'}_{spelling}", str(delay)
+            )
+        else:
+            values[layer] = {spelling: delay if layer != "overrides" else str(delay)}
+    return values
+
+
+@pytest.mark.parametrize("low_spelling", ["download_delay", "DOWNLOAD_DELAY"])
+@pytest.mark.parametrize("high_spelling", ["download_delay", "DOWNLOAD_DELAY", "Download_Delay"])
+@pytest.mark.parametrize(
+    ("low", "high"), [(a, b) for i, a in enumerate(LAYERS) for b in LAYERS[i + 1 :]]
+)
+def test_each_pair_of_layers_keeps_its_order_whatever_the_case(
+    monkeypatch: pytest.MonkeyPatch, low: str, high: str, low_spelling: str, high_spelling: str
+) -> None:
+    values = _layer_values(monkeypatch, {low: (low_spelling, 1.0), high: (high_spelling, 2.0)})
+    assert load_settings(**values).download_delay == 2.0  # type: ignore[arg-type]
+    if high != "env":  # the lower layer alone is read too
+        del values[high]
+        assert load_settings(**values).download_delay == 1.0  # type: ignore[arg-type]
+
+
+def test_upper_case_names_are_read_from_the_config_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[crawler]\nCONCURRENCY = 4\nUser_Agent = 'bot/2'\n")
+    settings = load_settings(read_config_file(path))
+    assert (settings.concurrency, settings.user_agent) == (4, "bot/2")
+
+
+@pytest.mark.parametrize("layer", ["config", "spider_settings", "overrides"])
+def test_one_name_spelt_twice_in_a_layer_is_refused(layer: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(**{layer: {"concurrency": 3, "CONCURRENCY": 4}})
+    assert "setting 'concurrency' is given twice in " in str(caught.value)
+    assert "as 'concurrency' and 'CONCURRENCY'" in str(caught.value)
+
+
+@pytest.mark.parametrize("layer", ["config", "spider_settings", "overrides"])
+@pytest.mark.parametrize("spelling", ["CONCURRENT_REQUESTS", "concurrent_requests"])
+def test_a_scrapy_name_gets_ours_from_every_layer(layer: str, spelling: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(**{layer: {spelling: 3}})
+    assert str(caught.value) == f"unknown setting {spelling!r}; did you mean 'concurrency'?"
+
+
+def test_a_scrapy_name_from_the_config_file_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[crawler]\nROBOTSTXT_OBEY = false\n")
+    with pytest.raises(SettingsError, match="did you mean 'obey_robots'"):
+        load_settings(read_config_file(path))
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        ("CRAWLER_CONCURRENT_REQUESTS", "; did you mean CRAWLER_CONCURRENCY?"),
+        ("CRAWLER_ROBOTSTXT_OBEY", "; did you mean CRAWLER_OBEY_ROBOTS?"),
+        ("crawler_concurency", "; did you mean CRAWLER_CONCURRENCY?"),
+        ("CRAWLER_ZZZ_UNRELATED", ""),
+    ],
+)
+def test_an_unknown_env_variable_warns_and_is_ignored(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str, hint: str
+) -> None:
+    monkeypatch.setenv(variable, "3")
+    with caplog.at_level(logging.WARNING, logger="crawler.settings"):
+        assert load_settings() == Settings()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ignoring environment variable {variable}: no such setting{hint}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["title,price", " title , price ,", '["title", "price"]', ' ["title","price"]']
+)
+def test_a_list_setting_from_text(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    assert load_settings(overrides={"feed_fields": text}).feed_fields == ["title", "price"]
+    monkeypatch.setenv("CRAWLER_FEED_FIELDS", text)
+    monkeypatch.setenv("CRAWLER_SENSITIVE_HEADERS", text)
+    settings = load_settings()
+    assert settings.feed_fields == settings.sensitive_headers == ["title", "price"]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('["title", ', "not a JSON list; or give names separated by commas"),
+        ("title,title", "list each field once, by name"),
+        ("", "list each field once, by name"),
+    ],
+)
+def test_a_bad_list_setting_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, text: str, why: str
+) -> None:
+    monkeypatch.setenv("CRAWLER_FEED_FIELDS", text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(f"bad setting feed_fields={text!r}: ")
+    assert why in str(caught.value)

@@ -98,8 +98,9 @@ class Frontier(Protocol):
 
     async def robots(self, host: str) -> RobotsRecord | None: ...
 
-    async def feed(self, path: str) -> tuple[int, int]:
-        """(last exported item id, byte offset) of a feed file; (0, 0) for a new feed."""
+    async def feed(self, path: str) -> tuple[int, int] | None:
+        """(last exported item id, byte offset) of a feed file; None for a feed this state has
+        never written."""
 
     def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]: ...
 

@@ -282,10 +282,10 @@ class SqliteFrontier:
         )
         return RobotsRecord(*rows[0]) if rows else None
 
-    async def feed(self, path: str) -> tuple[int, int]:
+    async def feed(self, path: str) -> tuple[int, int] | None:
         rows = await self._rows("SELECT value FROM meta WHERE key = ?", (f"feed:{path}",))
         if not rows:
-            return 0, 0
+            return None
         last, offset = jsondata.loads(rows[0][0])
         return int(last), int(offset)
 
