@@ -478,7 +478,14 @@ def schedule(
     launch = runs.Launch(config, spiders_dir)
     sys.exit(
         _run_async(
-            daemon.serve(schedules, history, launch, once=once, stop_timeout_s=stop_timeout_s)
+            daemon.serve(
+                schedules,
+                history,
+                launch,
+                once=once,
+                stop_timeout_s=stop_timeout_s,
+                settings=_settings((), config),
+            )
         )
     )
 

@@ -171,6 +171,10 @@ async def test_every_minute_one_run_per_due_time(site: TestSite, folder: Path) -
             assert feed(folder, n) == [0, 1, 2, 3, 4]
         assert await running.history.last_scheduled_for("leaves") == minute(3)
         assert [r.run for r in await running.history.records()] == [1, 2, 3]
+        (status,) = running.daemon.statuses()  # what /metrics shows of the schedule
+        assert status.outcomes == {"finished": 3}
+        assert status.last_success == status.last_end is not None
+        assert status.next_run == minute(4).timestamp()
 
 
 @pytest.mark.slow

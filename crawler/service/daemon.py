@@ -13,16 +13,19 @@ import logging
 import os
 import signal
 import tempfile
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from crawler.metrics.server import serve_metrics
 from crawler.service.config import Schedule
 from crawler.service.history import History, Outcome, Record, Trigger
 from crawler.service.runs import Ending, Launch, items_added, outcome
 from crawler.service.timetable import Action, Timetable, catch_up, on_due
+from crawler.settings import Settings
 
 log = logging.getLogger("crawler.service")
 
@@ -52,11 +55,17 @@ class WallClock:
 
 
 @dataclass
-class _Slot:
-    """One schedule's run in progress and the due time queued behind it."""
+class ScheduleState:
+    """One schedule as the service follows it: its run in progress, the due time queued behind
+    it, and what ``/metrics`` shows (outcomes since the service started; Unix times)."""
 
+    name: str
     running: bool = False
     queued: datetime | None = None
+    outcomes: Counter[str] = field(default_factory=Counter)
+    last_end: float | None = None
+    last_success: float | None = None
+    next_run: float | None = None
 
 
 class Daemon:
@@ -78,7 +87,7 @@ class Daemon:
         self.launch = launch or Launch()
         self.stop_timeout_s = stop_timeout_s
         self.on_record = on_record
-        self._slots = {name: _Slot() for name in self.schedules}
+        self._slots = {name: ScheduleState(name) for name in self.schedules}
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
 
@@ -86,6 +95,10 @@ class Daemon:
         running = sorted(name for name, slot in self._slots.items() if slot.running)
         state = "stopping" if self._stopping.is_set() else "serving"
         return f"<Daemon {state} schedules={len(self.schedules)} running={running}>"
+
+    def statuses(self) -> list[ScheduleState]:
+        """Every schedule's state, for the metrics reader."""
+        return list(self._slots.values())
 
     def stop(self) -> None:
         """Stop triggering and ask the children to stop (SIGINT); they get ``stop_timeout_s``."""
@@ -121,6 +134,7 @@ class Daemon:
             last = await self._handle_due(schedule, table, last, trigger, group)
             trigger = Trigger.SCHEDULE
             due = table.next_after(last)
+            self._slots[schedule.name].next_run = due.timestamp()
             log.info("schedule %s: next run due at %s", schedule.name, due.astimezone(table.zone))
             await self._unless_stopping(self.clock.sleep_until(due))
         await self._drop_queued(schedule)
@@ -265,6 +279,12 @@ class Daemon:
 
     async def _record(self, record: Record) -> None:
         await self.history.add(record)
+        state = self._slots[record.schedule]
+        state.outcomes[record.outcome.value] += 1
+        if record.finished_at is not None:
+            state.last_end = record.finished_at.timestamp()
+            if record.outcome is Outcome.FINISHED:
+                state.last_success = state.last_end
         if self.on_record is not None:
             self.on_record(record)
 
@@ -322,6 +342,7 @@ async def serve(
     *,
     once: str | None = None,
     stop_timeout_s: float = 50.0,
+    settings: Settings | None = None,
 ) -> int:
     """``crawler schedule``: serve ``schedules`` until a signal, or run schedule ``once`` now.
     Returns the exit code: 0, 130 when a second signal forced the stop, or with ``once`` the
@@ -329,7 +350,9 @@ async def serve(
     async with History(history) as kept:
         daemon = Daemon(schedules, kept, launch=launch, stop_timeout_s=stop_timeout_s)
         if once is None:
-            return 130 if await serve_with_signals(daemon, daemon.serve()) else 0
+            async with serve_metrics(settings or Settings(), schedules=daemon.statuses):
+                forced = await serve_with_signals(daemon, daemon.serve())
+            return 130 if forced else 0
         ran: list[Record] = []
 
         async def run_once() -> None:

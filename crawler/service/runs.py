@@ -69,6 +69,8 @@ class Launch:
         due: datetime | None = None,
     ) -> list[str]:
         argv = [self.python, "-m", "crawler", "run", schedule.spider, "--no-progress"]
+        # The service serves the metrics port (the config file's); a run must not take it.
+        argv += ["-s", "metrics_port=0"]
         argv += ["--spiders-dir", str(self.spiders_dir), "--stats", str(stats)]
         argv += ["--trigger", str(trigger)]  # for the state's own run history (crawler runs)
         if due is not None:
