@@ -1,4 +1,5 @@
-"""The ``crawler`` command line: run, list, new, fetch, shell, sandbox, demo and schedule."""
+"""The ``crawler`` command line: run, runs, list, new, fetch, shell, sandbox, demo and
+schedule."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from crawler import loader, runner, summary
+from crawler import jsondata, loader, runner, runs, summary
 from crawler.errors import (
     AddressRefused,
     ConfigError,
@@ -25,6 +26,7 @@ from crawler.errors import (
     SettingsError,
     SkipReason,
     SpiderLoadError,
+    StateLocked,
 )
 from crawler.exporters import STDOUT
 from crawler.fetcher import Fetcher
@@ -65,9 +67,9 @@ _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\`]")
 OUR_LOGGERS = ("crawler", "crawler_spiders")
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, code: int = summary.EXIT_BAD_INPUT) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(summary.EXIT_BAD_INPUT)
+    sys.exit(code)
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -81,6 +83,8 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner_:
             return runner_.run(coro)
+    except StateLocked as exc:
+        _fail(str(exc), runs.EXIT_LOCKED)
     except CrawlerError as exc:
         _fail(str(exc))
 
@@ -132,11 +136,26 @@ def main() -> None:
     help="State file; the same file resumes.",
 )
 @click.option(
-    "--stats", "stats_file", type=click.Path(path_type=Path), help="Write final stats as JSON."
+    "--stats",
+    "stats_file",
+    type=click.Path(path_type=Path),
+    help="Write this run's stats, with the totals over its state's runs, as JSON.",
 )
 @config_option
 @spiders_dir_option
 @click.option("--progress/--no-progress", default=True, help="Live status line on a terminal.")
+@click.option(
+    "--trigger",
+    type=click.Choice([str(trigger) for trigger in runs.Trigger]),
+    default=str(runs.Trigger.MANUAL),
+    show_default=True,
+    help="Why this run starts, for the run history (crawler schedule sets it).",
+)
+@click.option(
+    "--scheduled-for",
+    metavar="ISO",
+    help="The time a schedule meant this run for, e.g. 2026-12-05T12:00:00Z (history only).",
+)
 def run(
     *,
     spider: str,
@@ -149,8 +168,13 @@ def run(
     config: Path | None,
     spiders_dir: Path,
     progress: bool,
+    trigger: str,
+    scheduled_for: str | None,
 ) -> None:
-    """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file)."""
+    """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file).
+
+    Exit codes: 0 finished, 1 crashed or failed, 2 bad input, 3 stopped (resumable),
+    4 the state is in use by another run, 130 stopped at once (second Ctrl-C)."""
     if output is not None and overwrite_output is not None:
         _fail("-o appends and -O overwrites: give one of them")
     output = output or overwrite_output
@@ -166,6 +190,8 @@ def run(
             stats=stats_file,
             config=config,
             progress=progress,
+            trigger=runs.Trigger(trigger),
+            scheduled_for=runs.parse_scheduled_for(scheduled_for) if scheduled_for else None,
         )
         settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
     except CrawlerError as exc:
@@ -179,6 +205,7 @@ def run(
         click.echo("stopped at once; the state holds everything committed so far", err=True)
         sys.exit(summary.EXIT_FORCED)
     _summary(result, output)
+    _totals(result)
     if result.stopped:
         hint = f" --state {state}" if state else " (no --state: this crawl cannot be resumed)"
         click.echo(f"stopped; run again with{hint} to resume", err=True)
@@ -209,6 +236,47 @@ def _summary(result: runner.CrawlResult, feed: Path | None) -> None:
         click.echo(line, err=True)
     if feed is not None:
         click.echo(f"items written to {'stdout' if feed == STDOUT else feed}", err=True)
+
+
+def _totals(result: runner.CrawlResult) -> None:
+    """The run's place in the state's history, and the totals over every run of it."""
+    if result.state is None:
+        return
+    run, total = result.run, result.totals
+    resumed = f", resumed {run.resumes}x" if run.resumes else ""
+    totals = (
+        f"; totals over {run.id} runs: {total.pages_crawled} pages, {total.items_scraped} items,"
+        f" {total.failures} failures in {total.elapsed_s:.1f}s"
+        if run.id > 1
+        else ""
+    )
+    click.echo(f"run {run.id} ({run.trigger}{resumed}): {run.outcome}{totals}", err=True)
+
+
+@main.command(name="runs")
+@click.option(
+    "--state", type=click.Path(path_type=Path), required=True, help="State file of the crawl."
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON: every run with its stats.")
+def list_runs(state: Path, as_json: bool) -> None:
+    """List the runs kept in a state file: trigger, times, outcome, exit code, counters."""
+    try:
+        history, holder = runner.run_history(state)
+    except CrawlerError as exc:
+        _fail(str(exc))
+    if as_json:
+        records = [run.to_dict() for run in history or []]
+        click.echo(jsondata.dumps(records, indent=True))
+        return
+    if history is None:
+        click.echo(f"no runs recorded in {state}: its crawler kept no run records", err=True)
+        return
+    if not history:
+        click.echo(f"no runs recorded in {state} yet", err=True)
+        return
+    click.echo(runs.table(history, live=holder is not None))
+    if holder is not None:
+        click.echo(f"under way: {holder}", err=True)
 
 
 @main.command(name="list")

@@ -5,6 +5,7 @@ CrawlerError
 │   ├── SettingsError       a setting with a bad value or an unknown name
 │   └── SpiderLoadError     no such spider, or its file does not import
 ├── StateError              the state file is unreadable, corrupt or of another crawl
+│   └── StateLocked         another run holds the state's lock: exit 4
 ├── FeedError               a feed cannot be written (disk full, stdout's reader went away)
 ├── SpiderError             a spider broke the API (e.g. a callback that is not a method)
 ├── FetchError              one page could not be fetched; counted, never crashes the crawl
@@ -44,6 +45,10 @@ class SpiderLoadError(ConfigError):
 
 class StateError(CrawlerError):
     """The state database cannot be used."""
+
+
+class StateLocked(StateError):
+    """Another run holds the state file's lock (``crawler.lock``); it names the holder."""
 
 
 class FeedError(CrawlerError):

@@ -1,5 +1,5 @@
 """The runner: the one place that builds a crawl (settings, state, fetcher, feed, engine),
-runs it under signal handling, and tears it down."""
+runs it under signal handling and the state's lock, records the run, and tears it down."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ from crawler.errors import ConfigError, CrawlerError
 from crawler.exporters import STDOUT, FeedExporter, exporter_for, open_private
 from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier
-from crawler.frontier.sqlite import SqliteFrontier
+from crawler.frontier.sqlite import SqliteFrontier, read_runs
+from crawler.lock import Holder, StateLock, holder, lock_path
 from crawler.metrics.server import serve_metrics
 from crawler.progress import Progress
+from crawler.runs import EXIT_CODES, EXIT_FORCED, Run, RunOutcome, Trigger, iso, now, outcome_of
+from crawler.runs import totals as sum_runs
 from crawler.settings import Settings, load_settings, read_config_file
 from crawler.spider import Spider, spider_settings
 from crawler.stats import Stats
@@ -49,16 +53,22 @@ class CrawlJob:
     progress: bool = True
     signals: bool = True
     """Whether SIGINT/SIGTERM stop the crawl gracefully (the CLI); a notebook keeps its own."""
+    trigger: Trigger = Trigger.MANUAL
+    scheduled_for: datetime | None = None
 
 
 @dataclass
 class CrawlResult:
-    """How a crawl ended. ``items`` holds the items when the crawl had no feed file (a
-    temporary one was read back), else None: they are in the feed."""
+    """How a crawl ended. ``stats`` are this run's; ``totals`` sum every run kept in the state,
+    this one included; ``run`` is its record (id, trigger, outcome, exit code). ``items`` holds
+    the items when the crawl had no feed file (a temporary one was read back), else None: they
+    are in the feed."""
 
     stats: Stats
     stopped: bool
     state: Path | None
+    run: Run
+    totals: Stats
     items: list[dict[str, Any]] | None = None
     requeued: int = 0
     """Failed requests of earlier runs this run queued again (``retry_failed_on_rerun``)."""
@@ -70,8 +80,9 @@ def resolve_settings(job: CrawlJob) -> Settings:
 
 def check_outputs(job: CrawlJob) -> None:
     """Refuse, before anything is written, output paths that would destroy each other or that
-    cannot be written: the feed, the state (with SQLite's -wal, -shm and -journal files beside it)
-    and the stats file must be different files, in folders that exist, and not symbolic links."""
+    cannot be written: the feed, the state (with SQLite's -wal, -shm and -journal files and its
+    .lock file beside it) and the stats file must be different files, in folders that exist,
+    and not symbolic links."""
     claimed: dict[Path, str] = {}
     feed = "-O" if job.overwrite_feed else "-o"
     for option, path in (("--state", job.state), (feed, job.feed), ("--stats", job.stats)):
@@ -84,6 +95,7 @@ def check_outputs(job: CrawlJob) -> None:
         names = [path]
         if option == "--state":
             names += [path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")]
+            names.append(lock_path(path))
         for name in names:
             key = name.resolve()
             if key in claimed:
@@ -118,10 +130,13 @@ def _create_private(path: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _state_file(path: Path | None) -> AsyncIterator[Path]:
+async def _state_file(path: Path | None, started_at: datetime) -> AsyncIterator[Path]:
+    """The state file, locked for this run; a temporary one without ``--state``."""
     if path is not None:
-        _create_private(path)
-        yield path
+        _check_access(path)  # before the lock file is made beside it: the clearer message
+        async with StateLock(path, iso(started_at) or ""):
+            _create_private(path)
+            yield path
         return
     with tempfile.TemporaryDirectory(prefix="crawler-") as folder:
         yield Path(folder) / "state.db"
@@ -154,27 +169,36 @@ async def _open_feed(
 async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
     """Run a crawl to its end, or until SIGINT/SIGTERM: the first stops scheduling and lets
     requests in flight finish; a second stops at once. The state stays consistent either way.
-    ``settings`` are the job's, when the caller resolved them already."""
+    ``settings`` are the job's, when the caller resolved them already.
+
+    A crawl kept in a state is one run in its history: a stopped (or killed) run is continued,
+    else a new run starts. Another run holding the state's lock raises ``StateLocked``."""
     settings = settings or resolve_settings(job)
     check_outputs(job)
     spider = _create_spider(job)
-    async with _state_file(job.state) as state_path:
+    started_at = now()
+    async with _state_file(job.state, started_at) as state_path:
         frontier = SqliteFrontier(state_path)
         saved = await frontier.open(spider.name)
         exporter: FeedExporter | None = None
         fetcher = Fetcher(settings)
         try:
-            if saved:
-                log.info("resuming the crawl kept in %s", state_path)
             if job.feed is None and job.state is None:
                 log.warning("no -o FILE and no --state FILE: the items will not be kept")
-            stats = Stats.from_dict(saved)
-            requeued = await _requeue_failed(frontier, settings, stats) if saved else 0
             exporter = (
                 await _open_feed(job.feed, frontier, settings, overwrite=job.overwrite_feed)
                 if job.feed
                 else None
             )
+            # Begun once nothing can refuse to start: a run on record is a run that crawled.
+            current = await _begin_run(frontier, job, saved, started_at)
+            if current.resumes:
+                log.info("resuming run %d kept in %s", current.id, state_path)
+            elif current.id > 1:
+                log.info("run %d of the crawl kept in %s", current.id, state_path)
+            stats = Stats.from_dict(current.stats)
+            rerun = current.id > 1 or current.resumes > 0
+            requeued = await _requeue_failed(frontier, settings, stats) if rerun else 0
             progress = Progress(stats, settings.progress_interval) if job.progress else None
             engine = Engine(
                 spider,
@@ -186,18 +210,86 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 progress=progress,
             )
             async with serve_metrics(settings, crawl=engine):
-                stopped = await _run_with_signals(engine) if job.signals else await _run(engine)
+                stopped = await _run_recorded(engine, frontier, current, job.signals)
+            earlier = [run.stats for run in await frontier.runs() if run.id != current.id]
         finally:
             await fetcher.close()
             await frontier.close()
             if exporter is not None:
                 exporter.close()
-    stats.tick()
+    totals = Stats.from_dict(sum_runs([*earlier, current.stats]))
     if job.stats is not None:
         with open_private(job.stats) as file:
             file.truncate()
-            file.write(jsondata.dumps(stats.to_dict(), indent=True))
-    return CrawlResult(stats, stopped, job.state, requeued=requeued)
+            report = {**current.stats, "run": _without_stats(current), "totals": totals.to_dict()}
+            file.write(jsondata.dumps(report, indent=True))
+    return CrawlResult(stats, stopped, job.state, current, totals, requeued=requeued)
+
+
+async def _begin_run(
+    frontier: SqliteFrontier, job: CrawlJob, saved: dict[str, Any], started_at: datetime
+) -> Run:
+    """Continue the state's unfinished run, or start a new one."""
+    last = await frontier.last_run()
+    if last is None and saved:
+        # A state from before run records: its counters become run 1, ended if nothing is queued.
+        queued = (await frontier.counts()).queued
+        outcome = RunOutcome.STOPPED if queued else RunOutcome.FINISHED
+        last = await frontier.start_run(Run(0, Trigger.MANUAL, outcome=outcome, stats=saved))
+    if last is not None and last.resumable:
+        return await frontier.resume_run(last)
+    return await frontier.start_run(
+        Run(0, job.trigger, started_at=started_at, scheduled_for=job.scheduled_for)
+    )
+
+
+async def _run_recorded(
+    engine: Engine, frontier: SqliteFrontier, current: Run, signals: bool
+) -> bool:
+    """Run the engine and record how the run ended; returns whether a signal stopped it."""
+    try:
+        stopped = await _run_with_signals(engine) if signals else await _run(engine)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        await _end(frontier, current, RunOutcome.STOPPED, EXIT_FORCED)
+        raise
+    except Exception:
+        await _end(frontier, current, RunOutcome.CRASHED, EXIT_CODES[RunOutcome.CRASHED])
+        raise
+    outcome = outcome_of(engine.stats, stopped=stopped)
+    await _end(frontier, current, outcome, EXIT_CODES[outcome], engine.stats.to_dict())
+    return stopped
+
+
+async def _end(
+    frontier: SqliteFrontier,
+    current: Run,
+    outcome: RunOutcome,
+    exit_code: int,
+    stats: dict[str, Any] | None = None,
+) -> None:
+    """Record the run's end. Without ``stats`` (a crash, a forced stop) the last committed ones
+    stay: counts of work not committed would be counted again when the run is continued."""
+    current.outcome, current.exit_code, current.finished_at = outcome, exit_code, now()
+    if stats is None:
+        # The state may be what broke; the original error matters more than this record.
+        with contextlib.suppress(CrawlerError):
+            await frontier.finish_run(current, None)
+    else:
+        await frontier.finish_run(current, stats)
+
+
+def _without_stats(current: Run) -> dict[str, Any]:
+    record = current.to_dict()
+    del record["stats"]
+    return record
+
+
+def run_history(state: Path) -> tuple[list[Run] | None, Holder | None]:
+    """The runs kept in a state file (None for a state from before run records), and the
+    run that holds its lock now, if any. Opens the state read-only."""
+    if not state.is_file():
+        raise ConfigError(f"state file {state} does not exist")
+    return read_runs(state), holder(state)
 
 
 def _create_spider(job: CrawlJob) -> Spider:
@@ -333,10 +425,13 @@ def _job(
         spider=spider,
         overrides=dict(settings or {}),
         arguments=dict(arguments or {}),
+        feed=given.get("feed"),
+        state=given.get("state"),
+        stats=given.get("stats"),
+        config=given.get("config"),
         progress=False,
         signals=signals,
         overwrite_feed=overwrite_feed,
-        **given,
     )
 
 

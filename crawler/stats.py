@@ -1,5 +1,6 @@
-"""Crawl statistics: counters the engine bumps, persisted with the state, reported at the end;
-and the fetch-duration histogram, kept for the metrics endpoint only."""
+"""Crawl statistics: counters the engine bumps for one run, persisted with the state's run
+record, reported at the end; and the fetch-duration histogram, kept for the metrics endpoint
+only."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ _SKIP_COUNTERS = {
 
 @dataclass
 class Stats:
-    """Counters of one crawl; they carry over when a crawl resumes.
+    """Counters of one run of a crawl; a continued run (after a stop or a kill) carries on with
+    its own. ``crawler.runs.totals`` sums the runs of a state.
 
     ``requests_total`` counts HTTP requests sent (retries, redirect hops and robots.txt included);
     ``pages_crawled`` counts requests whose callback ran.
@@ -95,7 +97,7 @@ class Stats:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stats:
-        """Counters saved by an earlier run of the same crawl; unknown keys are ignored."""
+        """Counters saved earlier by the same run; unknown keys are ignored."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k[0] != "_"}
         stats = cls(**known)
         stats.status_counts = Counter(data.get("status_counts", {}))

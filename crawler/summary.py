@@ -12,27 +12,38 @@
 
 from __future__ import annotations
 
+from crawler.runs import (
+    EXIT_BAD_INPUT,
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_FORCED,
+    EXIT_LOCKED,
+    EXIT_STOPPED,
+    outcome_of,
+)
+from crawler.runs import EXIT_FINISHED as EXIT_OK
 from crawler.stats import Stats
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_STOPPED = 3
-EXIT_LOCKED = 4
-EXIT_FORCED = 130
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_FORCED",
+    "EXIT_LOCKED",
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "exit_code",
+    "lines",
+]
 
 
 def exit_code(stats: Stats, *, stopped: bool) -> int:
-    """The exit status of a crawl that ended (a crash or bad input never gets here).
+    """The exit status of a crawl that ended (a crash or bad input never gets here): the one
+    its run records (``crawler.runs``).
 
     >>> exit_code(Stats(callback_errors=3), stopped=False)
     1
     """
-    if stopped:
-        return EXIT_STOPPED
-    if stats.callback_errors and not stats.items_scraped:
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_CODES[outcome_of(stats, stopped=stopped)]
 
 
 def lines(stats: Stats, *, stopped: bool, requeued: int = 0) -> list[str]:

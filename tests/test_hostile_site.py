@@ -99,4 +99,5 @@ async def test_a_hostile_site_is_crawled_safely_and_resumes_cleanly(
     assert site.hits_total() == 0  # nothing left to do, robots.txt kept from the first run
     with feed.open(newline="", encoding="utf-8") as file:
         assert list(csv.DictReader(file)) == rows
-    assert again.stats.items_scraped == result.stats.items_scraped
+    assert (again.run.id, again.stats.items_scraped) == (2, 0)  # a new run, with nothing to do
+    assert again.totals.items_scraped == result.stats.items_scraped

@@ -48,11 +48,14 @@ LAYERS: dict[str, int] = {
     "crawler.rules": 2,
     "crawler.failure": 2,
     "crawler.summary": 2,
+    "crawler.runs": 2,  # run records over stats, and how a run ended
     # adapters and tools; the transport is the fetcher's lower half
     "crawler.transport": 3,
     "crawler.fetcher": 3,
     "crawler.frontier": 3,
     "crawler.frontier.sqlite": 3,
+    "crawler.frontier.sqlite_runs": 3,
+    "crawler.lock": 3,
     "crawler.exporters": 3,
     "crawler.progress": 3,
     "crawler.bookstore": 3,
@@ -97,7 +100,12 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
         False,
         "a backend implements the package's Frontier protocol and its records",
     ),
+    ("crawler.frontier.sqlite", "crawler.frontier.sqlite_runs"): (
+        False,
+        "the SQLite state's runs table",
+    ),
     ("crawler.fetcher", "crawler.transport"): (False, "the fetcher's client runs on it"),
+    ("crawler.summary", "crawler.runs"): (False, "a crawl's exit status is its run's"),
     ("crawler.sandbox", "crawler.bookstore"): (False, "the sandbox serves the bookstore's pages"),
     ("crawler.metrics.health", "crawler.metrics"): (False, "health reads a CrawlView"),
     ("crawler.metrics.prometheus", "crawler.metrics"): (False, "its collectors read the views"),
@@ -137,6 +145,7 @@ LIBRARY_OWNERS: dict[str, set[str]] = {
     "ada_url": {"crawler.urls"},
     "defusedxml": {"crawler.sitemaps"},
     "cronsim": {"crawler.service.timetable"},
+    "fcntl": {"crawler.lock"},
 }
 
 PUBLIC_API = [

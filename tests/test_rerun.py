@@ -59,8 +59,10 @@ async def test_a_rerun_retries_failures_but_not_permanent_4xx(
 
     assert second.requeued == 3  # the 503, the 500 and the 429
     assert second.stats.failures_requeued == 3
-    assert second.stats.failures == 2  # the 404 and the 410 stay failed
-    assert second.stats.pages_crawled == 4
+    # Stats are this run's: the three retried pages, none failing again; the totals over
+    # both runs hold the first run's page and its failures, the 404 and the 410 among them.
+    assert (second.stats.failures, second.stats.pages_crawled) == (0, 3)
+    assert second.totals.pages_crawled == 4
     for path in ("/flaky?fail=1", "/flaky?fail=1&status=500", "/flaky?fail=1&status=429"):
         assert site.hits(path) == 2
     for path in ("/flaky?fail=1&status=404", "/flaky?fail=1&status=410", "/leaf/1"):
@@ -69,7 +71,8 @@ async def test_a_rerun_retries_failures_but_not_permanent_4xx(
     assert len(feed) == 4
 
     third = await crawl_again(spider, tmp_path)  # nothing failed that may be retried
-    assert (third.requeued, third.stats.failures, site.hits_total()) == (0, 2, 6 + 3)
+    assert (third.requeued, third.stats.failures, site.hits_total()) == (0, 0, 6 + 3)
+    assert third.totals.failures == 5 + 0 + 0  # every run's own failures, summed
 
 
 async def test_retry_failed_on_rerun_false_leaves_failures_alone(
@@ -79,7 +82,8 @@ async def test_retry_failed_on_rerun_false_leaves_failures_alone(
     await crawl_again(spider, tmp_path)
     second = await crawl_again(spider, tmp_path, retry_failed_on_rerun=False)
 
-    assert (second.requeued, second.stats.failures, second.stats.pages_crawled) == (0, 5, 1)
+    assert (second.requeued, second.stats.failures, second.stats.pages_crawled) == (0, 0, 0)
+    assert second.totals.failures == 5
     assert site.hits("/flaky?fail=1") == 1
 
 
@@ -92,7 +96,7 @@ async def test_a_request_that_fails_again_is_a_failure_once(site: TestSite, tmp_
     second = await crawl_again(Down, tmp_path)
 
     assert (first.stats.failures, second.requeued, second.stats.failures) == (1, 1, 1)
-    assert second.stats.failure_reasons == {"RetryableStatus": 2}  # the history of every failure
+    assert second.totals.failure_reasons == {"RetryableStatus": 2}  # the history of every failure
     assert site.hits("/status/503") == 2
 
 
@@ -140,4 +144,6 @@ def test_the_summary_says_how_many_failures_were_requeued(site: TestSite, tmp_pa
     assert "0 pages, 0 items (0 dropped), 0 callback errors, 2 failures, 0 retries" in first
     assert "re-queued" not in first
     second = crawler()
-    assert "1 pages, 1 items (0 dropped), 0 callback errors, 1 failures, 1 re-queued" in second
+    # This run's counts: the page retried; the 404 failed in run 1 and stays failed.
+    assert "1 pages, 1 items (0 dropped), 0 callback errors, 0 failures, 1 re-queued" in second
+    assert "totals over 2 runs: 1 pages, 1 items, 2 failures" in second

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from crawler.runner import run_history
 from crawler.service.config import Schedule
 from crawler.service.daemon import Daemon
 from crawler.service.history import History, Outcome, Record, Trigger
@@ -267,6 +268,15 @@ async def test_max_runtime_stops_the_run_and_the_next_resumes(site: TestSite, fo
     assert first.items + second.items == len(feed(folder, 2)) < 100
     assert 0 < len(feed(folder, 1)) == first.items
     assert len(set(feed(folder, 2))) == len(feed(folder, 2))  # resumed: no page crawled twice
+    # The state's own history: one run, started by the schedule and continued by the next child.
+    runs, under_way = run_history(folder / "state.db")
+    assert under_way is None
+    assert runs is not None
+    assert [(r.id, r.trigger, r.outcome, r.exit_code, r.resumes) for r in runs] == [
+        (1, "schedule", "stopped", 3, 1)
+    ]
+    assert runs[0].scheduled_for == minute(1)
+    assert runs[0].counters()["items"] == first.items + second.items
 
 
 def run_schedule(folder: Path, *args: str) -> subprocess.Popen[str]:
@@ -373,6 +383,9 @@ def test_items_added_is_the_growth_of_the_state(tmp_path: Path) -> None:
     assert items_added(stats, None) == (30, 30)
     assert items_added(stats, 25) == (5, 30)
     assert items_added(stats, 40) == (30, 30)  # a new state file: it all came from this run
+    # crawler run's --stats: this run's counters, and the totals over the state's runs
+    stats.write_text(json.dumps({"items_scraped": 4, "totals": {"items_scraped": 34}}))
+    assert items_added(stats, 30) == (4, 34)
 
 
 @pytest.mark.slow

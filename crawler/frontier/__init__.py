@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crawler.request import Request
+from crawler.runs import Run
 
 
 class RequestState(enum.IntEnum):
@@ -64,7 +65,8 @@ class Frontier(Protocol):
     so a request's outcome, its items and its new links land in one transaction or not at all."""
 
     async def open(self, spider_name: str) -> dict[str, Any]:
-        """Open (creating or resuming) and return the saved stats; in-flight work is re-queued."""
+        """Open (creating or resuming); in-flight work is re-queued. Returns the stats a state
+        from before run records kept (else {}): the counters of its only run."""
 
     async def close(self) -> None: ...
 
@@ -80,7 +82,8 @@ class Frontier(Protocol):
 
     def save_robots(self, host: str, record: RobotsRecord) -> None: ...
 
-    def save_stats(self, stats: dict[str, Any]) -> None: ...
+    def save_stats(self, stats: dict[str, Any]) -> None:
+        """Buffer the current run's stats (see ``start_run``), committed by the next flush."""
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None: ...
 
@@ -116,3 +119,17 @@ class Frontier(Protocol):
     def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]: ...
 
     async def counts(self) -> Counts: ...
+
+    async def last_run(self) -> Run | None: ...
+
+    async def runs(self) -> list[Run]:
+        """Every run recorded, oldest first."""
+
+    async def start_run(self, run: Run) -> Run:
+        """Record a new run and give it its id; ``save_stats`` then writes its stats."""
+
+    async def resume_run(self, run: Run) -> Run:
+        """Mark an unfinished run running again; ``save_stats`` then writes its stats."""
+
+    async def finish_run(self, run: Run, stats: dict[str, Any] | None) -> None:
+        """Record the run's outcome, exit code and end, and its final stats unless None."""

@@ -18,7 +18,15 @@ from crawler import jsondata
 from crawler.dedup import RecentSet
 from crawler.errors import StateError
 from crawler.frontier import Counts, Flushed, Outcome, RequestState, RobotsRecord
+from crawler.frontier.sqlite_runs import (
+    RUN_COLUMNS,
+    RUNS_SCHEMA,
+    SAVE_RUN_STATS,
+    run_from_row,
+    run_stats_row,
+)
 from crawler.request import Request
+from crawler.runs import Run, RunOutcome, iso
 
 SCHEMA_VERSION = "2"  # 2: WHATWG canonical URLs (new fingerprints), robots.txt kept per site
 
@@ -73,13 +81,15 @@ class SqliteFrontier:
         self._outcomes: list[Outcome] = []
         self._robots: dict[str, RobotsRecord] = {}
         self._meta: dict[str, bytes] = {}
+        self._run: int | None = None  # the run whose stats save_stats writes
+        self._run_stats: tuple[Any, ...] | None = None
         self._next_item = 1
         # One connection: a transaction must not interleave with another statement.
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return (
-            f"<SqliteFrontier {self.path} pending: {len(self._new)} new,"
+            f"<SqliteFrontier {self.path} run {self._run} pending: {len(self._new)} new,"
             f" {len(self._outcomes)} outcomes>"
         )
 
@@ -97,6 +107,7 @@ class SqliteFrontier:
                 " PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY;"
             )
             await self._db.executescript(_SCHEMA)
+            await self._db.executescript(RUNS_SCHEMA)
             meta = await self._read_meta()
             await self._check_owner(meta, spider_name)
             await self._db.execute("UPDATE requests SET state = 0 WHERE state = 1")
@@ -192,7 +203,10 @@ class SqliteFrontier:
         self._robots[host] = record
 
     def save_stats(self, stats: dict[str, Any]) -> None:
-        self._meta["stats"] = jsondata.dumps(stats)
+        if self._run is None:
+            self._meta["stats"] = jsondata.dumps(stats)
+        else:
+            self._run_stats = run_stats_row(self._run, stats)
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None:
         self._meta[f"feed:{path}"] = jsondata.dumps([last_item, offset])
@@ -212,6 +226,7 @@ class SqliteFrontier:
         outcomes, self._outcomes = self._outcomes, []
         robots, self._robots = self._robots, {}
         meta, self._meta = self._meta, {}
+        run_stats, self._run_stats = self._run_stats, None
         result = Flushed(hosts={row[1] for row in new})
         items: list[tuple[int, int | None, bytes]] = []
         for outcome in outcomes:
@@ -220,7 +235,13 @@ class SqliteFrontier:
                 self._next_item += 1
         async with self._lock:
             await self._commit(
-                new, outcomes=outcomes, items=items, robots=robots, meta=meta, result=result
+                new,
+                outcomes=outcomes,
+                items=items,
+                robots=robots,
+                meta=meta,
+                run_stats=run_stats,
+                result=result,
             )
         result.duplicates = len(new) - result.added
         result.items = [(item_id, data) for item_id, _, data in items]
@@ -234,6 +255,7 @@ class SqliteFrontier:
         items: list[tuple[int, int | None, bytes]],
         robots: dict[str, RobotsRecord],
         meta: dict[str, bytes],
+        run_stats: tuple[Any, ...] | None,
         result: Flushed,
     ) -> None:
         db = self.db
@@ -252,6 +274,8 @@ class SqliteFrontier:
                 [(h, r.status, r.body, r.fetched_at) for h, r in robots.items()],
             )
             await db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(meta.items()))
+            if run_stats is not None:
+                await db.execute(SAVE_RUN_STATS, run_stats)
             await db.execute("COMMIT")
         except BaseException as exc:
             # Also on cancellation (a second Ctrl-C): none of the batch lands, the state stays
@@ -309,3 +333,69 @@ class SqliteFrontier:
             " (SELECT COUNT(*) FROM items) FROM requests"
         )
         return Counts(*(int(v or 0) for v in rows[0]))
+
+    async def last_run(self) -> Run | None:
+        rows = await self._rows(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT 1")
+        return run_from_row(rows[0]) if rows else None
+
+    async def runs(self) -> list[Run]:
+        return [
+            run_from_row(row)
+            for row in await self._rows(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id")
+        ]
+
+    async def start_run(self, run: Run) -> Run:
+        """Record a new run (its id is chosen here); later ``save_stats`` write its stats."""
+        rows = await self._rows(
+            "INSERT INTO runs (trigger, scheduled_for, started_at, finished_at, outcome,"
+            " exit_code, stats) VALUES (?,?,?,?,?,?,?) RETURNING id",
+            (
+                str(run.trigger), iso(run.scheduled_for), iso(run.started_at),
+                iso(run.finished_at), str(run.outcome), run.exit_code, jsondata.dumps(run.stats),
+            ),
+        )  # fmt: skip
+        run.id = rows[0][0]
+        await self._rows(SAVE_RUN_STATS, run_stats_row(run.id, run.stats))
+        if run.outcome is RunOutcome.RUNNING:
+            self._run = run.id
+        return run
+
+    async def resume_run(self, run: Run) -> Run:
+        """Continue an unfinished run: it is running again; later ``save_stats`` write its stats."""
+        await self._rows(
+            "UPDATE runs SET outcome = ?, finished_at = NULL, exit_code = NULL,"
+            " resumes = resumes + 1 WHERE id = ?",
+            (str(RunOutcome.RUNNING), run.id),
+        )
+        run.outcome, run.finished_at, run.exit_code = RunOutcome.RUNNING, None, None
+        run.resumes += 1
+        self._run = run.id
+        return run
+
+    async def finish_run(self, run: Run, stats: dict[str, Any] | None) -> None:
+        """Record how ``run`` ended (its outcome, exit code and end time), with its final stats
+        unless None (then the last committed ones stay)."""
+        self._run = None
+        if stats is not None:  # first: a run without an end is continued, with these stats
+            run.stats = stats
+            await self._rows(SAVE_RUN_STATS, run_stats_row(run.id, stats))
+        await self._rows(
+            "UPDATE runs SET outcome = ?, exit_code = ?, finished_at = ? WHERE id = ?",
+            (str(run.outcome), run.exit_code, iso(run.finished_at), run.id),
+        )
+
+
+def read_runs(path: Path) -> list[Run] | None:
+    """The runs recorded in a state file, opened read-only; None for a state from
+    before run records."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            if ("runs",) not in tables:
+                return None
+            rows = db.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id").fetchall()
+    except sqlite3.Error as exc:
+        raise StateError(f"state file {path} is not a usable crawl state ({exc})") from None
+    return [run_from_row(row) for row in rows]

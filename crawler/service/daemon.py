@@ -207,7 +207,7 @@ class Daemon:
         started = self.clock.now()
         log.info("schedule %s: run %d started (%s)", schedule.name, run, trigger)
         try:
-            code, ending, items, total = await self._child(schedule, run, before)
+            code, ending, items, total = await self._child(schedule, run, before, trigger, due)
             detail = ""
         except OSError as exc:  # no process at all: out of memory or processes, a bad python
             code, ending, items, total = 1, "exit", None, None
@@ -232,12 +232,17 @@ class Daemon:
         return record
 
     async def _child(
-        self, schedule: Schedule, run: int, before: int | None
+        self,
+        schedule: Schedule,
+        run: int,
+        before: int | None,
+        trigger: Trigger,
+        due: datetime | None,
     ) -> tuple[int, Ending, int | None, int | None]:
         """Run one child to its end: (exit code, why it ended, items added, items in the state)."""
         with tempfile.TemporaryDirectory(prefix="crawler-schedule-") as folder:
             stats = Path(folder) / "stats.json"
-            argv = self.launch.command(schedule, run, stats)
+            argv = self.launch.command(schedule, run, stats, trigger=trigger, due=due)
             # A session of its own: a Ctrl-C on the service's terminal reaches the service only,
             # which forwards one SIGINT (two would make the child stop at once).
             process = await asyncio.create_subprocess_exec(*argv, start_new_session=True)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from crawler.service.config import Schedule
-from crawler.service.history import Outcome
+from crawler.service.history import Outcome, Trigger
 
 # `crawler run` exit codes (README "Exit codes") and what they mean for a scheduled run.
 EXIT_OUTCOMES = {
@@ -37,11 +38,13 @@ def outcome(code: int, ending: Ending, items: int | None, min_items: int | None)
 
 
 def items_added(stats_file: Path, before: int | None) -> tuple[int | None, int | None]:
-    """(items this run added, items the state holds) from a child's ``--stats`` file. A state's
-    stats add up over its runs, so this run's share is the growth since the last run."""
+    """(items this run added, items the state holds) from a child's ``--stats`` file: its
+    ``totals`` add up the state's runs, so this child's share is the growth since the last one.
+    (A child continuing a stopped run reports that run's items so far, not its own.)"""
     try:
-        total = int(json.loads(stats_file.read_text(encoding="utf-8"))["items_scraped"])
-    except (OSError, ValueError, KeyError, TypeError):
+        data = json.loads(stats_file.read_text(encoding="utf-8"))
+        total = int(data.get("totals", data)["items_scraped"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, None
     if before is None or total < before:  # no earlier run, or the state was replaced
         return total, total
@@ -56,11 +59,22 @@ class Launch:
     spiders_dir: Path = Path("spiders")
     python: str = sys.executable
 
-    def command(self, schedule: Schedule, run: int, stats: Path) -> list[str]:
+    def command(
+        self,
+        schedule: Schedule,
+        run: int,
+        stats: Path,
+        *,
+        trigger: Trigger = Trigger.SCHEDULE,
+        due: datetime | None = None,
+    ) -> list[str]:
         argv = [self.python, "-m", "crawler", "run", schedule.spider, "--no-progress"]
         # The service serves the metrics port (the config file's); a run must not take it.
         argv += ["-s", "metrics_port=0"]
         argv += ["--spiders-dir", str(self.spiders_dir), "--stats", str(stats)]
+        argv += ["--trigger", str(trigger)]  # for the state's own run history (crawler runs)
+        if due is not None:
+            argv += ["--scheduled-for", due.isoformat()]
         if self.config is not None:
             argv += ["--config", str(self.config)]
         if schedule.state is not None:
