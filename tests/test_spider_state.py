@@ -214,8 +214,7 @@ async def test_the_state_survives_a_resume(site: TestSite, tmp_path: Path) -> No
     second = await crawl(Counting, tmp_path, state=state, obey_robots=False)
 
     assert opened == [0, 4]
-    assert first.stats.items_scraped == 4
-    assert second.stats.items_scraped == 10
+    assert (first.stats.items_scraped, second.stats.items_scraped) == (4, 6)  # per run
     assert saved_state(state) == {"pages": 10}
 
 
