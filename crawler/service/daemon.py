@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from crawler.errors import CrawlerError
 from crawler.metrics.server import serve_metrics
 from crawler.service.config import Schedule
 from crawler.service.history import History, Outcome, Record, Trigger
-from crawler.service.runs import Ending, Launch, items_added, outcome
+from crawler.service.runs import Ending, Launch, items_added, outcome, state_run
 from crawler.service.timetable import Action, Timetable, catch_up, on_due
 from crawler.settings import Settings
 
@@ -204,6 +205,10 @@ class Daemon:
 
     async def _run(self, schedule: Schedule, due: datetime | None, trigger: Trigger) -> Record:
         run, before = await self.history.next_run(schedule.name)
+        if schedule.state is not None:
+            # The state's own run: a child that continues a stopped run writes its feed.
+            with contextlib.suppress(CrawlerError):  # the child will say what is wrong
+                run = await asyncio.to_thread(state_run, schedule.state)
         started = self.clock.now()
         log.info("schedule %s: run %d started (%s)", schedule.name, run, trigger)
         try:

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from crawler.frontier.sqlite import read_runs
 from crawler.service.config import Schedule
 from crawler.service.history import Outcome, Trigger
 
@@ -49,6 +50,19 @@ def items_added(stats_file: Path, before: int | None) -> tuple[int | None, int |
     if before is None or total < before:  # no earlier run, or the state was replaced
         return total, total
     return total - before, total
+
+
+def state_run(state: Path) -> int:
+    """The number of the run a child will be on ``state``: the last one when it is resumable
+    (stopped, timed out, killed), so a ``{run}`` feed is the same file and resumes exactly
+    once; else the next one."""
+    if not state.is_file():
+        return 1
+    runs = read_runs(state)
+    if not runs:  # a new state, or one from before run records
+        return 1
+    last = runs[-1]
+    return last.id if last.resumable else last.id + 1
 
 
 @dataclass
