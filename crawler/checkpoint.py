@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from crawler.exporters import FeedExporter
+from crawler.exporters import FeedExporter, feed_key
 from crawler.frontier import Frontier
 from crawler.spider_state import SpiderState
 from crawler.stats import Stats
@@ -62,4 +62,4 @@ class Checkpoint:
             if self.exporter is not None and flushed.items:
                 self.exporter.write(flushed.items)
                 last, offset = await self.exporter.sync()
-                self.frontier.save_feed(str(self.exporter.path), last, offset)
+                self.frontier.save_feed(feed_key(self.exporter.path), last, offset)

@@ -26,6 +26,12 @@ from crawler import jsondata
 from crawler.errors import ConfigError, FeedError
 
 STDOUT = Path("-")
+
+
+def feed_key(path: Path) -> str:
+    """The name a feed's checkpoint is kept under in the state: its absolute path, so that
+    ``-o a.jsonl`` and ``-o $PWD/a.jsonl`` are one feed."""
+    return "-" if path == STDOUT else str(path.resolve())
 """The feed path that means standard output (JSON lines), as in ``crawler run NAME -o -``."""
 
 
@@ -50,7 +56,8 @@ class FeedExporter:
 
     def open(self, last_item: int, offset: int | None) -> None:
         """Open for appending after the checkpoint; a missing or shorter file starts over.
-        ``offset=None`` appends after whatever the file holds (a feed the state never wrote)."""
+        ``offset=None`` appends after whatever the file holds (a feed the state never wrote),
+        with the items after ``last_item``."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open_private(self.path)
@@ -58,7 +65,7 @@ class FeedExporter:
         except OSError as exc:
             raise ConfigError(f"cannot write feed {self.path}: {exc.strerror}") from None
         if offset is None:
-            last_item, offset = 0, self._end(size)
+            offset = self._end(size)
         elif size < offset or offset == 0:
             last_item, offset = 0, 0
         self.file.truncate(offset)

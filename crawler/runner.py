@@ -19,7 +19,7 @@ from typing import Any
 from crawler import jsondata, retry
 from crawler.engine import Engine
 from crawler.errors import ConfigError, CrawlerError
-from crawler.exporters import STDOUT, FeedExporter, exporter_for, open_private
+from crawler.exporters import STDOUT, FeedExporter, exporter_for, feed_key, open_private
 from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier
 from crawler.frontier.sqlite import SqliteFrontier, read_runs
@@ -145,16 +145,27 @@ async def _state_file(path: Path | None, started_at: datetime) -> AsyncIterator[
 async def _open_feed(
     path: Path, frontier: SqliteFrontier, settings: Settings, *, overwrite: bool
 ) -> FeedExporter:
-    """Open the feed at its checkpoint (or afresh, or at the end of a file the state never
-    wrote) and write the committed items it does not have yet."""
+    """Open the feed at its checkpoint and write the committed items it does not have yet.
+
+    ``-O`` (``overwrite``) starts the file anew with every item the state holds. A feed the
+    state never wrote (``-o`` to a new or foreign file) is appended to from the items
+    committed from now on: a new run's feed holds that run's items, not every earlier run's.
+    Either way the starting checkpoint is committed before an item is written, so a kill in
+    between is resumed from it, never written twice."""
     exporter = exporter_for(
         path, escape_formulas=settings.csv_escape_formulas, fields=settings.feed_fields
     )
-    checkpoint = None if overwrite else await frontier.feed(str(path))
+    key = feed_key(path)
+    checkpoint = None
+    if not overwrite:  # a state from before checkpoints were keyed by absolute path
+        checkpoint = await frontier.feed(key) or await frontier.feed(str(path))
     if checkpoint is not None:
         exporter.open(*checkpoint)
     else:
-        exporter.open(0, 0 if overwrite else None)
+        start = 0 if overwrite else (await frontier.counts()).last_item
+        exporter.open(start, 0 if overwrite else None)
+        frontier.save_feed(key, *await exporter.sync())
+        await frontier.flush()
     batch: list[tuple[int, bytes]] = []
     async for item in frontier.items_after(exporter.last_item):
         batch.append(item)
@@ -162,7 +173,7 @@ async def _open_feed(
             exporter.write(batch)
             batch = []
     exporter.write(batch)
-    frontier.save_feed(str(path), *await exporter.sync())
+    frontier.save_feed(key, *await exporter.sync())
     return exporter
 
 

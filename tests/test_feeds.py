@@ -4,6 +4,7 @@ lines to stdout: what each writes across reruns and resumes of a real crawl."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -170,3 +171,46 @@ async def test_feed_fields_are_the_csv_columns(site: TestSite, tmp_path: Path) -
     lines = feed.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "missing,url"
     assert sorted(lines[1:]) == [f",{url}" for url in _expected(site)]
+
+
+async def test_a_new_feed_on_a_kept_state_gets_the_new_items_only(
+    site: TestSite, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    await _run(site, tmp_path / "run-1.jsonl", state=state)
+    await _run(site, tmp_path / "run-2.jsonl", state=state)  # nothing new: an empty feed
+    assert sorted(_urls(tmp_path / "run-1.jsonl")) == _expected(site)
+    assert _urls(tmp_path / "run-2.jsonl") == []
+    await _run(site, tmp_path / "all.jsonl", overwrite=True, state=state)  # -O: the whole state
+    assert sorted(_urls(tmp_path / "all.jsonl")) == _expected(site)
+
+
+async def test_a_feed_is_one_feed_whatever_the_spelling_of_its_path(
+    site: TestSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / "state.db"
+    await _run(site, Path("out.jsonl"), state=state)
+    await _run(site, tmp_path / "out.jsonl", state=state)  # the same file: its checkpoint
+    assert sorted(_urls(tmp_path / "out.jsonl")) == _expected(site)
+
+
+async def test_a_new_feeds_checkpoint_is_committed_before_the_crawl_starts(
+    site: TestSite, tmp_path: Path
+) -> None:
+    # A kill before the first commit of the crawl must find the feed's starting point in the
+    # state, or a resume would append again what this run wrote to the file.
+    feed, state = tmp_path / "out.jsonl", tmp_path / "state.db"
+    seen: list[Any] = []
+
+    class Peek(Spider):
+        name = "leaves"
+
+        async def start_requests(self) -> AsyncIterator[Any]:
+            with sqlite3.connect(f"{state.as_uri()}?mode=ro", uri=True) as db:
+                seen.extend(db.execute("SELECT key FROM meta WHERE key LIKE 'feed:%'"))
+            return
+            yield
+
+    await run(CrawlJob(Peek, feed=feed, state=state, progress=False))
+    assert seen == [(f"feed:{feed.resolve()}",)]
