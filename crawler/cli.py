@@ -26,7 +26,6 @@ from crawler.errors import (
     SettingsError,
     SkipReason,
     SpiderLoadError,
-    StateLocked,
 )
 from crawler.exporters import STDOUT
 from crawler.fetcher import Fetcher
@@ -83,10 +82,8 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner_:
             return runner_.run(coro)
-    except StateLocked as exc:
-        _fail(str(exc), runs.EXIT_LOCKED)
     except CrawlerError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exc.exit_code)  # 2 bad input, 4 locked, 1 a crawl that broke
 
 
 spiders_dir_option = click.option(

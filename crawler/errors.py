@@ -28,7 +28,11 @@ import enum
 
 
 class CrawlerError(Exception):
-    """Base of every error the crawler raises on purpose."""
+    """Base of every error the crawler raises on purpose. ``exit_code`` is what ``crawler
+    run`` exits with when it ends a crawl: 2, bad input, before anything was crawled; the
+    runner makes it 1 for an error that ended a crawl under way (README "Exit codes")."""
+
+    exit_code: int = 2
 
 
 class ConfigError(CrawlerError):
@@ -49,6 +53,8 @@ class StateError(CrawlerError):
 
 class StateLocked(StateError):
     """Another run holds the state file's lock (``crawler.lock``); it names the holder."""
+
+    exit_code = 4
 
 
 class FeedError(CrawlerError):

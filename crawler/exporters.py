@@ -32,6 +32,8 @@ def feed_key(path: Path) -> str:
     """The name a feed's checkpoint is kept under in the state: its absolute path, so that
     ``-o a.jsonl`` and ``-o $PWD/a.jsonl`` are one feed."""
     return "-" if path == STDOUT else str(path.resolve())
+
+
 """The feed path that means standard output (JSON lines), as in ``crawler run NAME -o -``."""
 
 

@@ -263,8 +263,10 @@ async def _run_recorded(
     except (asyncio.CancelledError, KeyboardInterrupt):
         await _end(frontier, current, RunOutcome.STOPPED, EXIT_FORCED)
         raise
-    except Exception:
+    except Exception as exc:
         await _end(frontier, current, RunOutcome.CRASHED, EXIT_CODES[RunOutcome.CRASHED])
+        if isinstance(exc, CrawlerError):
+            exc.exit_code = EXIT_CODES[RunOutcome.CRASHED]  # not bad input: a crawl that broke
         raise
     outcome = outcome_of(engine.stats, stopped=stopped)
     await _end(frontier, current, outcome, EXIT_CODES[outcome], engine.stats.to_dict())
