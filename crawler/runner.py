@@ -92,6 +92,8 @@ def check_outputs(job: CrawlJob) -> None:
             raise ConfigError(f"{option} {path} is a symbolic link; give the path of its target")
         if option != feed and not path.parent.is_dir():
             raise ConfigError(f"{option} {path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise ConfigError(f"{option} {path} is a folder; give a file's path")
         names = [path]
         if option == "--state":
             names += [path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -90,8 +98,9 @@ class Spider:
 
     def start_requests(self) -> Iterable[Request] | AsyncIterable[Request]:
         """The first requests; by default one per ``start_urls`` entry, handled by ``parse``.
-        Override it as a generator (``def``, Scrapy's way) or an async generator."""
-        return (Request(url) for url in self.start_urls)
+        Override it as a generator (``def``, Scrapy's way) or an async generator; an override
+        may extend ``super().start_requests()`` with ``for`` or ``async for``."""
+        return StartRequests(self.start_urls)
 
     def parse(self, response: Response) -> Any:
         """The default callback; override it as ``async def parse(self, response)``, usually an
@@ -176,6 +185,23 @@ def _argument(spider: type[Spider], key: str, value: str) -> Any:
     if isinstance(current, (list, tuple)):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+class StartRequests:
+    """The default start requests, one per URL, for ``for`` and ``async for`` alike."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = urls
+
+    def __repr__(self) -> str:
+        return f"<StartRequests {len(self.urls)} URLs>"
+
+    def __iter__(self) -> Iterator[Request]:
+        return (Request(url) for url in self.urls)
+
+    async def __aiter__(self) -> AsyncIterator[Request]:
+        for url in self.urls:
+            yield Request(url)
 
 
 async def iterate(output: Any) -> AsyncIterator[Any]:

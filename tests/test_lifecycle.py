@@ -283,3 +283,31 @@ def test_a_sync_start_requests_generator_seeds_the_crawl(site: TestSite, tmp_pat
     result = crawler.crawl(Scrapyish, settings=settings)
     assert result.items is not None
     assert sorted(item["n"] for item in result.items) == [1, 2]
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+async def test_start_requests_extend_the_default_either_way(
+    site: TestSite, tmp_path: Path, style: str
+) -> None:
+    class Extended(Spider):
+        name = "extended"
+        start_urls = (site.url("/leaf/0"),)
+
+        async def start_requests(self) -> AsyncIterator[Request]:
+            defaults = super().start_requests()
+            if style == "async":
+                async for request in defaults:  # type: ignore[union-attr]
+                    yield request
+            else:
+                for request in defaults:  # type: ignore[union-attr]
+                    yield request
+            yield Request(site.url("/leaf/1"))
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    result = await crawl(Extended, tmp_path, obey_robots=False)
+    assert sorted(item["url"] for item in result.items) == [
+        site.url("/leaf/0"),
+        site.url("/leaf/1"),
+    ]

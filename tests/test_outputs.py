@@ -211,3 +211,18 @@ def test_the_sandbox_hangs_up_on_an_idle_connection() -> None:
         host, port = server.base_url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as idle:
             assert idle.recv(1) == b""  # closed by the server, long before our own timeout
+
+
+@pytest.mark.parametrize("option", ["stats", "state", "feed"])
+async def test_an_output_that_is_a_folder_is_refused_before_the_crawl(
+    tmp_path: Path, option: str
+) -> None:
+    class Never(Spider):
+        name = "never"
+
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    job = CrawlJob(Never, progress=False, **{option: folder})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="is a folder; give a file's path"):
+        await run(job)
+    assert list(folder.iterdir()) == []
