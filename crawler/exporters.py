@@ -162,9 +162,15 @@ class JsonExporter(FeedExporter):
     suffix = ".json"
 
     def _start(self, offset: int) -> None:
-        self._first = offset <= 2  # nothing after "[\n" yet
         if offset == 0:
             self.file.write(b"[\n")
+            self._first = True
+            return
+        # An item follows a comma unless the array holds none yet: "[" is all there is
+        # before the offset, whatever the spacing (a file this crawl did not write: "[1]").
+        self.file.seek(max(0, offset - 64))
+        self._first = self.file.read(offset - max(0, offset - 64)).rstrip().endswith(b"[")
+        self.file.seek(offset)
 
     def _frame(self, data: bytes) -> bytes:
         data = self._selected(data)

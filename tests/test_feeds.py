@@ -214,3 +214,17 @@ async def test_a_new_feeds_checkpoint_is_committed_before_the_crawl_starts(
 
     await run(CrawlJob(Peek, feed=feed, state=state, progress=False))
     assert seen == [(f"feed:{feed.resolve()}",)]
+
+
+@pytest.mark.parametrize(
+    ("before", "kept"), [("[1]", [1]), ("[ ]\n", []), ('[{"url": "a"}]', ["a"])]
+)
+async def test_o_continues_any_json_array(
+    site: TestSite, tmp_path: Path, before: str, kept: list[Any]
+) -> None:
+    feed = tmp_path / "out.json"
+    feed.write_text(before)
+    await _run(site, feed)
+    items = json.loads(feed.read_text())
+    assert [i if not isinstance(i, dict) else i["url"] for i in items[: len(kept)]] == kept
+    assert sorted(item["url"] for item in items[len(kept) :]) == _expected(site)
