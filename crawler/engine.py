@@ -29,6 +29,7 @@ from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
 from crawler.parsing import PageParser
 from crawler.progress import Progress
+from crawler.recrawl import Recrawl
 from crawler.request import Request
 from crawler.response import Response
 from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
@@ -78,6 +79,7 @@ class Engine:
         self.retry = retry.RetryPolicy(settings)
         self.scheduler = Scheduler(frontier, settings, flush=self.flush)
         self.parser = PageParser(settings)
+        self.recrawl = Recrawl(spider, settings, frontier, stats)
         self.robots_token = settings.robots_user_agent or product_token(settings.user_agent)
         self.robots = RobotsCache(
             frontier,
@@ -101,7 +103,10 @@ class Engine:
     async def run(self) -> None:
         counts = await self.frontier.counts()
         self.stats.queued = counts.queued
-        await self._seed()
+        recrawl = self.recrawl.start()
+        await self._seed(requeue=recrawl)
+        if recrawl:
+            await self.recrawl.count_not_due()
         await self.scheduler.start(dispatched_before=counts.done + counts.failed)
         try:
             async with asyncio.TaskGroup() as outer:
@@ -125,7 +130,9 @@ class Engine:
         await self.flush()
         await self.flush()  # the feed checkpoint of the last batch
 
-    async def _seed(self) -> None:
+    async def _seed(self, *, requeue: bool = False) -> None:
+        """Add the start requests; a recrawl ``requeue``s those already done."""
+        add = self.frontier.requeue if requeue else self.frontier.add
         batch: list[Request] = []
         async for value in iterate(self.spider.start_requests()):
             if not isinstance(value, Request):
@@ -135,10 +142,10 @@ class Engine:
             if (admitted := self.admission.admit(value, parent=None)) is not None:
                 batch.append(admitted)
             if len(batch) >= 1000:
-                self.frontier.add(batch)
+                add(batch)
                 batch = []
                 await self.flush()
-        self.frontier.add(batch)
+        add(batch)
         await self.flush()
 
     def _accept(self, request: Request, parent: Request | None) -> bool:
@@ -215,17 +222,20 @@ class Engine:
             self.stats.skipped(result)
             return Outcome(request, RequestState.SKIPPED, error=result.value)
         status = result.status
-        if not 200 <= status < 300 and status not in self.spider.handle_httpstatus_list:
+        revisit = status == 304 and request.history is not None  # validators were sent
+        if not (200 <= status < 300 or revisit or status in self.spider.handle_httpstatus_list):
             self.stats.failed(f"http_{status}")
             log.info("HTTP %d %s: not passed to the callback", status, request.url)
             outcome = Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
             failure = Failure(HttpError(result), request)
             await self._run_callback(request, request.errback, failure, outcome)
             return outcome
+        outcome = await self.recrawl.fetched(request, result)
+        if outcome.change is not None and not outcome.change.runs_callback:
+            return outcome  # unchanged since the last fetch: no callback
         if (failed := await self._prepare(request, result)) is not None:
             return failed
         self.stats.pages_crawled += 1
-        outcome = Outcome(request, RequestState.DONE, status=status)
         await self._run_callback(request, request.callback or "parse", result, outcome)
         return outcome
 
@@ -265,8 +275,11 @@ class Engine:
     async def _attempt(self, request: Request) -> Response | SkipReason:
         if self.settings.obey_robots and (skip := await self._robots_check(request.url)):
             return skip
+        validators = self.recrawl.validators(request)
         try:
-            result = await self.fetcher.fetch(request, self._hop_check, self.scheduler.turn)
+            result = await self.fetcher.fetch(
+                request, self._hop_check, self.scheduler.turn, validators=validators
+            )
         except RobotsUnavailable:
             raise  # a redirect hop's site has no robots.txt for now: no failure of this host's
         except TransientError:
@@ -276,6 +289,7 @@ class Engine:
             self.stats.response(result.status, len(result.body))
             retry_after = result.headers.get("retry-after")
             self.scheduler.observe(result.url, result.elapsed, result.status, retry_after)
+            self.recrawl.check(result, validators)
             try:
                 retry.check_status(result.status, retry_after)
             except RetryableStatus as error:

@@ -56,6 +56,16 @@ class Spider:
         async generator. (Declared plain so that any callback shape type-checks as an override.)"""
         raise NotImplementedError(f"{type(self).__name__} has no parse() method")
 
+    def content_signature(self, response: Response) -> bytes | str:
+        """What a recrawl compares to tell a changed page from an unchanged one (it keeps an
+        8-byte hash of it); by default the whole body. Override it to leave out the parts that
+        change on every fetch (a clock, a counter, ads); it runs on the event loop:
+
+        >>> def content_signature(self, response):  # doctest: +SKIP
+        ...     return response.css("article").get() or response.body
+        """
+        return response.body
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
 

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "crawler.parse_worker": 0,
     "crawler.encoding": 0,
     "crawler.logs": 0,
+    "crawler.freshness": 0,
     # models
     "crawler.request": 1,
     "crawler.settings": 1,
@@ -61,6 +62,7 @@ LAYERS: dict[str, int] = {
     # the crawl
     "crawler.admission": 4,
     "crawler.robots_cache": 4,
+    "crawler.recrawl": 4,
     "crawler.scheduler": 4,
     "crawler.engine": 5,
     "crawler.runner": 6,

@@ -17,10 +17,13 @@ import aiosqlite
 from crawler import jsondata
 from crawler.dedup import RecentSet
 from crawler.errors import StateError
+from crawler.freshness import History, Revisit, pack_date, unpack_date
 from crawler.frontier import Counts, Flushed, Outcome, RobotsRecord
 from crawler.request import Request
 
-SCHEMA_VERSION = "2"  # 2: WHATWG canonical URLs (new fingerprints), robots.txt kept per site
+# 2: WHATWG canonical URLs (new fingerprints), robots.txt kept per site
+# 3: each page's last fetch (validators, signature, revisit interval) for recrawls
+SCHEMA_VERSION = "3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
@@ -40,7 +43,15 @@ CREATE TABLE IF NOT EXISTS requests (
     dont_filter INTEGER NOT NULL,
     retries INTEGER NOT NULL DEFAULT 0,
     status INTEGER,
-    error TEXT
+    error TEXT,
+    etag TEXT,
+    last_modified,
+    signature INTEGER,
+    fetched_at INTEGER,
+    factor REAL,
+    streak INTEGER,
+    own_interval INTEGER,
+    items_from INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_queued ON requests (host, priority DESC, id) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, request_id INTEGER, data BLOB NOT NULL);
@@ -53,9 +64,28 @@ _INSERT = (
     "INSERT OR IGNORE INTO requests (fp, host, priority, depth, url, method, body, callback,"
     " errback, extra, dont_filter) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
+# Schema 3's columns, added in place to a schema 2 state: the page's last fetch (its validators
+# verbatim, Last-Modified packed by freshness.pack_date, an 8-byte signature, unix seconds), its
+# revisit factor and unchanged streak, its own interval, and the id of the first item its last
+# callback emitted. NULL until the page is fetched: a few bytes per URL in all.
+_HISTORY_COLUMNS = (
+    ("etag", "TEXT"), ("last_modified", ""), ("signature", "INTEGER"), ("fetched_at", "INTEGER"),
+    ("factor", "REAL"), ("streak", "INTEGER"), ("own_interval", "INTEGER"),
+    ("items_from", "INTEGER"),
+)  # fmt: skip
+_REQUEUE = _INSERT.replace("INSERT OR IGNORE", "INSERT") + (
+    " ON CONFLICT (fp) DO UPDATE SET state = 0 WHERE state = 2"
+)
+_COMPLETE = "UPDATE requests SET state=?, status=?, error=?, retries=? WHERE id=?"
+_COMPLETE_FETCHED = (
+    "UPDATE requests SET state=?, status=?, error=?, retries=?, etag=?, last_modified=?,"
+    " signature=?, fetched_at=?, factor=?, streak=?, own_interval=?,"
+    " items_from = CASE WHEN ? THEN ? ELSE items_from END WHERE id=?"
+)
 _COLUMNS = (
     "id", "url", "method", "body", "callback", "errback", "extra", "priority", "depth",
-    "dont_filter", "retries",
+    "dont_filter", "retries", "etag", "last_modified", "signature", "fetched_at", "factor",
+    "streak", "own_interval",
 )  # fmt: skip
 _RECENT = 65_536
 
@@ -68,6 +98,9 @@ class SqliteFrontier:
         self._db: aiosqlite.Connection | None = None
         self._recent = RecentSet(_RECENT)
         self._new: list[tuple[Any, ...]] = []
+        self._requeue: list[tuple[Any, ...]] = []
+        self._due: tuple[float, Revisit] | None = None
+        self.finished = False
         self.pending_hosts: set[str] = set()
         self._outcomes: list[Outcome] = []
         self._robots: dict[str, RobotsRecord] = {}
@@ -98,6 +131,8 @@ class SqliteFrontier:
             await self._db.executescript(_SCHEMA)
             meta = await self._read_meta()
             await self._check_owner(meta, spider_name)
+            # Before anything queues rows again: a finished crawl run again is a recrawl.
+            self.finished = await self._is_finished()
             await self._db.execute("UPDATE requests SET state = 0 WHERE state = 1")
             rows = await self._rows("SELECT COALESCE(MAX(id), 0) FROM items")
             self._next_item = rows[0][0] + 1
@@ -137,8 +172,29 @@ class SqliteFrontier:
             raise StateError(
                 f"state file {self.path} belongs to spider {owner.decode()!r}, not {spider_name!r}"
             )
-        if meta.get("schema", b"").decode() != SCHEMA_VERSION:
+        schema = meta.get("schema", b"").decode()
+        if schema == "2":
+            await self._migrate_from_2()
+        elif schema != SCHEMA_VERSION:
             raise StateError(f"state file {self.path} was written by another crawler version")
+
+    async def _migrate_from_2(self) -> None:
+        """Schema 2 to 3 in place, in one transaction: the recrawl columns, all NULL."""
+        db = self.db
+        await db.execute("BEGIN")
+        for name, kind in _HISTORY_COLUMNS:
+            await db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}".rstrip())
+        await db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (b"3",))
+        await db.execute("COMMIT")
+
+    async def _is_finished(self) -> bool:
+        rows = await self._rows(
+            "SELECT EXISTS (SELECT 1 FROM requests WHERE state = 0)"
+            " OR EXISTS (SELECT 1 FROM requests WHERE state = 1),"
+            " EXISTS (SELECT 1 FROM requests WHERE state = 2)"
+        )
+        unfinished, done = rows[0]
+        return bool(done) and not unfinished
 
     async def close(self) -> None:
         if self._db is not None:
@@ -163,6 +219,29 @@ class SqliteFrontier:
             ))  # fmt: skip
         return duplicates
 
+    def requeue(self, requests: Sequence[Request]) -> None:
+        for request in requests:
+            fp = None if request.dont_filter else request.fingerprint
+            if fp is not None:
+                self._recent.seen(fp)
+            r = request.to_record()
+            self.pending_hosts.add(request.host)
+            self._requeue.append((
+                fp, request.host, r["priority"], r["depth"], r["url"], r["method"], r["body"],
+                r["callback"], r["errback"], r["extra"], r["dont_filter"],
+            ))  # fmt: skip
+
+    def requeue_due(self, now: float, policy: Revisit) -> None:
+        self._due = (now, policy)
+
+    async def last_items(self, request_id: int) -> list[bytes]:
+        rows = await self._rows(
+            "SELECT data FROM items WHERE request_id = ?1"
+            " AND id >= (SELECT items_from FROM requests WHERE id = ?1) ORDER BY id",
+            (request_id,),
+        )
+        return [row[0] for row in rows]
+
     def complete(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
 
@@ -177,26 +256,37 @@ class SqliteFrontier:
 
     @property
     def pending_writes(self) -> int:
-        return len(self._new) + len(self._outcomes)
+        return len(self._new) + len(self._outcomes) + len(self._requeue)
 
     async def flush(self) -> Flushed:
         """Commit everything buffered in one transaction."""
         new, self._new = self._new, []
+        requeue, self._requeue = self._requeue, []
+        due, self._due = self._due, None
         self.pending_hosts = set()
         outcomes, self._outcomes = self._outcomes, []
         robots, self._robots = self._robots, {}
         meta, self._meta = self._meta, {}
-        result = Flushed(hosts={row[1] for row in new})
+        result = Flushed(hosts={row[1] for row in new} | {row[1] for row in requeue})
         items: list[tuple[int, int | None, bytes]] = []
+        plain: list[tuple[Any, ...]] = []
+        fetched: list[tuple[Any, ...]] = []
         for outcome in outcomes:
+            first = self._next_item if outcome.items else None
             for data in outcome.items:
                 items.append((self._next_item, outcome.request.id, data))
                 self._next_item += 1
+            if outcome.history is None:
+                plain.append((*_outcome_row(outcome), outcome.request.id))
+            else:
+                fetched.append(_fetched_row(outcome, first))
         async with self._lock:
             await self._commit(
-                new, outcomes=outcomes, items=items, robots=robots, meta=meta, result=result
-            )
+                new, plain=plain, fetched=fetched, items=items, robots=robots, meta=meta,
+                requeue=requeue, due=due, result=result,
+            )  # fmt: skip
         result.duplicates = len(new) - result.added
+        result.added += result.requeued
         result.items = [(item_id, data) for item_id, _, data in items]
         return result
 
@@ -204,22 +294,25 @@ class SqliteFrontier:
         self,
         new: list[tuple[Any, ...]],
         *,
-        outcomes: list[Outcome],
+        plain: list[tuple[Any, ...]],
+        fetched: list[tuple[Any, ...]],
         items: list[tuple[int, int | None, bytes]],
         robots: dict[str, RobotsRecord],
         meta: dict[str, bytes],
+        requeue: list[tuple[Any, ...]],
+        due: tuple[float, Revisit] | None,
         result: Flushed,
     ) -> None:
         db = self.db
         try:
             await db.execute("BEGIN")
+            if due is not None or requeue:
+                result.requeued = await self._requeue_rows(requeue, due)
             before = db.total_changes
             await db.executemany(_INSERT, new)
             result.added = db.total_changes - before
-            await db.executemany(
-                "UPDATE requests SET state=?, status=?, error=?, retries=? WHERE id=?",
-                [(o.state, o.status, o.error, o.request.retries, o.request.id) for o in outcomes],
-            )
+            await db.executemany(_COMPLETE, plain)
+            await db.executemany(_COMPLETE_FETCHED, fetched)
             await db.executemany("INSERT INTO items VALUES (?,?,?)", items)
             await db.executemany(
                 "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?)",
@@ -237,6 +330,25 @@ class SqliteFrontier:
                 raise self._broken(exc) from None
             raise
 
+    async def _requeue_rows(
+        self, requeue: list[tuple[Any, ...]], due: tuple[float, Revisit] | None
+    ) -> int:
+        """Queue the due pages, then the seeds (new ones are inserted); how many rows changed.
+        Requests without a fingerprint (dont_filter) are only revisited when asked for again."""
+        db = self.db
+        before = db.total_changes
+        if due is not None:
+            now, policy = due
+            await db.create_function(
+                "crawler_due", 3, lambda *row: policy.is_due(*row, now), deterministic=True
+            )
+            await db.execute(
+                "UPDATE requests SET state = 0 WHERE state = 2 AND fp IS NOT NULL"
+                " AND crawler_due(fetched_at, factor, own_interval)"
+            )
+        await db.executemany(_REQUEUE, requeue)
+        return db.total_changes - before
+
     async def lease(self, host: str, limit: int) -> list[Request]:
         rows = await self._rows(
             f"UPDATE requests SET state = 1 WHERE id IN (SELECT id FROM requests"
@@ -245,7 +357,7 @@ class SqliteFrontier:
             (host, limit),
         )
         rows.sort(key=lambda row: (-row[7], row[0]))  # RETURNING keeps no order: priority, id
-        return [Request.from_record(dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+        return [_leased(row) for row in rows]
 
     async def queued_hosts(self) -> set[str]:
         rows = await self._rows("SELECT DISTINCT host FROM requests WHERE state = 0")
@@ -279,3 +391,35 @@ class SqliteFrontier:
             " (SELECT COUNT(*) FROM items) FROM requests"
         )
         return Counts(*(int(v or 0) for v in rows[0]))
+
+
+def _leased(row: tuple[Any, ...]) -> Request:
+    record = dict(zip(_COLUMNS, row, strict=True))
+    request = Request.from_record(record)
+    if record["fetched_at"] is not None and record["signature"] is not None:
+        request.history = History(
+            record["etag"],
+            unpack_date(record["last_modified"]),
+            record["signature"],
+            record["fetched_at"],
+            record["factor"] if record["factor"] is not None else 1.0,
+            record["streak"] or 0,
+            record["own_interval"],
+        )
+    return request
+
+
+def _outcome_row(outcome: Outcome) -> tuple[Any, ...]:
+    return outcome.state, outcome.status, outcome.error, outcome.request.retries
+
+
+def _fetched_row(outcome: Outcome, first_item: int | None) -> tuple[Any, ...]:
+    """The UPDATE of a fetched page: its outcome, its new history, and where its items start
+    when it emitted some or its callback ran (an unchanged page keeps its last items)."""
+    h = outcome.history
+    assert h is not None
+    emitted = first_item is not None or (outcome.change is not None and outcome.change.runs_callback)
+    return (
+        *_outcome_row(outcome), h.etag, pack_date(h.last_modified), h.signature, h.fetched_at,
+        h.factor, h.streak or None, h.own_interval_s, emitted, first_item, outcome.request.id,
+    )  # fmt: skip
