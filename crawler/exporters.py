@@ -39,11 +39,11 @@ class FeedExporter:
         return f"<{type(self).__name__} {self.path} last_item={self.last_item}>"
 
     def open(self, last_item: int, offset: int) -> None:
-        """Open for appending after the checkpoint; a missing or shorter file starts over."""
+        """Open for appending after the checkpoint; a missing or shorter file starts over. A
+        checkpoint at offset 0 past item N (a recrawl's new feed) writes the items after N."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            exists = self.path.exists() and self.path.stat().st_size >= offset
-            if not exists or offset == 0:
+            if offset and not (self.path.exists() and self.path.stat().st_size >= offset):
                 last_item, offset = 0, 0
             self._file = open_private(self.path)
             self._file.truncate(offset)

@@ -106,7 +106,11 @@ async def _state_file(path: Path | None) -> AsyncIterator[Path]:
 async def _open_feed(path: Path, frontier: SqliteFrontier, settings: Settings) -> FeedExporter:
     """Open the feed at its checkpoint and write the committed items it does not have yet."""
     exporter = exporter_for(path, escape_formulas=settings.csv_escape_formulas)
-    exporter.open(*await frontier.feed(str(path)))
+    last, offset = await frontier.feed(str(path))
+    if frontier.finished and offset == 0:
+        # A recrawl's new feed holds this run's items, not every earlier run's too.
+        last = (await frontier.counts()).last_item
+    exporter.open(last, offset)
     batch: list[tuple[int, bytes]] = []
     async for item in frontier.items_after(exporter.last_item):
         batch.append(item)

@@ -61,6 +61,7 @@ class Counts:
     done: int = 0
     failed: int = 0
     items: int = 0
+    last_item: int = 0  # the highest item id
 
 
 class Frontier(Protocol):

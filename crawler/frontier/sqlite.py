@@ -388,7 +388,7 @@ class SqliteFrontier:
     async def counts(self) -> Counts:
         rows = await self._rows(
             "SELECT SUM(state IN (0, 1)), SUM(state = 2), SUM(state = 3),"
-            " (SELECT COUNT(*) FROM items) FROM requests"
+            " (SELECT COUNT(*) FROM items), (SELECT MAX(id) FROM items) FROM requests"
         )
         return Counts(*(int(v or 0) for v in rows[0]))
 
