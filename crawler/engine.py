@@ -230,13 +230,17 @@ class Engine:
             failure = Failure(HttpError(result), request)
             await self._run_callback(request, request.errback, failure, outcome)
             return outcome
-        outcome = await self.recrawl.fetched(request, result)
+        return await self._page(request, result)
+
+    async def _page(self, request: Request, response: Response) -> Outcome:
+        """A response for the callback, which runs unless a recrawl finds the page unchanged."""
+        outcome = await self.recrawl.fetched(request, response)
         if outcome.change is not None and not outcome.change.runs_callback:
-            return outcome  # unchanged since the last fetch: no callback
-        if (failed := await self._prepare(request, result)) is not None:
+            return outcome
+        if (failed := await self._prepare(request, response)) is not None:
             return failed
         self.stats.pages_crawled += 1
-        await self._run_callback(request, request.callback or "parse", result, outcome)
+        await self._run_callback(request, request.callback or "parse", response, outcome)
         return outcome
 
     async def _prepare(self, request: Request, response: Response) -> Outcome | None:

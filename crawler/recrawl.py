@@ -77,9 +77,7 @@ class Recrawl:
 
     def check(self, response: Response, sent: Mapping[str, str]) -> None:
         """Raises UnexpectedNotModified (retried) for a 304 to a request without validators."""
-        if response.status == 304 and not freshness.is_conditional(
-            sent, response.request.headers
-        ):
+        if response.status == 304 and not freshness.is_conditional(sent, response.request.headers):
             raise UnexpectedNotModified("HTTP 304 to a request sent without validators")
 
     async def fetched(self, request: Request, response: Response) -> Outcome:

@@ -30,7 +30,8 @@ def fresh_spider(site: TestSite, kind: str, pages: int = PAGES, **meta: Any) -> 
 
         async def parse_page(self, response: Response) -> AsyncIterator[dict[str, int]]:
             number, version = response.css("h1.n::text").get(), response.css("p.v::text").get()
-            assert number is not None and version is not None
+            assert number is not None
+            assert version is not None
             yield {"n": int(number), "v": int(version)}
 
     return Fresh
@@ -138,3 +139,83 @@ async def test_without_the_hook_a_volatile_part_makes_every_page_new(
     await run(spider, tmp_path, "one")
     second = await run(spider, tmp_path, "two", **DUE_NOW)
     assert len(second.items) == PAGES
+
+
+async def test_a_304_to_a_request_without_validators_is_a_failure_retried(
+    site: TestSite, tmp_path: Path
+) -> None:
+    class Rogue(Spider):
+        name = "rogue"
+        start_urls: ClassVar = [site.url("/fresh/rogue/1")]
+
+        async def parse(self, response: Response) -> AsyncIterator[dict[str, int]]:
+            yield {"status": response.status}
+
+    crawled = await run(Rogue, tmp_path, "one")
+
+    hits = page_hits(site, "rogue")
+    assert len(hits) == 1 + QUICK["max_retries"]
+    assert not any("if-none-match" in h or "if-modified-since" in h for h in hits)
+    assert crawled.items == []
+    assert crawled.stats.failure_reasons == {"UnexpectedNotModified": 1}
+
+
+async def test_pages_not_due_are_left_and_counted_the_seeds_are_revisited(
+    site: TestSite, tmp_path: Path
+) -> None:
+    spider = fresh_spider(site, "strong")
+    await run(spider, tmp_path, "one")
+    site.reset()
+
+    second = await run(spider, tmp_path, "two")  # a day has not passed
+
+    assert [hit.path for hit in site.log] == [f"/fresh/strong/?n={PAGES}"]
+    assert "if-none-match" in site.log[0].headers
+    assert second.stats.not_due == PAGES
+    assert second.stats.not_modified == 1
+    assert second.items == []
+
+
+async def test_a_requests_own_interval_wins_never_included(site: TestSite, tmp_path: Path) -> None:
+    never = fresh_spider(site, "strong", revisit_after_s="never")
+    await run(never, tmp_path, "one")
+    site.reset()
+    await run(never, tmp_path, "two", **DUE_NOW)
+    assert [hit.path for hit in site.log] == [f"/fresh/strong/?n={PAGES}"]
+
+    site.reset()
+    always = fresh_spider(site, "dates", revisit_after_s=0)
+    await run(always, tmp_path / "two", "three")
+    await run(always, tmp_path / "two", "four")  # the default interval is a day: these are due
+    assert len(page_hits(site, "dates", index=False)) == 2 * PAGES
+
+
+async def test_a_bad_own_interval_rejects_the_request(site: TestSite, tmp_path: Path) -> None:
+    crawled = await run(fresh_spider(site, "strong", revisit_after_s="weekly"), tmp_path, "one")
+    assert crawled.items == []
+    assert crawled.stats.callback_errors == PAGES  # each rejected with a logged reason
+    assert page_hits(site, "strong", index=False) == []
+
+
+async def test_intervals_grow_while_unchanged_and_shrink_after_a_change(
+    site: TestSite, tmp_path: Path
+) -> None:
+    spider = fresh_spider(site, "strong", pages=2)
+    # Intervals of milliseconds: each run finds both pages due, and the factors move as in a
+    # crawl of days (the clock is the real one; the arithmetic is test_freshness's).
+    policy = {"revisit_after_s": 0.001, "revisit_min_s": 0, "revisit_max_s": 1000}
+    for name in ("one", "two", "three"):
+        await run(spider, tmp_path, name, **policy)
+    site.mutate(1)
+    await run(spider, tmp_path, "four", **policy)
+
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        rows = db.execute(  # the factor is kept in thousandths
+            "SELECT url, factor, streak FROM requests WHERE url LIKE '%/fresh/strong/_?n=2'"
+        ).fetchall()
+    kept = {
+        url.rsplit("/", 1)[1].partition("?")[0]: (factor / 1000, streak or 0)
+        for url, factor, streak in rows
+    }
+    assert kept["0"] == (pytest.approx(1.5**3), 3)  # three unchanged revisits
+    assert kept["1"] == (pytest.approx(1.5**2 / 2), 0)  # two, then a change: halfway to 0

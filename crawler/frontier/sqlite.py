@@ -17,12 +17,13 @@ import aiosqlite
 from crawler import jsondata
 from crawler.dedup import RecentSet
 from crawler.errors import StateError
-from crawler.freshness import History, Revisit, pack_date, unpack_date
+from crawler.freshness import Revisit
 from crawler.frontier import Counts, Flushed, Outcome, RobotsRecord
+from crawler.frontier import sqlite_history as history
 from crawler.request import Request
 
 # 2: WHATWG canonical URLs (new fingerprints), robots.txt kept per site
-# 3: each page's last fetch (validators, signature, revisit interval) for recrawls
+# 3: each page's last fetch, for recrawls (sqlite_history), added in place to a schema 2 state
 SCHEMA_VERSION = "3"
 
 _SCHEMA = """
@@ -43,15 +44,7 @@ CREATE TABLE IF NOT EXISTS requests (
     dont_filter INTEGER NOT NULL,
     retries INTEGER NOT NULL DEFAULT 0,
     status INTEGER,
-    error TEXT,
-    etag TEXT,
-    last_modified,
-    signature INTEGER,
-    fetched_at INTEGER,
-    factor REAL,
-    streak INTEGER,
-    own_interval INTEGER,
-    items_from INTEGER
+    error TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_queued ON requests (host, priority DESC, id) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, request_id INTEGER, data BLOB NOT NULL);
@@ -64,28 +57,11 @@ _INSERT = (
     "INSERT OR IGNORE INTO requests (fp, host, priority, depth, url, method, body, callback,"
     " errback, extra, dont_filter) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
-# Schema 3's columns, added in place to a schema 2 state: the page's last fetch (its validators
-# verbatim, Last-Modified packed by freshness.pack_date, an 8-byte signature, unix seconds), its
-# revisit factor and unchanged streak, its own interval, and the id of the first item its last
-# callback emitted. NULL until the page is fetched: a few bytes per URL in all.
-_HISTORY_COLUMNS = (
-    ("etag", "TEXT"), ("last_modified", ""), ("signature", "INTEGER"), ("fetched_at", "INTEGER"),
-    ("factor", "REAL"), ("streak", "INTEGER"), ("own_interval", "INTEGER"),
-    ("items_from", "INTEGER"),
-)  # fmt: skip
-_REQUEUE = _INSERT.replace("INSERT OR IGNORE", "INSERT") + (
-    " ON CONFLICT (fp) DO UPDATE SET state = 0 WHERE state = 2"
-)
+_REQUEUE = _INSERT.replace("INSERT OR IGNORE", "INSERT") + history.REQUEUE_DONE
 _COMPLETE = "UPDATE requests SET state=?, status=?, error=?, retries=? WHERE id=?"
-_COMPLETE_FETCHED = (
-    "UPDATE requests SET state=?, status=?, error=?, retries=?, etag=?, last_modified=?,"
-    " signature=?, fetched_at=?, factor=?, streak=?, own_interval=?,"
-    " items_from = CASE WHEN ? THEN ? ELSE items_from END WHERE id=?"
-)
 _COLUMNS = (
     "id", "url", "method", "body", "callback", "errback", "extra", "priority", "depth",
-    "dont_filter", "retries", "etag", "last_modified", "signature", "fetched_at", "factor",
-    "streak", "own_interval",
+    "dont_filter", "retries", *history.READ_COLUMNS,
 )  # fmt: skip
 _RECENT = 65_536
 
@@ -132,7 +108,7 @@ class SqliteFrontier:
             meta = await self._read_meta()
             await self._check_owner(meta, spider_name)
             # Before anything queues rows again: a finished crawl run again is a recrawl.
-            self.finished = await self._is_finished()
+            self.finished = bool((await self._rows(history.FINISHED))[0][0])
             await self._db.execute("UPDATE requests SET state = 0 WHERE state = 1")
             rows = await self._rows("SELECT COALESCE(MAX(id), 0) FROM items")
             self._next_item = rows[0][0] + 1
@@ -163,9 +139,9 @@ class SqliteFrontier:
     async def _check_owner(self, meta: dict[str, bytes], spider_name: str) -> None:
         owner = meta.get("spider")
         if owner is None:
-            await self.db.executemany(
-                "INSERT INTO meta VALUES (?, ?)",
-                [("spider", spider_name.encode()), ("schema", SCHEMA_VERSION.encode())],
+            await self._add_history_columns(
+                ("INSERT INTO meta VALUES ('spider', ?)", (spider_name.encode(),)),
+                ("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION.encode(),)),
             )
             return
         if owner.decode() != spider_name:
@@ -174,27 +150,21 @@ class SqliteFrontier:
             )
         schema = meta.get("schema", b"").decode()
         if schema == "2":
-            await self._migrate_from_2()
+            await self._add_history_columns(
+                ("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION.encode(),))
+            )
         elif schema != SCHEMA_VERSION:
             raise StateError(f"state file {self.path} was written by another crawler version")
 
-    async def _migrate_from_2(self) -> None:
-        """Schema 2 to 3 in place, in one transaction: the recrawl columns, all NULL."""
+    async def _add_history_columns(self, *meta: tuple[str, tuple[Any, ...]]) -> None:
+        """Schema 3's columns and the meta rows that say so, in one transaction."""
         db = self.db
         await db.execute("BEGIN")
-        for name, kind in _HISTORY_COLUMNS:
-            await db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}".rstrip())
-        await db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (b"3",))
+        for statement in history.ADD_COLUMNS:
+            await db.execute(statement)
+        for sql, parameters in meta:
+            await db.execute(sql, parameters)
         await db.execute("COMMIT")
-
-    async def _is_finished(self) -> bool:
-        rows = await self._rows(
-            "SELECT EXISTS (SELECT 1 FROM requests WHERE state = 0)"
-            " OR EXISTS (SELECT 1 FROM requests WHERE state = 1),"
-            " EXISTS (SELECT 1 FROM requests WHERE state = 2)"
-        )
-        unfinished, done = rows[0]
-        return bool(done) and not unfinished
 
     async def close(self) -> None:
         if self._db is not None:
@@ -211,12 +181,8 @@ class SqliteFrontier:
                 continue
             else:
                 fp = request.fingerprint
-            r = request.to_record()
             self.pending_hosts.add(request.host)
-            self._new.append((
-                fp, request.host, r["priority"], r["depth"], r["url"], r["method"], r["body"],
-                r["callback"], r["errback"], r["extra"], r["dont_filter"],
-            ))  # fmt: skip
+            self._new.append(_row(fp, request))
         return duplicates
 
     def requeue(self, requests: Sequence[Request]) -> None:
@@ -224,23 +190,14 @@ class SqliteFrontier:
             fp = None if request.dont_filter else request.fingerprint
             if fp is not None:
                 self._recent.seen(fp)
-            r = request.to_record()
             self.pending_hosts.add(request.host)
-            self._requeue.append((
-                fp, request.host, r["priority"], r["depth"], r["url"], r["method"], r["body"],
-                r["callback"], r["errback"], r["extra"], r["dont_filter"],
-            ))  # fmt: skip
+            self._requeue.append(_row(fp, request))
 
     def requeue_due(self, now: float, policy: Revisit) -> None:
         self._due = (now, policy)
 
     async def last_items(self, request_id: int) -> list[bytes]:
-        rows = await self._rows(
-            "SELECT data FROM items WHERE request_id = ?1"
-            " AND id >= (SELECT items_from FROM requests WHERE id = ?1) ORDER BY id",
-            (request_id,),
-        )
-        return [row[0] for row in rows]
+        return [row[0] for row in await self._rows(history.LAST_ITEMS, (request_id,))]
 
     def complete(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
@@ -277,9 +234,10 @@ class SqliteFrontier:
                 items.append((self._next_item, outcome.request.id, data))
                 self._next_item += 1
             if outcome.history is None:
-                plain.append((*_outcome_row(outcome), outcome.request.id))
+                o = outcome
+                plain.append((o.state, o.status, o.error, o.request.retries, o.request.id))
             else:
-                fetched.append(_fetched_row(outcome, first))
+                fetched.append(history.fetched_row(outcome, outcome.history, first))
         async with self._lock:
             await self._commit(
                 new, plain=plain, fetched=fetched, items=items, robots=robots, meta=meta,
@@ -312,7 +270,7 @@ class SqliteFrontier:
             await db.executemany(_INSERT, new)
             result.added = db.total_changes - before
             await db.executemany(_COMPLETE, plain)
-            await db.executemany(_COMPLETE_FETCHED, fetched)
+            await db.executemany(history.COMPLETE_FETCHED, fetched)
             await db.executemany("INSERT INTO items VALUES (?,?,?)", items)
             await db.executemany(
                 "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?)",
@@ -333,19 +291,13 @@ class SqliteFrontier:
     async def _requeue_rows(
         self, requeue: list[tuple[Any, ...]], due: tuple[float, Revisit] | None
     ) -> int:
-        """Queue the due pages, then the seeds (new ones are inserted); how many rows changed.
-        Requests without a fingerprint (dont_filter) are only revisited when asked for again."""
+        """Queue a recrawl's due pages, then its seeds (inserting new ones); how many rows were
+        queued. In the flush's transaction: with the feed checkpoint of the recrawl's new feed."""
         db = self.db
         before = db.total_changes
         if due is not None:
-            now, policy = due
-            await db.create_function(
-                "crawler_due", 3, lambda *row: policy.is_due(*row, now), deterministic=True
-            )
-            await db.execute(
-                "UPDATE requests SET state = 0 WHERE state = 2 AND fp IS NOT NULL"
-                " AND crawler_due(fetched_at, factor, own_interval)"
-            )
+            await db.create_function("crawler_due", 3, history.due_function(*due))
+            await db.execute(history.REQUEUE_DUE)
         await db.executemany(_REQUEUE, requeue)
         return db.total_changes - before
 
@@ -393,33 +345,16 @@ class SqliteFrontier:
         return Counts(*(int(v or 0) for v in rows[0]))
 
 
+def _row(fp: int | None, request: Request) -> tuple[Any, ...]:
+    r = request.to_record()
+    return (
+        fp, request.host, r["priority"], r["depth"], r["url"], r["method"], r["body"],
+        r["callback"], r["errback"], r["extra"], r["dont_filter"],
+    )  # fmt: skip
+
+
 def _leased(row: tuple[Any, ...]) -> Request:
     record = dict(zip(_COLUMNS, row, strict=True))
     request = Request.from_record(record)
-    if record["fetched_at"] is not None and record["signature"] is not None:
-        request.history = History(
-            record["etag"],
-            unpack_date(record["last_modified"]),
-            record["signature"],
-            record["fetched_at"],
-            record["factor"] if record["factor"] is not None else 1.0,
-            record["streak"] or 0,
-            record["own_interval"],
-        )
+    request.history = history.history_of(record)
     return request
-
-
-def _outcome_row(outcome: Outcome) -> tuple[Any, ...]:
-    return outcome.state, outcome.status, outcome.error, outcome.request.retries
-
-
-def _fetched_row(outcome: Outcome, first_item: int | None) -> tuple[Any, ...]:
-    """The UPDATE of a fetched page: its outcome, its new history, and where its items start
-    when it emitted some or its callback ran (an unchanged page keeps its last items)."""
-    h = outcome.history
-    assert h is not None
-    emitted = first_item is not None or (outcome.change is not None and outcome.change.runs_callback)
-    return (
-        *_outcome_row(outcome), h.etag, pack_date(h.last_modified), h.signature, h.fetched_at,
-        h.factor, h.streak or None, h.own_interval_s, emitted, first_item, outcome.request.id,
-    )  # fmt: skip
