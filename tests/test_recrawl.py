@@ -3,6 +3,8 @@ the validators it kept, runs callbacks only on the pages that changed, and adapt
 
 from __future__ import annotations
 
+import json
+import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any, ClassVar
 import pytest
 
 from crawler import Request, Response, Spider
+from tests import test_cli as cli
 from tests.crawling import Crawled, crawl
 from tests.site import TestSite
 
@@ -219,3 +222,51 @@ async def test_intervals_grow_while_unchanged_and_shrink_after_a_change(
     }
     assert kept["0"] == (pytest.approx(1.5**3), 3)  # three unchanged revisits
     assert kept["1"] == (pytest.approx(1.5**2 / 2), 0)  # two, then a change: halfway to 0
+
+
+KILLED_SPIDER = """
+from crawler import Response, Spider
+
+
+class Fresh(Spider):
+    name = "fresh"
+    start_urls = ["{start}"]
+
+    async def parse(self, response: Response):
+        for request in response.follow_all(css="a", callback=self.parse_page):
+            yield request
+
+    async def parse_page(self, response: Response):
+        yield {{"n": int(response.css("h1.n::text").get()), "v": int(response.css("p.v::text").get())}}
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_recrawl_then_resume_loses_and_duplicates_nothing(
+    site: TestSite, tmp_path: Path
+) -> None:
+    pages, changed = 120, range(0, 120, 2)
+    (tmp_path / "fresh.py").write_text(
+        KILLED_SPIDER.format(start=site.url(f"/fresh/strong/?n={pages}&delay=0.02"))
+    )
+    common = ("--state", "state.db", "--no-progress", "-s", "obey_robots=false",
+              "-s", "per_host_concurrency=2")  # fmt: skip
+    first = cli.crawler("run", "fresh.py", "-o", "one.jsonl", *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    site.mutate(*changed)
+
+    again = ("run", "fresh.py", "-o", "two.jsonl", *common,
+             "-s", "revisit_after_s=0", "-s", "revisit_min_s=0")  # fmt: skip
+    feed = tmp_path / "two.jsonl"
+    killed = cli.start(*again, cwd=tmp_path)
+    cli.wait_for_lines(feed, 5, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=10)
+    assert cli.lines(feed) < len(changed)  # killed mid-recrawl
+    resumed = cli.crawler(*again, cwd=tmp_path)
+
+    assert resumed.returncode == 0, resumed.stderr
+    items = [json.loads(line) for line in feed.read_text().splitlines()]
+    assert sorted(item["n"] for item in items) == list(changed)
+    assert {item["v"] for item in items} == {1}
+    assert len((tmp_path / "one.jsonl").read_text().splitlines()) == pages
