@@ -270,3 +270,22 @@ def test_sigkill_mid_recrawl_then_resume_loses_and_duplicates_nothing(
     assert sorted(item["n"] for item in items) == list(changed)
     assert {item["v"] for item in items} == {1}
     assert len((tmp_path / "one.jsonl").read_text().splitlines()) == pages
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (("revisit_min_s=100", "revisit_max_s=10"), "revisit_min_s=100.0 is above revisit_max_s"),
+        (("on_unchanged=keep",), "bad setting on_unchanged='keep'"),
+        (("revisit_after_s=-1",), "bad setting revisit_after_s='-1'"),
+    ],
+)
+def test_bad_recrawl_settings_are_one_line_and_exit_2(
+    tmp_path: Path, setting: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "fresh.py").write_text(KILLED_SPIDER.format(start="http://127.0.0.1:9/"))
+    overrides = [arg for pair in setting for arg in ("-s", pair)]
+    result = cli.crawler("run", "fresh.py", "--no-progress", *overrides, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
