@@ -237,7 +237,8 @@ class Fresh(Spider):
             yield request
 
     async def parse_page(self, response: Response):
-        yield {{"n": int(response.css("h1.n::text").get()), "v": int(response.css("p.v::text").get())}}
+        number, version = response.css("h1.n::text").get(), response.css("p.v::text").get()
+        yield {{"n": int(number), "v": int(version)}}
 """
 
 
