@@ -107,7 +107,8 @@ class Engine:
         await self._seed(requeue=recrawl)
         if recrawl:
             await self.recrawl.count_not_due()
-        await self.scheduler.start(dispatched_before=counts.done + counts.failed)
+        # A recrawl's max_pages budget is its own; a resumed crawl's counts what it did.
+        await self.scheduler.start(dispatched_before=0 if recrawl else counts.done + counts.failed)
         try:
             async with asyncio.TaskGroup() as outer:
                 outer.create_task(self._tick())

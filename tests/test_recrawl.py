@@ -290,3 +290,11 @@ def test_bad_recrawl_settings_are_one_line_and_exit_2(
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_a_recrawls_max_pages_budget_is_its_own(site: TestSite, tmp_path: Path) -> None:
+    spider = fresh_spider(site, "strong")
+    await run(spider, tmp_path, "one", max_pages=PAGES + 1)
+    site.reset()
+    await run(spider, tmp_path, "two", max_pages=6, **DUE_NOW)
+    assert len(page_hits(site, "strong")) == 6

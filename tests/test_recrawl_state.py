@@ -60,7 +60,9 @@ async def test_a_state_is_finished_when_something_is_done_and_nothing_is_left(
     await again.flush()
     await again.close()
 
-    assert (await opened(tmp_state)).finished
+    last = await opened(tmp_state)
+    assert last.finished
+    await last.close()
 
 
 async def test_a_recrawl_queues_the_due_pages_and_the_seeds_in_one_flush(tmp_state: Path) -> None:
