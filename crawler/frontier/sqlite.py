@@ -87,8 +87,8 @@ class SqliteFrontier:
 
     def __repr__(self) -> str:
         return (
-            f"<SqliteFrontier {self.path} pending: {len(self._new)} new,"
-            f" {len(self._outcomes)} outcomes>"
+            f"<SqliteFrontier {self.path} finished={self.finished} pending: {len(self._new)} new,"
+            f" {len(self._requeue)} requeued, {len(self._outcomes)} outcomes>"
         )
 
     @property
@@ -234,8 +234,10 @@ class SqliteFrontier:
                 items.append((self._next_item, outcome.request.id, data))
                 self._next_item += 1
             if outcome.history is None:
-                o = outcome
-                plain.append((o.state, o.status, o.error, o.request.retries, o.request.id))
+                request = outcome.request
+                plain.append(
+                    (outcome.state, outcome.status, outcome.error, request.retries, request.id)
+                )
             else:
                 fetched.append(history.fetched_row(outcome, outcome.history, first))
         async with self._lock:
