@@ -1,4 +1,5 @@
-"""Admission: whether a new request may enter the crawl (recent URLs, callback, scope, depth)."""
+"""Admission: whether a new request may enter the crawl (recent URLs, callback, its own revisit
+interval, scope, depth)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from crawler.dedup import RecentSet
 from crawler.errors import SkipReason, SpiderError
+from crawler.freshness import own_interval
 from crawler.request import Request
 from crawler.scope import Scope
 from crawler.spider import Spider
@@ -48,7 +50,7 @@ class Admission:
             if key in self._recent:
                 self.stats.skipped(SkipReason.DUPLICATE)
                 return None
-        why = self._callback_problem(request)
+        why = self._problem(request)
         if why is not None:
             self._reject(request, why)
             return None
@@ -74,12 +76,17 @@ class Admission:
         self.stats.callback_errors += 1
         log.error("request %s rejected: %s", request.url, why)
 
-    def _callback_problem(self, request: Request) -> str | None:
+    def _problem(self, request: Request) -> str | None:
         for name in (request.callback or "parse", request.errback):
             if name is not None and not callable(getattr(self.spider, name, None)):
                 return f"callback {name!r} is not a method of {self.spider!r}"
         if request.callback_owner not in (None, self.spider):
             return "its callback is a method of another object"
+        if request.meta:
+            try:
+                own_interval(request.meta)
+            except ValueError as error:
+                return str(error)
         return None
 
 

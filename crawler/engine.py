@@ -30,6 +30,7 @@ from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier, Outcome, RequestState, RobotsRecord
 from crawler.parsing import PageParser
 from crawler.progress import Progress
+from crawler.recrawl import Recrawl
 from crawler.request import Request
 from crawler.response import Response
 from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
@@ -81,6 +82,7 @@ class Engine:
         self.retry = retry.RetryPolicy(settings)
         self.scheduler = Scheduler(frontier, settings, flush=self.flush)
         self.parser = PageParser(settings)
+        self.recrawl = Recrawl(spider, settings, frontier, stats)
         self.robots_token = settings.robots_user_agent or product_token(settings.user_agent)
         self.robots = RobotsCache(
             frontier,
@@ -140,8 +142,12 @@ class Engine:
     async def _crawl(self) -> None:
         counts = await self.frontier.counts()
         self.stats.queued = counts.queued
-        await self._seed()
-        await self.scheduler.start(dispatched_before=counts.done + counts.failed)
+        recrawl = self.recrawl.start()
+        await self._seed(requeue=recrawl)
+        if recrawl:
+            await self.recrawl.count_not_due()
+        # A recrawl's max_pages budget is its own; a resumed crawl's counts what it did.
+        await self.scheduler.start(dispatched_before=0 if recrawl else counts.done + counts.failed)
         try:
             async with asyncio.TaskGroup() as outer:
                 outer.create_task(self._tick())
@@ -164,7 +170,9 @@ class Engine:
         await self.flush()
         await self.flush()  # the feed checkpoint of the last batch
 
-    async def _seed(self) -> None:
+    async def _seed(self, *, requeue: bool = False) -> None:
+        """Add the start requests; a recrawl ``requeue``s those already done."""
+        add = self.frontier.requeue if requeue else self.frontier.add
         batch: list[Request] = []
         seeded = 0
         try:
@@ -177,7 +185,7 @@ class Engine:
                 if (admitted := self.admission.admit(value, parent=None)) is not None:
                     batch.append(admitted)
                 if len(batch) >= 1000:
-                    self.frontier.add(batch)
+                    add(batch)
                     batch = []
                     await self.flush()
         except StateError:
@@ -186,7 +194,7 @@ class Engine:
             # A spider's bug, as in a callback: what it yielded before is crawled.
             self.stats.callback_errors += 1
             log.exception("start_requests raised after %d requests; crawling those", seeded)
-        self.frontier.add(batch)
+        add(batch)
         await self.flush()
 
     async def _tick(self) -> None:
@@ -253,16 +261,23 @@ class Engine:
             self.stats.skipped(result)
             return Outcome(request, RequestState.SKIPPED, error=result.value), (None, None)
         status = result.status
-        if not 200 <= status < 300 and status not in self.spider.handle_httpstatus_list:
+        revisit = status == 304 and request.history is not None  # validators were sent
+        if not (200 <= status < 300 or revisit or status in self.spider.handle_httpstatus_list):
             self.stats.failed(f"http_{status}")
             log.info("HTTP %d %s: not passed to the callback", status, request.url)
             outcome = Outcome(request, RequestState.FAILED, status=status, error=f"HTTP {status}")
             return outcome, (request.errback, Failure(HttpError(result), request))
-        if (failed := await self._prepare(request, result)) is not None:
+        return await self._page(request, result)
+
+    async def _page(self, request: Request, response: Response) -> tuple[Outcome, Call]:
+        """A response for the callback, which runs unless a recrawl finds the page unchanged."""
+        outcome = await self.recrawl.fetched(request, response)
+        if outcome.change is not None and not outcome.change.runs_callback:
+            return outcome, (None, None)
+        if (failed := await self._prepare(request, response)) is not None:
             return failed
         self.stats.pages_crawled += 1
-        outcome = Outcome(request, RequestState.DONE, status=status)
-        return outcome, (request.callback or "parse", result)
+        return outcome, (request.callback or "parse", response)
 
     async def _prepare(self, request: Request, response: Response) -> tuple[Outcome, Call] | None:
         """Parse a large page off the loop before its callback; one over max_parse_s fails."""
@@ -298,8 +313,11 @@ class Engine:
     async def _attempt(self, request: Request) -> Response | SkipReason:
         if self.settings.obey_robots and (skip := await self._robots_check(request.url)):
             return skip
+        validators = self.recrawl.validators(request)
         try:
-            result = await self.fetcher.fetch(request, self._hop_check, self.scheduler.turn)
+            result = await self.fetcher.fetch(
+                request, self._hop_check, self.scheduler.turn, validators=validators
+            )
         except RobotsUnavailable:
             raise  # a redirect hop's site has no robots.txt for now: no failure of this host's
         except TransientError:
@@ -315,6 +333,7 @@ class Engine:
             retry_after = result.headers.get("retry-after")
             self.scheduler.observe(result.url, result.elapsed, result.status, retry_after)
             self.fetch_durations.observe(result.elapsed)
+            self.recrawl.check(result, validators)
             try:
                 retry.check_status(result.status, retry_after)
             except RetryableStatus as error:

@@ -11,7 +11,8 @@ CrawlerError
 ├── FetchError              one page could not be fetched; counted, never crashes the crawl
 │   ├── TransientError      worth retrying: connection and read errors, timeouts
 │   │   ├── RetryableStatus     408, 429, 500, 502, 503, 504 (carries Retry-After)
-│   │   └── RobotsUnavailable   robots.txt answered 5xx or was unreachable
+│   │   ├── RobotsUnavailable   robots.txt answered 5xx or was unreachable
+│   │   └── UnexpectedNotModified  a 304 to a request sent without validators
 │   ├── ResponseTooLarge    the decoded body passed max_response_bytes
 │   ├── TooManyRedirects
 │   ├── AddressRefused      the host is, or resolves to, an address the guard refuses
@@ -89,6 +90,11 @@ class RetryableStatus(TransientError):
 
 class RobotsUnavailable(TransientError):
     """robots.txt could not be read: RFC 9309 says disallow everything for now."""
+
+
+class UnexpectedNotModified(TransientError):
+    """The server answered 304 Not Modified to a request that sent no validators: there is no
+    earlier copy it could mean, so the page is tried again."""
 
 
 class ResponseTooLarge(FetchError):

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -236,6 +236,7 @@ class Fetcher:
         before_send: BeforeSend = _send_at_once,
         *,
         keep_bytes: int | None = None,
+        validators: Mapping[str, str] | None = None,
     ) -> Response | SkipReason:
         """The response to ``request`` (any status), or why a redirect hop was not followed.
 
@@ -243,10 +244,11 @@ class Fetcher:
         request goes on the wire (the scheduler's politeness turn). With ``keep_bytes`` the body
         is cut there and the rest is not read, rather than the page failing past
         ``max_response_bytes``. Raises TransientError for failures worth retrying, FetchError for
-        the others.
+        the others. ``validators`` (a revisit's If-None-Match, If-Modified-Since) go with the
+        request's own headers, which win.
         """
         url, method, body = request.url, request.method, request.body
-        sent_headers = request.headers
+        sent_headers = {**validators, **request.headers} if validators else request.headers
         extensions = {SESSION: _session_key(request), OWN_COOKIES: request.cookies}
         if (proxy := self._own_proxy(request)) is not None:
             extensions[PROXY] = proxy

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from crawler import jsondata
 from crawler.errors import SpiderError
+from crawler.freshness import History
 from crawler.urls import fingerprint, host_of
 
 Callback = Callable[..., Any] | str | None
@@ -50,6 +51,7 @@ class Request:
         "dont_filter",
         "errback",
         "headers",
+        "history",
         "id",
         "meta",
         "method",
@@ -98,6 +100,8 @@ class Request:
         # only then; it is not sent as a header).
         self.referer: str | None = None
         self.id: int | None = None
+        # The page's last fetch, as the frontier keeps it (a revisit sends its validators).
+        self.history: History | None = None
         self._fingerprint: int | None = None
         self._record: dict[str, Any] | None = None
 

@@ -15,10 +15,10 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -132,6 +132,21 @@ class Settings(BaseSettings):
     csv_escape_formulas: bool = Field(
         True, description="prefix CSV cells that start with = + - @ tab or CR with '"
     )
+    revisit_after_s: float = Field(
+        86400.0,
+        ge=0,
+        description="recrawls: a page's first revisit interval, seconds; adapts per page",
+    )
+    revisit_min_s: float = Field(
+        3600.0, ge=0, description="recrawls: shortest revisit interval, seconds"
+    )
+    revisit_max_s: float = Field(
+        1_209_600.0, ge=0, description="recrawls: longest revisit interval, seconds"
+    )
+    on_unchanged: Literal["skip", "reemit"] = Field(
+        "skip",
+        description="recrawls: an unchanged page emits nothing (skip) or its last items (reemit)",
+    )
     log_level: str = Field(
         "INFO",
         pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$",
@@ -179,6 +194,14 @@ class Settings(BaseSettings):
         if value and importlib.util.find_spec("prometheus_client") is None:
             raise ValueError("prometheus-client is not installed: pip install 'crawler[metrics]'")
         return value
+
+    @model_validator(mode="after")
+    def _revisit_bounds(self) -> Self:
+        if self.revisit_min_s > self.revisit_max_s:
+            raise ValueError(
+                f"revisit_min_s={self.revisit_min_s} is above revisit_max_s={self.revisit_max_s}"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -353,7 +376,9 @@ SCRAPY_NAMES = {
 
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
-    name = str(error["loc"][0]) if error["loc"] else "?"
+    if not error["loc"]:  # a check across settings (a model validator)
+        return f"bad settings: {str(error['msg']).removeprefix('Value error, ')}"
+    name = str(error["loc"][0])
     if error["type"] == "extra_forbidden":
         return f"unknown setting {name!r}{_did_you_mean(name)}"
     field = Settings.model_fields.get(name)

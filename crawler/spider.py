@@ -129,6 +129,16 @@ class Spider:
         self.__dict__[_STATE_USED] = True
         self.__dict__[_STATE] = value
 
+    def content_signature(self, response: Response) -> bytes | str:
+        """What a recrawl compares to tell a changed page from an unchanged one (it keeps an
+        8-byte hash of it); by default the whole body. Override it to leave out the parts that
+        change on every fetch (a clock, a counter, ads); it runs on the event loop:
+
+        >>> def content_signature(self, response):  # doctest: +SKIP
+        ...     return response.css("article").get() or response.body
+        """
+        return response.body
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
 

@@ -51,6 +51,11 @@ class Stats:
     crawl_delay_skipped: int = 0
     links_dropped: int = 0
     bytes_received: int = 0
+    not_modified: int = 0  # recrawls: 304s to conditional requests; no callback ran
+    unchanged: int = 0  # recrawls: 200s with the last fetch's signature; no callback ran
+    changed: int = 0  # recrawls: revisited pages whose signature changed; their callback ran
+    not_due: int = 0  # recrawls: known pages not due yet when a recrawl started
+    items_reemitted: int = 0  # on_unchanged = "reemit": an unchanged page's last items again
     queued: int = 0
     elapsed_s: float = 0.0
     status_counts: Counter[str] = field(default_factory=Counter)

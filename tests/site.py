@@ -587,6 +587,76 @@ def sitemap(req: Incoming) -> Reply:
     return raw(body, "application/xml")
 
 
+# Pages for recrawls: `/fresh/<kind>/` lists `?n=` pages `/fresh/<kind>/<i>` (about 2 KB each,
+# their content at version `site.versions[i]`, which `site.mutate(i)` bumps). How each kind
+# answers a revisit:
+FRESH_KINDS = {
+    "strong": "an ETag and a Last-Modified; honours If-None-Match, else If-Modified-Since",
+    "weak": "a weak W/ ETag, compared weakly (RFC 9110 13.1.2)",
+    "dates": "only a Last-Modified, honoured",
+    "volatile": "a new ETag on every response, so If-None-Match never matches",
+    "ignore": "an ETag and a Last-Modified, but always 200",
+    "stamped": "no validators, and a counter in the page that changes on every response",
+    "rogue": "304 to everything, conditional or not",
+}
+FRESH_EPOCH = 1_700_000_000  # Last-Modified of version 0
+
+
+def _fresh_page(req: Incoming, kind: str, i: int) -> Reply:
+    version = req.site.versions[i]
+    filler = "".join(
+        f"<p>paragraph {k} of page {i}: lorem ipsum dolor sit amet</p>" for k in range(40)
+    )
+    stamp = f'<p class="stamp">{req.count}</p>' if kind == "stamped" else ""
+    body = (
+        f'<h1 class="n">{i}</h1><p class="v">{version}</p><div class="text">{filler}</div>{stamp}'
+    )
+    reply = page(f"fresh {i}", body)
+    tag = f'"p{i}-v{version}"'
+    modified = email.utils.formatdate(FRESH_EPOCH + 1000 * version, usegmt=True)
+    if kind == "weak":
+        tag = "W/" + tag
+    elif kind == "volatile":
+        tag = f'"p{i}-r{req.count}"'
+    if kind in ("strong", "weak", "volatile", "ignore"):
+        reply.headers["ETag"] = tag
+    if kind in ("strong", "dates", "ignore"):
+        reply.headers["Last-Modified"] = modified
+    if kind not in ("ignore", "stamped") and _not_modified(req, tag, modified):
+        return Reply(304, headers={k: v for k, v in reply.headers.items() if k != "Content-Type"})
+    return reply
+
+
+def _not_modified(req: Incoming, tag: str, modified: str) -> bool:
+    if (match := req.headers.get("if-none-match")) is not None:
+        weak = {t.strip().removeprefix("W/") for t in match.split(",")}
+        return tag.removeprefix("W/") in weak
+    return req.headers.get("if-modified-since") == modified
+
+
+def fresh(req: Incoming) -> Reply:
+    kind, _, rest = req.rest.partition("/")
+    if kind not in FRESH_KINDS:
+        return not_found()
+    req.sleep(req.number("delay", 0))
+    if kind == "rogue":
+        return Reply(304)
+    query = req.path.partition("?")[2]
+    if not rest:
+        hrefs = [
+            f"/fresh/{kind}/{i}" + (f"?{query}" if query else "")
+            for i in range(req.integer("n", 20))
+        ]
+        listing = page(f"fresh {kind}", anchors(hrefs))
+        tag = f'"index-{kind}-{len(hrefs)}"'
+        if kind in ("strong", "weak") and req.headers.get("if-none-match") == tag:
+            return Reply(304, headers={"ETag": tag})
+        listing.headers["ETag"] = tag
+        return listing
+    i = index(rest)
+    return not_found() if i is None else _fresh_page(req, kind, i)
+
+
 Route = Callable[[Incoming], Reply]
 
 # Keyed by the first path segment; the route parses whatever follows it (`Incoming.rest`).
@@ -627,6 +697,7 @@ ROUTES: dict[str, Route] = {
     "/account": account,
     "/sitemap": sitemap,
     "/quotes": quotes,
+    "/fresh": fresh,
 }
 
 
@@ -708,10 +779,13 @@ class _Handler(BaseHTTPRequestHandler):
         if not pending:
             record()
         self.end_headers()
+        site = self.server.site
         for chunk in chunks:
+            site._sent(len(pending))
             self.wfile.write(pending)
             pending = chunk
         if pending:
+            site._sent(len(pending))
             record()
             self.wfile.write(pending)
 
@@ -785,6 +859,8 @@ class TestSite:
         self._connections: Counter[str] = Counter()
         self._last_arrival: dict[str, float] = {}
         self.arrivals: list[tuple[float, bool]] = []  # /rate-limited: (server time, refused?)
+        self.versions: Counter[int] = Counter()  # /fresh/<kind>/<i>: page i's content version
+        self.body_bytes = 0  # response body bytes sent, all hosts
 
     def start(self) -> None:
         self._stopping.clear()
@@ -873,6 +949,7 @@ class TestSite:
             self.errors.clear()
             self.arrivals.clear()
             self._last_arrival.clear()
+            self.body_bytes = 0
 
     def __repr__(self) -> str:
         with self._lock:
@@ -902,6 +979,15 @@ class TestSite:
             refused = last is not None and now - last < min_gap
             self.arrivals.append((now, refused))
             return refused
+
+    def mutate(self, *pages: int) -> None:
+        """Change the content of these /fresh pages (a new version, ETag and Last-Modified)."""
+        with self._lock:
+            self.versions.update(pages)
+
+    def _sent(self, size: int) -> None:
+        with self._lock:
+            self.body_bytes += size
 
     def _connected(self, host: str) -> None:
         with self._lock:

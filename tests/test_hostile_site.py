@@ -96,7 +96,11 @@ async def test_a_hostile_site_is_crawled_safely_and_resumes_cleanly(
 
     site.reset()
     again = await run(job)
-    assert site.hits_total() == 0  # nothing left to do, robots.txt kept from the first run
+    # A finished crawl run again is a recrawl: the three start requests are revisited (one of
+    # them redirects), the other pages are not due for a day, and robots.txt is kept.
+    assert site.hits_total() == 4
+    assert site.hits("/robots.txt") == 0
+    assert again.stats.unchanged == 3
     with feed.open(newline="", encoding="utf-8") as file:
         assert list(csv.DictReader(file)) == rows
     assert (again.run.id, again.stats.items_scraped) == (2, 0)  # a new run, with nothing to do

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "crawler.parse_worker": 0,
     "crawler.encoding": 0,
     "crawler.logs": 0,
+    "crawler.freshness": 0,
     # models
     "crawler.request": 1,
     "crawler.settings": 1,
@@ -56,6 +57,7 @@ LAYERS: dict[str, int] = {
     "crawler.frontier.sqlite": 3,
     "crawler.frontier.sqlite_runs": 3,
     "crawler.lock": 3,
+    "crawler.frontier.sqlite_history": 3,
     "crawler.exporters": 3,
     "crawler.progress": 3,
     "crawler.bookstore": 3,
@@ -78,6 +80,7 @@ LAYERS: dict[str, int] = {
     # the crawl
     "crawler.admission": 4,
     "crawler.robots_cache": 4,
+    "crawler.recrawl": 4,
     "crawler.scheduler": 4,
     "crawler.checkpoint": 4,
     "crawler.engine": 5,
@@ -104,6 +107,11 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
         False,
         "the SQLite state's runs table",
     ),
+    ("crawler.frontier.sqlite", "crawler.frontier.sqlite_history"): (
+        False,
+        "the SQLite backend's recrawl columns and statements",
+    ),
+    ("crawler.frontier.sqlite_history", "crawler.frontier"): (False, "it writes Outcomes"),
     ("crawler.fetcher", "crawler.transport"): (False, "the fetcher's client runs on it"),
     ("crawler.summary", "crawler.runs"): (False, "a crawl's exit status is its run's"),
     ("crawler.sandbox", "crawler.bookstore"): (False, "the sandbox serves the bookstore's pages"),

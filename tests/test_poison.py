@@ -155,4 +155,7 @@ async def test_an_unexpected_error_fails_its_request_and_is_not_retried_on_resum
     assert first.pages_crawled == 3
     assert again.pages_crawled == 0
     assert site.hits("/leaf/2") == 0
-    assert sum(site.hits(f"/leaf/{i}") for i in range(4)) == 3
+    # The second run is a recrawl of a finished crawl: the three pages done are revisited (and
+    # found unchanged: no callback ran), the failed one is not retried.
+    assert sum(site.hits(f"/leaf/{i}") for i in range(4)) == 6
+    assert again.unchanged == 3

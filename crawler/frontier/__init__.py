@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crawler.freshness import Change, History, Revisit
 from crawler.request import Request
 from crawler.runs import Run
 
@@ -33,6 +34,8 @@ class Outcome:
     status: int | None = None
     error: str | None = None
     items: list[bytes] = field(default_factory=list)
+    history: History | None = None  # the fetch's validators and signature, to keep
+    change: Change | None = None  # what the fetch found; None when nothing was fetched
 
 
 @dataclass(slots=True)
@@ -41,6 +44,7 @@ class Flushed:
 
     added: int = 0
     duplicates: int = 0
+    requeued: int = 0  # done requests queued again (a recrawl's due pages and seeds)
     hosts: set[str] = field(default_factory=set)
     items: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -75,6 +79,22 @@ class Frontier(Protocol):
         """Queue the failed requests again, but those whose status is in ``permanent``;
         returns how many. One transaction; nothing else is buffered meanwhile (call it right
         after ``open``)."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the state held a finished crawl when it was opened: nothing queued or in
+        flight, something done. Running it again is a recrawl."""
+
+    def requeue(self, requests: Sequence[Request]) -> None:
+        """Buffer requests as ``add`` does, and queue again those already done (a recrawl's
+        start requests)."""
+
+    def requeue_due(self, now: float, policy: Revisit) -> None:
+        """At the next flush, in its transaction, queue again every done request whose revisit
+        is due at ``now`` (unix seconds); ``Flushed.requeued`` counts them and the seeds."""
+
+    async def last_items(self, request_id: int) -> list[bytes]:
+        """The items the request's last callback emitted (for ``on_unchanged = "reemit"``)."""
 
     def add(self, requests: Sequence[Request]) -> int:
         """Buffer new requests; returns how many were dropped at once as seen duplicates."""

@@ -17,7 +17,9 @@ import aiosqlite
 from crawler import jsondata
 from crawler.dedup import RecentSet
 from crawler.errors import StateError
+from crawler.freshness import Revisit
 from crawler.frontier import Counts, Flushed, Outcome, RequestState, RobotsRecord
+from crawler.frontier import sqlite_history as history
 from crawler.frontier.sqlite_runs import (
     RUN_COLUMNS,
     RUNS_SCHEMA,
@@ -28,7 +30,9 @@ from crawler.frontier.sqlite_runs import (
 from crawler.request import Request
 from crawler.runs import Run, RunOutcome, iso
 
-SCHEMA_VERSION = "2"  # 2: WHATWG canonical URLs (new fingerprints), robots.txt kept per site
+# 2: WHATWG canonical URLs (new fingerprints), robots.txt kept per site
+# 3: each page's last fetch, for recrawls (sqlite_history), added in place to a schema 2 state
+SCHEMA_VERSION = "3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
@@ -61,9 +65,11 @@ _INSERT = (
     "INSERT OR IGNORE INTO requests (fp, host, priority, depth, url, method, body, callback,"
     " errback, extra, dont_filter) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
+_REQUEUE = _INSERT.replace("INSERT OR IGNORE", "INSERT") + history.REQUEUE_DONE
+_COMPLETE = "UPDATE requests SET state=?, status=?, error=?, retries=? WHERE id=?"
 _COLUMNS = (
     "id", "url", "method", "body", "callback", "errback", "extra", "priority", "depth",
-    "dont_filter", "retries",
+    "dont_filter", "retries", *history.READ_COLUMNS,
 )  # fmt: skip
 _RECENT = 65_536
 _SPIDER_STATE = "spider_state"  # the meta key of spider.state
@@ -77,6 +83,9 @@ class SqliteFrontier:
         self._db: aiosqlite.Connection | None = None
         self._recent = RecentSet(_RECENT)
         self._new: list[tuple[Any, ...]] = []
+        self._requeue: list[tuple[Any, ...]] = []
+        self._due: tuple[float, Revisit] | None = None
+        self.finished = False
         self.pending_hosts: set[str] = set()
         self._outcomes: list[Outcome] = []
         self._robots: dict[str, RobotsRecord] = {}
@@ -89,8 +98,8 @@ class SqliteFrontier:
 
     def __repr__(self) -> str:
         return (
-            f"<SqliteFrontier {self.path} run {self._run} pending: {len(self._new)} new,"
-            f" {len(self._outcomes)} outcomes>"
+            f"<SqliteFrontier {self.path} run {self._run} finished={self.finished} pending:"
+            f" {len(self._new)} new, {len(self._requeue)} requeued, {len(self._outcomes)} outcomes>"
         )
 
     @property
@@ -110,6 +119,8 @@ class SqliteFrontier:
             await self._db.executescript(RUNS_SCHEMA)
             meta = await self._read_meta()
             await self._check_owner(meta, spider_name)
+            # Before anything queues rows again: a finished crawl run again is a recrawl.
+            self.finished = bool((await self._rows(history.FINISHED))[0][0])
             await self._db.execute("UPDATE requests SET state = 0 WHERE state = 1")
             rows = await self._rows("SELECT COALESCE(MAX(id), 0) FROM items")
             self._next_item = rows[0][0] + 1
@@ -147,16 +158,21 @@ class SqliteFrontier:
     async def _check_owner(self, meta: dict[str, bytes], spider_name: str) -> None:
         owner = meta.get("spider")
         if owner is None:
-            await self.db.executemany(
-                "INSERT INTO meta VALUES (?, ?)",
-                [("spider", spider_name.encode()), ("schema", SCHEMA_VERSION.encode())],
+            await self._add_history_columns(
+                ("INSERT INTO meta VALUES ('spider', ?)", (spider_name.encode(),)),
+                ("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION.encode(),)),
             )
             return
         if owner.decode() != spider_name:
             raise StateError(
                 f"state file {self.path} belongs to spider {owner.decode()!r}, not {spider_name!r}"
             )
-        if meta.get("schema", b"").decode() != SCHEMA_VERSION:
+        schema = meta.get("schema", b"").decode()
+        if schema == "2":
+            await self._add_history_columns(
+                ("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION.encode(),))
+            )
+        elif schema != SCHEMA_VERSION:
             raise StateError(f"state file {self.path} was written by another crawler version")
 
     async def requeue_failed(self, permanent: Collection[int]) -> int:
@@ -173,6 +189,16 @@ class SqliteFrontier:
                 raise self._broken(exc) from None
             return cursor.rowcount
 
+    async def _add_history_columns(self, *meta: tuple[str, tuple[Any, ...]]) -> None:
+        """Schema 3's columns and the meta rows that say so, in one transaction."""
+        db = self.db
+        await db.execute("BEGIN")
+        for statement in history.ADD_COLUMNS:
+            await db.execute(statement)
+        for sql, parameters in meta:
+            await db.execute(sql, parameters)
+        await db.execute("COMMIT")
+
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
@@ -188,13 +214,23 @@ class SqliteFrontier:
                 continue
             else:
                 fp = request.fingerprint
-            r = request.to_record()
             self.pending_hosts.add(request.host)
-            self._new.append((
-                fp, request.host, r["priority"], r["depth"], r["url"], r["method"], r["body"],
-                r["callback"], r["errback"], r["extra"], r["dont_filter"],
-            ))  # fmt: skip
+            self._new.append(_row(fp, request))
         return duplicates
+
+    def requeue(self, requests: Sequence[Request]) -> None:
+        for request in requests:
+            fp = None if request.dont_filter else request.fingerprint
+            if fp is not None:
+                self._recent.seen(fp)
+            self.pending_hosts.add(request.host)
+            self._requeue.append(_row(fp, request))
+
+    def requeue_due(self, now: float, policy: Revisit) -> None:
+        self._due = (now, policy)
+
+    async def last_items(self, request_id: int) -> list[bytes]:
+        return [row[0] for row in await self._rows(history.LAST_ITEMS, (request_id,))]
 
     def complete(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
@@ -216,34 +252,42 @@ class SqliteFrontier:
 
     @property
     def pending_writes(self) -> int:
-        return len(self._new) + len(self._outcomes)
+        return len(self._new) + len(self._outcomes) + len(self._requeue)
 
     async def flush(self) -> Flushed:
         """Commit everything buffered in one transaction; the buffers are taken before the
         first await (see ``Frontier.flush``)."""
         new, self._new = self._new, []
+        requeue, self._requeue = self._requeue, []
+        due, self._due = self._due, None
         self.pending_hosts = set()
         outcomes, self._outcomes = self._outcomes, []
         robots, self._robots = self._robots, {}
         meta, self._meta = self._meta, {}
         run_stats, self._run_stats = self._run_stats, None
-        result = Flushed(hosts={row[1] for row in new})
+        result = Flushed(hosts={row[1] for row in new} | {row[1] for row in requeue})
         items: list[tuple[int, int | None, bytes]] = []
+        plain: list[tuple[Any, ...]] = []
+        fetched: list[tuple[Any, ...]] = []
         for outcome in outcomes:
+            first = self._next_item if outcome.items else None
             for data in outcome.items:
                 items.append((self._next_item, outcome.request.id, data))
                 self._next_item += 1
+            if outcome.history is None:
+                request = outcome.request
+                plain.append(
+                    (outcome.state, outcome.status, outcome.error, request.retries, request.id)
+                )
+            else:
+                fetched.append(history.fetched_row(outcome, outcome.history, first))
         async with self._lock:
             await self._commit(
-                new,
-                outcomes=outcomes,
-                items=items,
-                robots=robots,
-                meta=meta,
-                run_stats=run_stats,
-                result=result,
-            )
+                new, plain=plain, fetched=fetched, items=items, robots=robots, meta=meta,
+                requeue=requeue, due=due, run_stats=run_stats, result=result,
+            )  # fmt: skip
         result.duplicates = len(new) - result.added
+        result.added += result.requeued
         result.items = [(item_id, data) for item_id, _, data in items]
         return result
 
@@ -251,23 +295,26 @@ class SqliteFrontier:
         self,
         new: list[tuple[Any, ...]],
         *,
-        outcomes: list[Outcome],
+        plain: list[tuple[Any, ...]],
+        fetched: list[tuple[Any, ...]],
         items: list[tuple[int, int | None, bytes]],
         robots: dict[str, RobotsRecord],
         meta: dict[str, bytes],
         run_stats: tuple[Any, ...] | None,
+        requeue: list[tuple[Any, ...]],
+        due: tuple[float, Revisit] | None,
         result: Flushed,
     ) -> None:
         db = self.db
         try:
             await db.execute("BEGIN")
+            if due is not None or requeue:
+                result.requeued = await self._requeue_rows(requeue, due)
             before = db.total_changes
             await db.executemany(_INSERT, new)
             result.added = db.total_changes - before
-            await db.executemany(
-                "UPDATE requests SET state=?, status=?, error=?, retries=? WHERE id=?",
-                [(o.state, o.status, o.error, o.request.retries, o.request.id) for o in outcomes],
-            )
+            await db.executemany(_COMPLETE, plain)
+            await db.executemany(history.COMPLETE_FETCHED, fetched)
             await db.executemany("INSERT INTO items VALUES (?,?,?)", items)
             await db.executemany(
                 "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?)",
@@ -287,6 +334,19 @@ class SqliteFrontier:
                 raise self._broken(exc) from None
             raise
 
+    async def _requeue_rows(
+        self, requeue: list[tuple[Any, ...]], due: tuple[float, Revisit] | None
+    ) -> int:
+        """Queue a recrawl's due pages, then its seeds (inserting new ones); how many rows were
+        queued. In the flush's transaction: with the feed checkpoint of the recrawl's new feed."""
+        db = self.db
+        before = db.total_changes
+        if due is not None:
+            await db.create_function("crawler_due", 3, history.due_function(*due))
+            await db.execute(history.REQUEUE_DUE)
+        await db.executemany(_REQUEUE, requeue)
+        return db.total_changes - before
+
     async def lease(self, host: str, limit: int) -> list[Request]:
         rows = await self._rows(
             f"UPDATE requests SET state = 1 WHERE id IN (SELECT id FROM requests"
@@ -295,7 +355,7 @@ class SqliteFrontier:
             (host, limit),
         )
         rows.sort(key=lambda row: (-row[7], row[0]))  # RETURNING keeps no order: priority, id
-        return [Request.from_record(dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+        return [_leased(row) for row in rows]
 
     async def queued_hosts(self) -> set[str]:
         rows = await self._rows("SELECT DISTINCT host FROM requests WHERE state = 0")
@@ -399,3 +459,18 @@ def read_runs(path: Path) -> list[Run] | None:
     except sqlite3.Error as exc:
         raise StateError(f"state file {path} is not a usable crawl state ({exc})") from None
     return [run_from_row(row) for row in rows]
+
+
+def _row(fp: int | None, request: Request) -> tuple[Any, ...]:
+    r = request.to_record()
+    return (
+        fp, request.host, r["priority"], r["depth"], r["url"], r["method"], r["body"],
+        r["callback"], r["errback"], r["extra"], r["dont_filter"],
+    )  # fmt: skip
+
+
+def _leased(row: tuple[Any, ...]) -> Request:
+    record = dict(zip(_COLUMNS, row, strict=True))
+    request = Request.from_record(record)
+    request.history = history.history_of(record)
+    return request
