@@ -68,7 +68,7 @@ class FeedExporter:
             raise ConfigError(f"cannot write feed {self.path}: {exc.strerror}") from None
         if offset is None:
             offset = self._end(size)
-        elif size < offset or offset == 0:
+        elif size < offset:  # the file was cut or replaced: it gets every item again
             last_item, offset = 0, 0
         self.file.truncate(offset)
         self.file.seek(offset)

@@ -381,9 +381,10 @@ async def crawl_async(
     resumed, as ``-o`` does; ``overwrite_feed=True`` starts it anew as ``-O`` does.
 
     Without a ``feed``, the items come back in ``result.items`` (kept in a temporary JSON
-    lines file meanwhile); with one, they are in the feed and ``result.items`` is None. With a
-    ``state``, a crawl that stopped resumes. Cancelling the task stops the crawl at once, with
-    the state consistent, as a second Ctrl-C does.
+    lines file meanwhile): with a ``state``, every item it holds, earlier runs' too. With a
+    feed, they are in the feed and ``result.items`` is None. With a ``state``, a crawl that
+    stopped resumes, and one that finished is recrawled. Cancelling the task stops the crawl at
+    once, with the state consistent, as a second Ctrl-C does.
 
     >>> result = await crawl_async(BooksSpider, settings={"max_pages": 20})  # doctest: +SKIP
     >>> result.stats.items_scraped, result.items[0]["title"]  # doctest: +SKIP
@@ -455,6 +456,7 @@ async def _run_job(job: CrawlJob) -> CrawlResult:
         return await run(job)
     with tempfile.TemporaryDirectory(prefix="crawler-items-") as folder:
         job.feed = Path(folder) / "items.jsonl"
+        job.overwrite_feed = True  # as -O: every item the state holds, earlier runs' too
         result = await run(job)
         with job.feed.open("rb") as lines:
             result.items = [jsondata.loads(line) for line in lines if line.strip()]

@@ -112,9 +112,9 @@ async def test_O_on_resume_writes_every_item_of_the_state_once(
     feed, state = tmp_path / "out.jsonl", tmp_path / "state.db"
     await _run(site, feed, state=state)
     feed.write_text("damaged")
-    await _run(site, feed, overwrite=True, state=state)  # nothing new to fetch
-    assert sorted(_urls(feed)) == _expected(site)
-    assert site.hits_total() == LEAVES  # rewritten from the state, not fetched again
+    await _run(site, feed, overwrite=True, state=state)  # a recrawl: nothing changed
+    assert sorted(_urls(feed)) == _expected(site)  # rewritten from the state
+    assert site.hits_total() == 2 * LEAVES  # the start pages revisited, found unchanged
 
     await _run(site, feed, state=state)  # -o again: resumes at -O's checkpoint, adds nothing
     assert sorted(_urls(feed)) == _expected(site)
@@ -137,7 +137,7 @@ def test_o_dash_streams_json_lines_to_stdout_and_resumes(site: TestSite, tmp_pat
     everything = crawler(*args, "-O", "-", cwd=tmp_path)  # -O: the whole state, afresh
     assert everything.returncode == 0, everything.stderr
     assert len(everything.stdout.splitlines()) == LEAVES
-    assert site.hits_total() == LEAVES
+    assert site.hits_total() == 3 * LEAVES  # each rerun revisits the start pages: unchanged
 
 
 def test_a_closed_stdout_stops_the_crawl_with_one_line(site: TestSite, tmp_path: Path) -> None:
