@@ -284,6 +284,8 @@ def list_spiders(spiders_dir: Path) -> None:
     found = loader.discover(spiders_dir, broken)
     for error in broken:
         click.echo(f"warning: {error}; skipped", err=True)
+    for name, claims in loader.duplicates(found).items():
+        click.echo(f"warning: {loader.duplicate_message(name, claims)}", err=True)
     if not found:
         click.echo(f"no spiders in {spiders_dir}/", err=True)
     for item in found:
