@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from crawler import Response, Spider
+from tests.crawling import crawl
+from tests.site import PAGED_PAGES, TestSite
 from tests.test_cli import crawler
 
 QUOTES = """
@@ -42,3 +50,33 @@ def test_two_spiders_with_one_name_are_refused_naming_both_files(tmp_path: Path)
         ["quotes", "spiders/dup2.py"],
         ["quotes", "spiders/quotes.py"],
     ]
+
+
+@pytest.mark.parametrize("form", ["{host}", "http://{host}/", "{hostname}"])
+async def test_allowed_domains_with_a_port_or_scheme_stand_for_their_host(
+    form: str, site: TestSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = site.host(0)
+    entry = form.format(host=host, hostname=host.partition(":")[0])
+
+    class Paged(Spider):
+        name = "paged"
+        start_urls = (site.url("/paged?page=1"),)
+        allowed_domains = (entry,)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+            for request in response.follow_all(css="a.next"):
+                yield request
+
+    with caplog.at_level(logging.WARNING, "crawler.scope"):
+        result = await crawl(Paged, tmp_path, obey_robots=False)
+
+    assert len(result.items) == PAGED_PAGES
+    warnings = [r.getMessage() for r in caplog.records if r.name == "crawler.scope"]
+    if entry == host.partition(":")[0]:
+        assert warnings == []
+    else:
+        assert warnings == [
+            f"allowed_domains accepts only host names: {entry!r} is read as '127.0.0.1'"
+        ]
