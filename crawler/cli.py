@@ -9,7 +9,7 @@ import keyword
 import logging
 import re
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -35,6 +35,7 @@ from crawler.response import Response
 from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
 from crawler.selectors import SelectorError
 from crawler.settings import Settings, load_settings, parse_overrides, read_config_file
+from crawler.spider import check_arguments
 
 T = TypeVar("T")
 
@@ -550,7 +551,7 @@ def schedule(
     try:
         schedules = schedule_config.read_schedules(config)
         for entry in schedules:
-            _check_schedule(entry.name, entry.spider, entry.state, spiders_dir)
+            _check_schedule(entry.name, entry.spider, entry.state, entry.args, spiders_dir)
     except CrawlerError as exc:
         _fail(str(exc))
     if check:
@@ -582,11 +583,17 @@ def schedule(
     )
 
 
-def _check_schedule(name: str, spider: str, state: Path | None, spiders_dir: Path) -> None:
+def _check_schedule(
+    name: str, spider: str, state: Path | None, args: Mapping[str, object], spiders_dir: Path
+) -> None:
     """What would make every run of a schedule fail, found at start-up instead."""
     try:
-        loader.load(spider, spiders_dir)
+        spider_class = loader.load(spider, spiders_dir)
     except CrawlerError as exc:
         raise ConfigError(f"schedule {name!r}: spider: {exc}") from None
+    try:
+        check_arguments(spider_class, args)
+    except CrawlerError as exc:
+        raise ConfigError(f"schedule {name!r}: args: {exc}") from None
     if state is not None and not state.parent.is_dir():
         raise ConfigError(f"schedule {name!r}: state: folder {state.parent} does not exist")
