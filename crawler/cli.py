@@ -63,6 +63,8 @@ class {cls}(Spider):
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\`]")
 
 
+STOPPED_EARLY = "stopped before the crawl began; nothing was lost"
+
 # Loggers that -s log_level=... sets; every other library's stays at WARNING.
 OUR_LOGGERS = ("crawler", "crawler_spiders")
 
@@ -70,6 +72,11 @@ OUR_LOGGERS = ("crawler", "crawler_spiders")
 def _fail(message: str, code: int = summary.EXIT_BAD_INPUT) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _stopped_early() -> NoReturn:
+    click.echo(STOPPED_EARLY, err=True)
+    sys.exit(summary.EXIT_STOPPED)
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -177,6 +184,8 @@ def run(
         _fail("-o appends and -O overwrites: give one of them")
     output = output or overwrite_output
     broken: list[SpiderLoadError] = []
+    # Until the crawl's own signal handlers are in place, a Ctrl-C is a KeyboardInterrupt here
+    # (importing the spider may take a while): nothing has been fetched or written yet.
     try:
         job = runner.CrawlJob(
             spider=loader.load(spider, spiders_dir, broken),
@@ -192,11 +201,13 @@ def run(
             scheduled_for=runs.parse_scheduled_for(scheduled_for) if scheduled_for else None,
         )
         settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
+        for error in broken:
+            click.echo(f"warning: {error}; skipped", err=True)
+        _configure_logging(settings.log_level)
     except CrawlerError as exc:
         _fail(str(exc))
-    for error in broken:
-        click.echo(f"warning: {error}; skipped", err=True)
-    _configure_logging(settings.log_level)
+    except KeyboardInterrupt:
+        _stopped_early()
     try:
         result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):

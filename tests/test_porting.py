@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,3 +84,43 @@ async def test_allowed_domains_with_a_port_or_scheme_stand_for_their_host(
         assert warnings == [
             f"allowed_domains accepts only host names: {entry!r} is read as '127.0.0.1'"
         ]
+
+
+GATED = """
+import os
+
+# Importing this spider waits at a FIFO the test holds: the run is interrupted right there.
+with open(os.environ["SPIDER_GATE"]) as gate:
+    gate.read()
+
+from crawler import Spider
+
+
+class Gated(Spider):
+    name = "gated"
+    start_urls = ["http://127.0.0.1:1/"]
+"""
+
+
+def test_ctrl_c_before_the_crawl_began_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    (tmp_path / "spiders").mkdir()
+    (tmp_path / "spiders" / "gated.py").write_text(GATED)
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "run", "gated", "--state", "crawl.db"],
+        cwd=tmp_path,
+        env={**os.environ, "SPIDER_GATE": str(gate)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Opening a FIFO returns on both ends at once: the spider's import has reached the gate.
+    with gate.open("w"):
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+
+    assert process.returncode == 3
+    assert err.splitlines() == ["stopped before the crawl began; nothing was lost"]
+    assert out == ""
+    assert not (tmp_path / "crawl.db").exists()
