@@ -124,3 +124,33 @@ def test_ctrl_c_before_the_crawl_began_is_one_line_and_exit_3(tmp_path: Path) ->
     assert err.splitlines() == ["stopped before the crawl began; nothing was lost"]
     assert out == ""
     assert not (tmp_path / "crawl.db").exists()
+
+
+async def test_xpath_is_a_one_line_callback_error_saying_to_use_css(
+    site: TestSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Scrapyish(Spider):
+        name = "scrapyish"
+        start_urls = (site.url("/paged?page=1"), site.url("/paged?page=2"))
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+            yield {"names": response.xpath("//span[@class='name']/text()").getall()}
+
+    with caplog.at_level(logging.ERROR, "crawler"):
+        result = await crawl(Scrapyish, tmp_path, obey_robots=False)
+
+    assert sorted(item["url"] for item in result.items) == [
+        site.url("/paged?page=1"),
+        site.url("/paged?page=2"),
+    ]
+    assert result.stats.callback_errors == 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2
+    for record in errors:
+        assert record.exc_info is None
+        assert record.getMessage().endswith(
+            "): xpath() is not supported: use css() (selectolax);"
+            " ::text and ::attr(name) work as in Scrapy"
+        )
+        assert record.getMessage().startswith("SpiderError in parse(")
