@@ -9,7 +9,7 @@ import keyword
 import logging
 import re
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -35,6 +35,7 @@ from crawler.response import Response
 from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
 from crawler.selectors import SelectorError
 from crawler.settings import Settings, load_settings, parse_overrides, read_config_file
+from crawler.spider import check_arguments
 
 T = TypeVar("T")
 
@@ -62,6 +63,8 @@ class {cls}(Spider):
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\`]")
 
 
+STOPPED_EARLY = "stopped before the crawl began; nothing was lost"
+
 # Loggers that -s log_level=... sets; every other library's stays at WARNING.
 OUR_LOGGERS = ("crawler", "crawler_spiders")
 
@@ -69,6 +72,11 @@ OUR_LOGGERS = ("crawler", "crawler_spiders")
 def _fail(message: str, code: int = summary.EXIT_BAD_INPUT) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _stopped_early() -> NoReturn:
+    click.echo(STOPPED_EARLY, err=True)
+    sys.exit(summary.EXIT_STOPPED)
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -176,6 +184,8 @@ def run(
         _fail("-o appends and -O overwrites: give one of them")
     output = output or overwrite_output
     broken: list[SpiderLoadError] = []
+    # Until the crawl's own signal handlers are in place, a Ctrl-C is a KeyboardInterrupt here
+    # (importing the spider may take a while): nothing has been fetched or written yet.
     try:
         job = runner.CrawlJob(
             spider=loader.load(spider, spiders_dir, broken),
@@ -191,11 +201,13 @@ def run(
             scheduled_for=runs.parse_scheduled_for(scheduled_for) if scheduled_for else None,
         )
         settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
+        for error in broken:
+            click.echo(f"warning: {error}; skipped", err=True)
+        _configure_logging(settings.log_level)
     except CrawlerError as exc:
         _fail(str(exc))
-    for error in broken:
-        click.echo(f"warning: {error}; skipped", err=True)
-    _configure_logging(settings.log_level)
+    except KeyboardInterrupt:
+        _stopped_early()
     try:
         result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -284,6 +296,8 @@ def list_spiders(spiders_dir: Path) -> None:
     found = loader.discover(spiders_dir, broken)
     for error in broken:
         click.echo(f"warning: {error}; skipped", err=True)
+    for name, claims in loader.duplicates(found).items():
+        click.echo(f"warning: {loader.duplicate_message(name, claims)}", err=True)
     if not found:
         click.echo(f"no spiders in {spiders_dir}/", err=True)
     for item in found:
@@ -548,7 +562,7 @@ def schedule(
     try:
         schedules = schedule_config.read_schedules(config)
         for entry in schedules:
-            _check_schedule(entry.name, entry.spider, entry.state, spiders_dir)
+            _check_schedule(entry.name, entry.spider, entry.state, entry.args, spiders_dir)
     except CrawlerError as exc:
         _fail(str(exc))
     if check:
@@ -580,11 +594,17 @@ def schedule(
     )
 
 
-def _check_schedule(name: str, spider: str, state: Path | None, spiders_dir: Path) -> None:
+def _check_schedule(
+    name: str, spider: str, state: Path | None, args: Mapping[str, object], spiders_dir: Path
+) -> None:
     """What would make every run of a schedule fail, found at start-up instead."""
     try:
-        loader.load(spider, spiders_dir)
+        spider_class = loader.load(spider, spiders_dir)
     except CrawlerError as exc:
         raise ConfigError(f"schedule {name!r}: spider: {exc}") from None
+    try:
+        check_arguments(spider_class, args)
+    except CrawlerError as exc:
+        raise ConfigError(f"schedule {name!r}: args: {exc}") from None
     if state is not None and not state.parent.is_dir():
         raise ConfigError(f"schedule {name!r}: state: folder {state.parent} does not exist")

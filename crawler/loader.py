@@ -76,6 +76,19 @@ def discover(
     return found
 
 
+def duplicates(spiders: list[Found]) -> dict[str, list[Found]]:
+    """The names more than one spider class claims, with those spiders, in file order."""
+    by_name: dict[str, list[Found]] = {}
+    for found in spiders:
+        by_name.setdefault(found.name, []).append(found)
+    return {name: claims for name, claims in by_name.items() if len(claims) > 1}
+
+
+def duplicate_message(name: str, claims: list[Found]) -> str:
+    files = " and ".join(str(found.path) for found in claims)
+    return f"spider name {name!r} is defined in {files}: rename one of them"
+
+
 def load(
     target: str, folder: Path = DEFAULT_SPIDERS_DIR, broken: list[SpiderLoadError] | None = None
 ) -> type[Spider]:
@@ -95,14 +108,16 @@ def load(
         return found[0].spider
     skipped: list[SpiderLoadError] = []
     spiders = discover(folder, skipped)
-    for candidate in spiders:
-        if candidate.name == target:
-            if broken is None:
-                for error in skipped:
-                    log.warning("%s; skipped", error)
-            else:
-                broken.extend(skipped)
-            return candidate.spider
+    named = [candidate for candidate in spiders if candidate.name == target]
+    if len(named) > 1:
+        raise SpiderLoadError(duplicate_message(target, named))
+    if named:
+        if broken is None:
+            for error in skipped:
+                log.warning("%s; skipped", error)
+        else:
+            broken.extend(skipped)
+        return named[0].spider
     known = ", ".join(sorted(f.name for f in spiders)) or f"none in {folder}/"
     # The spider may well be in a file that does not import: say which, as a hint.
     unreadable = "".join(f"; skipped {error}" for error in skipped)

@@ -14,6 +14,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from crawler import jsondata
 from crawler.encoding import BOMS, decode, detect_encoding, lookup
+from crawler.errors import SpiderError
 from crawler.request import Callback, Request
 from crawler.selectors import Selector, SelectorList, select, select_first
 from crawler.sniffing import BodyKind, body_kind
@@ -23,6 +24,10 @@ log = logging.getLogger("crawler.response")
 
 Node = LexborNode
 Link = str | Selector | LexborNode
+
+XPATH_UNSUPPORTED = (
+    "xpath() is not supported: use css() (selectolax); ::text and ::attr(name) work as in Scrapy"
+)
 
 _BASE_TAG = re.compile(rb"<base", re.IGNORECASE)
 
@@ -123,6 +128,11 @@ class Response:
         if not self.kind.is_markup:
             return SelectorList()
         return select(self.tree, selector)
+
+    def xpath(self, query: str) -> SelectorList:
+        """Not supported: always raises SpiderError (a callback error, as any other) saying
+        what to use instead."""
+        raise SpiderError(XPATH_UNSUPPORTED)
 
     def css_first(self, selector: str) -> Selector | None:
         """The first match, or None; ``css(selector).get()`` is the Scrapy spelling."""

@@ -330,20 +330,26 @@ def _warn_unknown_env() -> None:
         if name.lower() in Settings.model_fields:
             continue
         close = _closest(name)
-        hint = f"; did you mean {ENV_PREFIX}{close.upper()}?" if close else ""
+        hint = f"; did you mean {ENV_PREFIX}{close.upper()}?" if close else _did_you_mean(name)
         log.warning("ignoring environment variable %s: no such setting%s", variable, hint)
 
 
 def _closest(name: str) -> str | None:
-    """Our name for a Scrapy setting name, or the nearest of ours to a misspelt one."""
+    """Our name for a Scrapy setting name, or the nearest of ours to a misspelt one (never for
+    a Scrapy setting that has no counterpart here: the nearest name would mislead)."""
     ours = SCRAPY_NAMES.get(name.upper())
     if ours is not None:
         return ours
+    if name.upper() in SCRAPY_HINTS:
+        return None
     close = difflib.get_close_matches(name.lower(), Settings.model_fields, n=1)
     return close[0] if close else None
 
 
 def _did_you_mean(name: str) -> str:
+    hint = SCRAPY_HINTS.get(name.upper())
+    if hint is not None:
+        return f" (a Scrapy setting): {hint}"
     close = _closest(name)
     return f"; did you mean {close!r}?" if close else ""
 
@@ -371,6 +377,29 @@ SCRAPY_NAMES = {
     "AUTOTHROTTLE_MAX_DELAY": "autothrottle_max_delay",
     "LOG_LEVEL": "log_level",
     "FEED_EXPORT_FIELDS": "feed_fields",
+}
+
+_NO_USE_HERE = "Scrapy's project layout needs it; nothing here does: leave it out"
+# Scrapy settings with no setting here, and what does their work instead.
+SCRAPY_HINTS = {
+    "ITEM_PIPELINES": "list pipeline objects in the spider's pipelines attribute, "
+    "e.g. pipelines = (PricePipeline(),)",
+    "DEFAULT_REQUEST_HEADERS": "pass headers with each request, Request(url, headers={...}), "
+    "e.g. from start_requests()",
+    "HTTPERROR_ALLOWED_CODES": "list the statuses in the spider's handle_httpstatus_list attribute",
+    "FEEDS": "name the feed on the command line: -o items.jsonl appends, -O overwrites",
+    "HTTPCACHE_ENABLED": "there is no HTTP cache; a finished crawl run again on its --state "
+    "revalidates its pages (README: Recrawling)",
+    "DOWNLOADER_MIDDLEWARES": "there is no middleware chain (README: Porting from Scrapy)",
+    "SPIDER_MIDDLEWARES": "there is no middleware chain (README: Porting from Scrapy)",
+    "LOG_FILE": "the log goes to stderr: redirect it, e.g. 2>>crawl.log",
+    "JOBDIR": "keep the crawl's state in a file: crawler run NAME --state crawl.db",
+    "BOT_NAME": _NO_USE_HERE,
+    "SPIDER_MODULES": "spiders are the files of the spiders folder (--spiders-dir)",
+    "NEWSPIDER_MODULE": "crawler new NAME URL writes into the spiders folder (--spiders-dir)",
+    "TWISTED_REACTOR": "the crawler runs on asyncio (uvloop where installed): leave it out",
+    "REQUEST_FINGERPRINTER_IMPLEMENTATION": _NO_USE_HERE,
+    "FEED_EXPORT_ENCODING": "feeds are always UTF-8: leave it out",
 }
 
 

@@ -182,6 +182,13 @@ def spider_settings(spider: type[Spider]) -> dict[str, Any]:
     return {**attributes, **normalise(spider.custom_settings, "custom_settings")}
 
 
+def check_arguments(spider: type[Spider], arguments: Mapping[str, object]) -> None:
+    """The ConfigError ``crawler run -a`` would raise for one of ``arguments``, raised now
+    (``crawler schedule`` checks its schedules' ``args`` at start-up with it)."""
+    for key, value in arguments.items():
+        _argument(spider, key, str(value))
+
+
 def _argument(spider: type[Spider], key: str, value: str) -> Any:
     """The attribute value of ``-a key=value``: split on commas where the class attribute is a
     list or tuple; a ConfigError for a name the spider's code or the framework owns."""

@@ -194,6 +194,26 @@ def test_the_readme_example_is_valid(tmp_path: Path) -> None:
     assert example_in_config.model_dump(**same) == books.model_dump(**same)
 
 
+@pytest.mark.parametrize(
+    ("args", "refused"),
+    [
+        ('{ parse = "x" }', "-a parse: BooksSpider.parse is not a spider argument"),
+        ("{ download_delay = 2 }", "-a download_delay: that is a setting; use -s download_delay=2"),
+        ('{ "bad-name" = 1 }', "-a bad-name: a spider argument is a name such as category"),
+    ],
+)
+def test_cli_check_refuses_args_the_spider_refuses(tmp_path: Path, args: str, refused: str) -> None:
+    write(
+        tmp_path,
+        f'[[schedule]]\nname = "books"\nspider = "books"\ncron = "@daily"\nargs = {args}\n',
+    )
+    ran = schedule_command(
+        "--config", "crawler.toml", "--spiders-dir", str(ROOT / "spiders"), "--check", cwd=tmp_path
+    )
+    assert ran.returncode == 2
+    assert ran.stderr == f"error: schedule 'books': args: {refused}\n"
+
+
 def test_cli_state_in_a_missing_folder(tmp_path: Path) -> None:
     write(
         tmp_path,

@@ -9,6 +9,7 @@ import pytest
 
 from crawler.errors import ConfigError, SettingsError
 from crawler.settings import (
+    SCRAPY_HINTS,
     SCRAPY_NAMES,
     Settings,
     load_settings,
@@ -215,6 +216,46 @@ def test_a_scrapy_setting_name_points_to_ours(scrapy_name: str) -> None:
         load_settings(overrides={scrapy_name: "1"})
 
 
+@pytest.mark.parametrize(
+    ("scrapy_name", "pointer"),
+    [
+        ("ITEM_PIPELINES", "spider's pipelines attribute"),
+        ("DEFAULT_REQUEST_HEADERS", "Request(url, headers="),
+        ("HTTPERROR_ALLOWED_CODES", "handle_httpstatus_list"),
+        ("FEEDS", "-o items.jsonl"),
+        ("HTTPCACHE_ENABLED", "no HTTP cache"),
+        ("DOWNLOADER_MIDDLEWARES", "no middleware chain (README: Porting from Scrapy)"),
+        ("SPIDER_MIDDLEWARES", "no middleware chain (README: Porting from Scrapy)"),
+        ("LOG_FILE", "stderr"),
+        ("JOBDIR", "--state"),
+    ],
+)
+@pytest.mark.parametrize("layer", ["config", "spider_settings", "overrides"])
+def test_a_scrapy_setting_without_a_counterpart_says_what_does_its_work(
+    layer: str, scrapy_name: str, pointer: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(**{layer: {scrapy_name: "1"}})
+    message = str(caught.value)
+    assert (
+        message
+        == f"unknown setting {scrapy_name!r} (a Scrapy setting): " + SCRAPY_HINTS[scrapy_name]
+    )
+    assert pointer in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("scrapy_name", sorted(SCRAPY_HINTS))
+def test_a_scrapy_hint_names_no_setting_and_only_readme_sections_that_exist(
+    scrapy_name: str,
+) -> None:
+    assert scrapy_name not in SCRAPY_NAMES
+    assert scrapy_name.lower() not in Settings.model_fields
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for section in re.findall(r"README: ([A-Z][\w ]+)\)", SCRAPY_HINTS[scrapy_name]):
+        assert f"\n## {section}\n" in readme
+
+
 LAYERS = ["config", "env", "spider_settings", "overrides"]  # lowest first
 
 
@@ -283,6 +324,7 @@ def test_a_scrapy_name_from_the_config_file_is_named(tmp_path: Path) -> None:
         ("CRAWLER_ROBOTSTXT_OBEY", "; did you mean CRAWLER_OBEY_ROBOTS?"),
         ("crawler_concurency", "; did you mean CRAWLER_CONCURRENCY?"),
         ("CRAWLER_ZZZ_UNRELATED", ""),
+        ("CRAWLER_JOBDIR", " (a Scrapy setting): " + SCRAPY_HINTS["JOBDIR"]),
     ],
 )
 def test_an_unknown_env_variable_warns_and_is_ignored(
