@@ -4,6 +4,7 @@ schedule."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import keyword
 import logging
@@ -209,6 +210,9 @@ def run(
     except KeyboardInterrupt:
         _stopped_early()
     try:
+        # What start-up built (modules, the settings model, the spider) lives as long as the
+        # process: out of the collector's sight, its full collections stay short.
+        gc.freeze()
         result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("stopped at once; the state holds everything committed so far", err=True)
