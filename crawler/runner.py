@@ -24,7 +24,7 @@ from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier
 from crawler.frontier.sqlite import SqliteFrontier, read_runs
 from crawler.lock import Holder, StateLock, holder, lock_path
-from crawler.metrics.server import serve_metrics
+from crawler.metrics.server import check_port, serve_metrics
 from crawler.progress import Progress
 from crawler.runs import EXIT_CODES, EXIT_FORCED, Run, RunOutcome, Trigger, iso, now, outcome_of
 from crawler.runs import totals as sum_runs
@@ -204,6 +204,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 else None
             )
             # Begun once nothing can refuse to start: a run on record is a run that crawled.
+            check_port(settings)
             current = await _begin_run(frontier, job, saved, started_at)
             if current.resumes:
                 log.info("resuming run %d kept in %s", current.id, state_path)

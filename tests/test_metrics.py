@@ -26,7 +26,7 @@ from crawler import Request, Response, Spider
 from crawler.metrics.health import HOLD_S, Health, LoopLag, verdict
 from crawler.metrics.prometheus import RUN_OUTCOMES, Exposition
 from crawler.metrics.server import serve_metrics
-from crawler.runner import CrawlJob, run
+from crawler.runner import CrawlJob, run, run_history
 from crawler.settings import load_settings
 from crawler.stats import FetchDurations, Stats
 from tests.site import TestSite
@@ -282,13 +282,14 @@ def test_metrics_port_in_use_is_one_line_and_exit_2(site: TestSite, tmp_path: Pa
         port = taken.getsockname()[1]
         result = subprocess.run(
             [sys.executable, "-m", "crawler", "run", str(spider), "--no-progress",
-             "-o", "items.jsonl", "-s", f"metrics_port={port}"],
+             "-o", "items.jsonl", "--state", "state.db", "-s", f"metrics_port={port}"],
             cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line == f"error: metrics_port {port}: cannot listen on 127.0.0.1:{port}: {in_use}"
     assert site.hits("/leaf/1") == 0
+    assert run_history(tmp_path / "state.db")[0] == []  # refused before a run was begun
 
 
 # The pure parts.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -83,6 +84,24 @@ class MetricsServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         verdict = self.health.check()
         return web.Response(text=verdict.reason + "\n", status=200 if verdict.healthy else 503)
+
+
+def check_port(settings: Settings) -> None:
+    """Raise the one-line ConfigError ``serve_metrics`` would, before anything is begun (a
+    run on record), when ``metrics_port`` is taken: bind it once and let go."""
+    if not settings.metrics_port:
+        return
+    host, port = settings.metrics_host, settings.metrics_port
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+            probe.bind(infos[0][4])
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ConfigError(
+            f"metrics_port {port}: cannot listen on {host}:{port}: {reason}"
+        ) from None
 
 
 @asynccontextmanager
