@@ -242,6 +242,16 @@ def check_proxy_url(value: str) -> str:
     return value
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """The whole config file, or a one-line SettingsError saying why it cannot be read."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+
+
 def read_config_file(path: Path | None) -> dict[str, Any]:
     """The settings in a TOML file: a top-level table or a ``[crawler]`` table (``[[schedule]]``
     tables are not settings).
@@ -252,12 +262,7 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
         if not DEFAULT_CONFIG_FILE.is_file():
             return {}
         path = DEFAULT_CONFIG_FILE
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path)
     # [[schedule]] tables belong to `crawler schedule` (crawler/service/config.py).
     table = data.get("crawler", {k: v for k, v in data.items() if k != "schedule"})
     if not isinstance(table, dict):

@@ -6,7 +6,6 @@ Any mistake is one line naming the schedule and the field, e.g.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crawler.errors import ConfigError, SettingsError
 from crawler.service.timetable import Timetable, check_cron, check_zone, stable_jitter
-from crawler.settings import DEFAULT_CONFIG_FILE, load_settings
+from crawler.settings import DEFAULT_CONFIG_FILE, load_settings, read_toml
 
 Scalar = str | int | float | bool
 
@@ -83,12 +82,7 @@ class Schedule(BaseModel):
 def read_schedules(path: Path | None) -> list[Schedule]:
     """The schedules in the config file ``path`` (default ``config/crawler.toml``)."""
     path = path or DEFAULT_CONFIG_FILE
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path)
     tables = data.get("schedule", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"config file {path}: schedules are [[schedule]] tables")
