@@ -10,7 +10,8 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,6 @@ from crawler.fetcher import Fetcher
 from crawler.frontier import Frontier
 from crawler.frontier.sqlite import SqliteFrontier, read_runs
 from crawler.lock import Holder, StateLock, holder, lock_path
-from crawler.metrics.server import check_port, serve_metrics
 from crawler.progress import Progress
 from crawler.runs import EXIT_CODES, EXIT_FORCED, Run, RunOutcome, Trigger, iso, now, outcome_of
 from crawler.runs import totals as sum_runs
@@ -204,7 +204,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 else None
             )
             # Begun once nothing can refuse to start: a run on record is a run that crawled.
-            check_port(settings)
+            monitor = _monitor(settings)
             current = await _begin_run(frontier, job, saved, started_at)
             if current.resumes:
                 log.info("resuming run %d kept in %s", current.id, state_path)
@@ -223,7 +223,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 exporter=exporter,
                 progress=progress,
             )
-            async with serve_metrics(settings, crawl=engine):
+            async with monitor(engine):
                 stopped = await _run_recorded(engine, frontier, current, job.signals)
             earlier = [run.stats for run in await frontier.runs() if run.id != current.id]
         finally:
@@ -238,6 +238,17 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
             report = {**current.stats, "run": _without_stats(current), "totals": totals.to_dict()}
             file.write(jsondata.dumps(report, indent=True))
     return CrawlResult(stats, stopped, job.state, current, totals, requeued=requeued)
+
+
+def _monitor(settings: Settings) -> Callable[[Engine], AbstractAsyncContextManager[None]]:
+    """What serves the crawl's ``/metrics`` and ``/healthz`` while it runs, its port checked
+    now; nothing without ``metrics_port`` (and aiohttp's web server is not even imported)."""
+    if not settings.metrics_port:
+        return lambda engine: contextlib.nullcontext()
+    from crawler.metrics.server import check_port, serve_metrics  # noqa: PLC0415
+
+    check_port(settings)
+    return lambda engine: serve_metrics(settings, crawl=engine)
 
 
 async def _begin_run(
