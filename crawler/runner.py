@@ -29,6 +29,7 @@ from crawler.progress import Progress
 from crawler.runs import EXIT_CODES, EXIT_FORCED, Run, RunOutcome, Trigger, iso, now, outcome_of
 from crawler.runs import totals as sum_runs
 from crawler.settings import Settings, load_settings, read_config_file
+from crawler.signals import StopSignals
 from crawler.spider import Spider, spider_settings
 from crawler.stats import Stats
 
@@ -349,31 +350,23 @@ async def _run(engine: Engine) -> bool:
 
 
 async def _run_with_signals(engine: Engine) -> bool:
-    """Run the engine; returns whether a signal stopped it."""
-    loop = asyncio.get_running_loop()
+    """Run the engine; returns whether a signal stopped it: the first stops scheduling, a
+    second cancels the crawl at once."""
     task = asyncio.current_task()
-    signals = 0
 
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            log.warning(
-                "%s: finishing requests in flight, then stopping (again to stop now)",
-                signal.Signals(signum).name,
-            )
-            engine.stop()
-        elif task is not None:
+    def first(signum: signal.Signals) -> None:
+        log.warning(
+            "%s: finishing requests in flight, then stopping (again to stop now)", signum.name
+        )
+        engine.stop()
+
+    def again(signum: signal.Signals) -> None:
+        if task is not None:
             task.cancel()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    with StopSignals.handled(first, again) as got:
         await engine.run()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-    return signals > 0
+    return got.count > 0
 
 
 async def crawl_async(

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "crawler.parse_worker": 0,
     "crawler.encoding": 0,
     "crawler.logs": 0,
+    "crawler.signals": 0,
     "crawler.freshness": 0,
     # models
     "crawler.request": 1,

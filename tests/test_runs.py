@@ -36,13 +36,7 @@ from crawler.testing import serve
 from tests.site import TestSite
 from tests.test_cli import crawler as crawler_cli
 from tests.test_cli import lines, slow_crawl, start, wait_for_lines
-
-PAGES = {
-    "/": '<h1>home</h1><a href="/a">a</a> <a href="/b">b</a>',
-    "/a": "<h1>a</h1>",
-    "/b": "<h1>b</h1>",
-}
-SETTINGS = {"obey_robots": False, "allow_private_addresses": True}
+from tests.test_running import PAGES, SETTINGS
 
 
 class Headings(Spider):

@@ -27,6 +27,7 @@ from crawler.service.history import History, Outcome, Record, Trigger
 from crawler.service.runs import Ending, Launch, items_added, outcome, state_run
 from crawler.service.timetable import Action, Timetable, catch_up, on_due
 from crawler.settings import Settings
+from crawler.signals import StopSignals
 
 log = logging.getLogger("crawler.service")
 
@@ -321,23 +322,18 @@ def _interrupt(process: asyncio.subprocess.Process) -> None:
 async def serve_with_signals(daemon: Daemon, work: Awaitable[object]) -> bool:
     """Await ``work`` (``daemon.serve()`` or a ``run_once``) with SIGINT/SIGTERM handled: the
     first stops the daemon gracefully, a second forces it. Returns whether it was forced."""
-    loop = asyncio.get_running_loop()
-    signals = 0
 
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        log.warning("%s: %s", signal.Signals(signum).name, "stopping" if signals == 1 else "forced")
-        (daemon.stop if signals == 1 else daemon.force)()
+    def first(signum: signal.Signals) -> None:
+        log.warning("%s: stopping", signum.name)
+        daemon.stop()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    def again(signum: signal.Signals) -> None:
+        log.warning("%s: forced", signum.name)
+        daemon.force()
+
+    with StopSignals.handled(first, again) as got:
         await work
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-    return signals > 1
+    return got.count > 1
 
 
 async def serve(
