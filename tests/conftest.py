@@ -1,10 +1,11 @@
-"""Shared fixtures: the loopback test site and a path for a crawl's state file."""
+"""Shared fixtures: the loopback test site, a path for a crawl's state file, a redis-server."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.redis_server import RedisServer
 from tests.site import TestSite
 
 
@@ -19,3 +20,12 @@ def site() -> Iterator[TestSite]:
 @pytest.fixture
 def tmp_state(tmp_path: Path) -> Path:
     return tmp_path / "state.db"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a unix socket in a temporary folder (see tests/redis_server.py)."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    with RedisServer(folder) as server:
+        yield server
