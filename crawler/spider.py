@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from crawler.errors import ConfigError, SpiderError
 from crawler.request import Request
-from crawler.settings import normalise
 
 if TYPE_CHECKING:
     from crawler.response import Response
@@ -174,6 +173,10 @@ RESERVED_ATTRIBUTES = frozenset(
 def spider_settings(spider: type[Spider]) -> dict[str, Any]:
     """The settings a spider class sets: its ``custom_settings`` over its Scrapy-style setting
     attributes (``download_delay = 2`` is ``custom_settings = {"download_delay": 2}``)."""
+    # The settings model (pydantic-settings) is loaded here, not with Spider: a spider file,
+    # and `crawler list` which imports them all, need none of it.
+    from crawler.settings import normalise  # noqa: PLC0415 - as said above
+
     attributes = {
         setting: value
         for attribute, setting in SETTING_ATTRIBUTES.items()
