@@ -6,8 +6,10 @@ spider's modules only, so a spider file, ``crawler list`` and ``crawler --help``
 """
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
+# typing's flag, without importing typing: the console script imports this package before
+# crawler.__main__ can take a Ctrl-C quietly, so it does as little as it can.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from crawler.errors import (
         ConfigError,
@@ -86,14 +88,17 @@ _HOMES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'crawler' has no attribute {name!r}")
-    value = getattr(import_module(home), name)
-    globals()[name] = value  # the next lookup is a plain one
-    return value
+# Out of type checkers' sight: they read the names above, and a misspelt one stays an error
+# (a module __getattr__ would make every unknown name Any to them).
+if not TYPE_CHECKING:
 
+    def __getattr__(name: str) -> object:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module 'crawler' has no attribute {name!r}")
+        value = getattr(import_module(home), name)
+        globals()[name] = value  # the next lookup is a plain one
+        return value
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

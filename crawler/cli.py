@@ -82,18 +82,21 @@ def _stopped_early() -> NoReturn:
     sys.exit(summary.EXIT_STOPPED)
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's, where it is installed (it is a dependency except on Windows)."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional: absent on Windows
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where it is installed (it is a dependency except on Windows)."""
+    """Run on uvloop where it is installed."""
     import asyncio  # noqa: PLC0415 - as the crawl stack: by the commands that run a loop
 
     try:
-        import uvloop  # noqa: PLC0415 - optional: absent on Windows
-
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner_:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner_:
             return runner_.run(coro)
     except CrawlerError as exc:
         _fail(str(exc), exc.exit_code)  # 2 bad input, 4 locked, 1 a crawl that broke
@@ -212,6 +215,7 @@ def run(
             scheduled_for=runs.parse_scheduled_for(scheduled_for) if scheduled_for else None,
         )
         settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
+        _loop_factory()  # uvloop too is imported while a Ctrl-C means "nothing began"
         for error in broken:
             click.echo(f"warning: {error}; skipped", err=True)
         _configure_logging(settings.log_level)
