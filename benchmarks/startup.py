@@ -1,8 +1,12 @@
-"""Start-up: the wall time of ``crawler --help`` and ``crawler list``, and how long a
+"""Start-up: the wall and CPU time of ``crawler --help`` and ``crawler list``, and how long a
 ``crawler run`` takes from process start to its first request; medians of N runs.
 
-    python benchmarks/startup.py             # --runs 11
+    python benchmarks/startup.py                # --runs 11, the crawler beside this Python
     python benchmarks/startup.py --runs 21 --importtime
+    python benchmarks/startup.py --crawler OLD/.venv/bin/crawler --crawler NEW/.venv/bin/crawler
+
+Commands of several ``--crawler`` are interleaved run by run, so that a machine whose load
+drifts stretches them alike. CPU time (user + system) is the steadier figure on a busy machine.
 
 The first request is seen by a tiny HTTP server in this process (127.0.0.1, port 0), which
 notes when the first request of each run arrives (robots.txt, as a crawl asks for it first);
@@ -15,15 +19,16 @@ from __future__ import annotations
 import argparse
 import http.server
 import os
-import shutil
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,35 +103,41 @@ def _server() -> Iterator[tuple[str, _Arrivals]]:
         server.server_close()
 
 
-def _command() -> list[str]:
-    """The ``crawler`` console script beside this Python, else ``python -m crawler``."""
+def _command() -> str:
+    """The ``crawler`` console script beside this Python."""
     script = Path(sys.executable).parent / "crawler"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "crawler"]
+    if not script.exists():
+        sys.exit(f"no crawler command beside {sys.executable}: pip install -e . first")
+    return str(script)
 
 
-def _wall(args: Sequence[str], cwd: Path) -> float:
+@dataclass
+class Sample:
+    """One command: its wall time, its CPU time (user + system, which a busy machine stretches
+    far less than wall time), and for a run the time to its first request; in seconds."""
+
+    wall_s: float
+    cpu_s: float
+    first_s: float | None = None
+
+
+def _measure(args: Sequence[str], cwd: Path, arrivals: _Arrivals | None = None) -> Sample:
+    if arrivals is not None:
+        arrivals.reset()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(args, cwd=cwd, capture_output=True, timeout=TIMEOUT_S, check=False)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    first = None
+    if arrivals is not None:
+        if arrivals.first is None:
+            sys.exit(f"{' '.join(args)} made no request: {done.stderr.decode()[-500:]}")
+        first = arrivals.first - start
     if done.returncode != 0:
         sys.exit(f"{' '.join(args)} exited {done.returncode}: {done.stderr.decode()[-500:]}")
-    return wall
-
-
-def _first_request(args: Sequence[str], cwd: Path, arrivals: _Arrivals) -> tuple[float, float]:
-    """(seconds to the first request, seconds to exit) of one ``crawler run``."""
-    arrivals.reset()
-    start = time.perf_counter()
-    done = subprocess.run(args, cwd=cwd, capture_output=True, timeout=TIMEOUT_S, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0 or arrivals.first is None:
-        sys.exit(f"crawler run exited {done.returncode}: {done.stderr.decode()[-500:]}")
-    return arrivals.first - start, wall
-
-
-def _median_ms(measure: Callable[[], float], runs: int) -> float:
-    measure()  # a warm-up: the page cache and the .pyc files
-    return statistics.median(measure() for _ in range(runs)) * 1000
+    return Sample(wall, cpu, first)
 
 
 def _import_top(args: Sequence[str], cwd: Path, top: int) -> list[str]:
@@ -143,36 +154,64 @@ def _import_top(args: Sequence[str], cwd: Path, top: int) -> list[str]:
     return [f"  {us / 1000:7.1f} ms {name}" for us, name in sorted(rows, reverse=True)[:top]]
 
 
+def _ms(values: Iterable[float | None]) -> str:
+    return f"{statistics.median(v for v in values if v is not None) * 1000:6.0f}"
+
+
+def _report(crawler: str, samples: dict[str, list[Sample]], runs: int) -> None:
+    print(f"{crawler}: median of {runs} runs, in ms")
+    print(f"  {'command':<28} {'wall':>6} {'cpu':>6} {'first request':>14}")
+    for label, taken in samples.items():
+        first = _ms(s.first_s for s in taken) if label.startswith("run") else ""
+        walls, cpus = _ms(s.wall_s for s in taken), _ms(s.cpu_s for s in taken)
+        print(f"  {label:<28} {walls:>6} {cpus:>6} {first:>14}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=11, help="runs per figure (median)")
     parser.add_argument(
+        "--crawler",
+        action="append",
+        metavar="PATH",
+        help="a crawler command to measure (repeat to compare; interleaved run by run); "
+        "default: the one beside this Python",
+    )
+    parser.add_argument(
         "--importtime", action="store_true", help="also print each command's top imports"
     )
     options = parser.parse_args()
-    crawler = _command()
+    crawlers = [os.path.abspath(path) for path in options.crawler or [_command()]]
     with tempfile.TemporaryDirectory(prefix="startup-") as tmp, _server() as (url, arrivals):
         work = Path(tmp)
         spiders = work / "spiders"
         spiders.mkdir()
         (spiders / "first.py").write_text(FIRST_SPIDER.format(url=url), encoding="utf-8")
-        listing = [*crawler, "list", "--spiders-dir", str(SPIDERS)]
-        run = [*crawler, "run", "first", "--spiders-dir", str(spiders), "--no-progress"]
-        helps = _median_ms(lambda: _wall([*crawler, "--help"], work), options.runs)
-        lists = _median_ms(lambda: _wall(listing, work), options.runs)
-        _first_request(run, work, arrivals)
-        firsts = [_first_request(run, work, arrivals) for _ in range(options.runs)]
-        shutil.rmtree(spiders / "__pycache__", ignore_errors=True)
-        print(f"start-up, median of {options.runs} runs ({' '.join(crawler)}):")
-        print(f"  crawler --help                {helps:6.0f} ms")
-        print(f"  crawler list (spiders/)       {lists:6.0f} ms")
-        first = statistics.median(f for f, _ in firsts) * 1000
-        whole = statistics.median(w for _, w in firsts) * 1000
-        print(f"  crawler run: first request    {first:6.0f} ms  (whole run {whole:.0f} ms)")
-        if options.importtime:
-            for label, args in (("--help", [*crawler, "--help"]), ("list", listing), ("run", run)):
-                print(f"top imports of crawler {label} (cumulative):")
-                print("\n".join(_import_top(args, work, 12)))
+        commands = {
+            "crawler --help": ["--help"],
+            "crawler list (spiders/)": ["list", "--spiders-dir", str(SPIDERS)],
+            "run: first request, whole": [
+                "run",
+                "first",
+                "--spiders-dir",
+                str(spiders),
+                "--no-progress",
+            ],
+        }
+        samples = {crawler: {label: [] for label in commands} for crawler in crawlers}
+        for index in range(options.runs + 1):  # the first round warms the page cache up
+            for crawler in crawlers:
+                for label, args in commands.items():
+                    watch = arrivals if label.startswith("run") else None
+                    sample = _measure([crawler, *args], work, watch)
+                    if index:
+                        samples[crawler][label].append(sample)
+        for crawler in crawlers:
+            _report(crawler, samples[crawler], options.runs)
+            if options.importtime:
+                for label, args in commands.items():
+                    print(f"top imports of {label} (cumulative):")
+                    print("\n".join(_import_top([crawler, *args], work, 12)))
 
 
 if __name__ == "__main__":
