@@ -192,8 +192,10 @@ def run(
         _fail("-o appends and -O overwrites: give one of them")
     output = output or overwrite_output
     broken: list[SpiderLoadError] = []
-    # Start-up allocates what lives as long as the process (modules, the settings model, the
-    # spider): the collector's passes over it are wasted, about a tenth of the import time.
+    # What start-up builds (modules, the settings model, the spider) lives as long as the
+    # process: the collector's passes over it while it loads are wasted (about a tenth of the
+    # import time), and once it is frozen out of the collector's sight, full collections stay
+    # short.
     gc.disable()
     # Until the crawl's own signal handlers are in place, a Ctrl-C is a KeyboardInterrupt here
     # (importing the crawl stack and the spider takes a while): nothing has been fetched or
@@ -226,11 +228,10 @@ def run(
         _fail(str(exc))
     except KeyboardInterrupt:
         _stopped_early()
-    try:
-        # What start-up built (modules, the settings model, the spider) lives as long as the
-        # process: out of the collector's sight, its full collections stay short.
+    finally:
         gc.freeze()
         gc.enable()
+    try:
         result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("stopped at once; the state holds everything committed so far", err=True)
