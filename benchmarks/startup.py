@@ -11,7 +11,8 @@ drifts stretches them alike. CPU time (user + system) is the steadier figure on 
 The first request is seen by a tiny HTTP server in this process (127.0.0.1, port 0), which
 notes when the first request of each run arrives (robots.txt, as a crawl asks for it first);
 the clock starts just before ``Popen``. Every command runs in a fresh temporary folder, so no
-``config/crawler.toml`` is read; ``crawler list`` lists the repository's ``spiders/``.
+``config/crawler.toml`` is read; ``crawler list`` lists the repository's ``spiders/`` (one of
+them has pydantic item models), then the folder of that one-page spider alone.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ def main() -> None:
         commands = {
             "crawler --help": ["--help"],
             "crawler list (spiders/)": ["list", "--spiders-dir", str(SPIDERS)],
+            "crawler list (one spider)": ["list", "--spiders-dir", str(spiders)],
             "run: first request, whole": [
                 "run",
                 "first",
