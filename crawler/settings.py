@@ -34,7 +34,7 @@ log = logging.getLogger("crawler.settings")
 
 DEFAULT_CONFIG_FILE = Path("config/crawler.toml")
 ENV_PREFIX = "CRAWLER_"
-_SECRET_SETTINGS = frozenset({"proxy"})  # bad values are not quoted back: they hold passwords
+_SECRET_SETTINGS = frozenset({"proxy", "frontier"})  # bad values are not quoted back: they hold passwords
 
 _config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "config_values", default=None
@@ -125,6 +125,16 @@ class Settings(BaseSettings):
         repr=False,  # it may hold credentials
         description="egress HTTP proxy, http://[user:password@]host:port; unset: connect directly",
     )
+    frontier: str | None = Field(
+        None,
+        repr=False,  # it may hold a password
+        description="a shared frontier: redis://, rediss:// or unix:// URL; unset: the SQLite state",
+    )
+    crawl_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        description="the crawl's name on a shared frontier; unset: the spider's name",
+    )
     feed_fields: Annotated[list[str] | None, NoDecode] = Field(
         None,
         description="the fields a feed writes, in this order: CSV columns; JSON keeps only these",
@@ -183,6 +193,11 @@ class Settings(BaseSettings):
             raise ValueError("list each field once, by name")
         return value
 
+    @field_validator("frontier")
+    @classmethod
+    def _frontier_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_frontier_url(value)
+
     @field_validator("proxy")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
@@ -239,6 +254,32 @@ def check_proxy_url(value: str) -> str:
         raise ValueError("a proxy is an http://host:port URL")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("a proxy URL has no path, query or fragment")
+    return value
+
+
+FRONTIER_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_frontier_url(value: str) -> str:
+    """``value`` if it is a ``redis://``, ``rediss://`` or ``unix://`` URL, else ValueError.
+    The messages never quote the value: it may hold a password."""
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme not in FRONTIER_SCHEMES:
+        raise ValueError("a frontier is a redis://host:port/db, rediss://... or unix:///path URL")
+    if scheme == "unix":
+        if not parts.path.startswith("/"):
+            raise ValueError("a unix:// frontier URL names a socket by its absolute path")
+        return value
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError("the frontier's port is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("a redis:// frontier URL names a host, e.g. redis://localhost:6379/0")
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError("a redis:// frontier URL's path is a database number, e.g. /0")
     return value
 
 
