@@ -34,7 +34,9 @@ log = logging.getLogger("crawler.settings")
 
 DEFAULT_CONFIG_FILE = Path("config/crawler.toml")
 ENV_PREFIX = "CRAWLER_"
-_SECRET_SETTINGS = frozenset({"proxy", "frontier"})  # bad values are not quoted back: they hold passwords
+_SECRET_SETTINGS = frozenset(
+    {"proxy", "frontier"}
+)  # bad values are not quoted back: they hold passwords
 
 _config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "config_values", default=None
@@ -128,7 +130,7 @@ class Settings(BaseSettings):
     frontier: str | None = Field(
         None,
         repr=False,  # it may hold a password
-        description="a shared frontier: redis://, rediss:// or unix:// URL; unset: the SQLite state",
+        description="a shared frontier's redis://, rediss:// or unix:// URL; unset: SQLite",
     )
     crawl_id: str | None = Field(
         None,
