@@ -59,7 +59,7 @@ async def run(job: CrawlJob, settings: Settings, *, crawl: bool = True) -> Crawl
     crawl_id = crawl_id_of(settings, spider.name)
     frontier = shared_frontier(settings, crawl_id)
     started_at = utc_now()
-    await frontier.open(spider.name)
+    await frontier.open(spider.name, crawl=crawl)
     stats = Stats()
     exporter: FeedExporter | None = None
     fetcher: Fetcher | None = None

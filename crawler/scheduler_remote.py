@@ -39,6 +39,15 @@ class SharedFrontier(Frontier, Protocol):
     seeder: bool
     expired: bool
 
+    async def open(self, spider_name: str, *, crawl: bool = True) -> dict[str, Any]:
+        """Join the crawl; ``crawl=False`` (an exporter that does not crawl) never seeds."""
+
+    async def attach(self) -> None:
+        """Connect without joining (``crawler status``, ``crawler stop``)."""
+
+    async def claim_export(self) -> bool:
+        """Take the crawl's one export role; False while another live worker holds it."""
+
     async def seeding_done(self) -> None: ...
 
     async def lease_ready(self, want: int) -> Grant: ...

@@ -81,26 +81,29 @@ def worker_environment(settings: Settings, crawl_id: str) -> dict[str, str]:
 async def run(job: CrawlJob, settings: Settings, command: list[str], count: int) -> int:
     """Start ``count`` children running ``command``, export the feed meanwhile when the job has
     one, and return the worst child's exit code once every child has exited."""
-    crawl_id = cluster.crawl_id_of(settings, create_spider(job).name)
+    spider_name = create_spider(job).name
+    crawl_id = cluster.crawl_id_of(settings, spider_name)
     env = worker_environment(settings, crawl_id)
     frontier = None
     exporter: FeedExporter | None = None
+    children: list[asyncio.subprocess.Process] = []
     if job.feed is not None:
         # The feed is claimed before any child starts: a second exporter is refused in one line.
         frontier = cluster.shared_frontier(settings, crawl_id)
-        await frontier.open(job.spider.name or "", crawl=False)
+        await frontier.open(spider_name, crawl=False)
     try:
         if frontier is not None:
             exporter = await cluster.claim_feed(frontier, job, settings, crawl_id)
-        children = [
-            await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
-            for _ in range(count)
-        ]
-        log.info("started %d workers of crawl %r: pids %s", count, crawl_id,
-                 " ".join(str(child.pid) for child in children))  # fmt: skip
+        for _ in range(count):
+            children.append(
+                await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
+            )
+        pids = " ".join(str(child.pid) for child in children)
+        log.info("started %d workers of crawl %r: pids %s", count, crawl_id, pids)
         with StopSignals.handled(_forward(children), _forward(children)):
             await _supervise(children, frontier, exporter, job)
     finally:
+        _forward(children)(signal.SIGTERM)  # only those still running: the parent broke
         if frontier is not None:
             await frontier.close()
         if exporter is not None:
@@ -110,11 +113,12 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
 
 def _forward(children: list[asyncio.subprocess.Process]) -> Callable[[signal.Signals], None]:
     def forward(signum: signal.Signals) -> None:
-        log.warning("%s: passed on to the %d workers", signum.name, len(children))
-        for child in children:
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signum)
+        running = [child for child in children if child.returncode is None]
+        if running:
+            log.warning("%s: passed on to %d workers", signum.name, len(running))
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signum)
 
     return forward
 
