@@ -80,6 +80,15 @@ class Settings(BaseSettings):
         300.0, ge=0, description="longest Retry-After honoured, seconds; longer ones fail the page"
     )
     request_timeout: float = Field(30.0, gt=0, description="seconds for one whole request")
+    lease_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Redis frontier: a silent worker's requests come back after this many seconds",
+    )
+    heartbeat_s: float = Field(
+        2.0, gt=0, le=600, description="Redis frontier: how often a worker renews its leases"
+    )
     max_depth: int | None = Field(None, ge=0, description="links deeper than this are skipped")
     max_pages: int | None = Field(None, ge=1, description="stop after this many pages")
     user_agent: str = Field("crawler/0.1", min_length=1, description="User-Agent header")

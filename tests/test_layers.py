@@ -59,6 +59,8 @@ LAYERS: dict[str, int] = {
     "crawler.frontier.sqlite_runs": 3,
     "crawler.lock": 3,
     "crawler.frontier.sqlite_history": 3,
+    "crawler.frontier.redis": 3,
+    "crawler.frontier.redis_codec": 3,
     "crawler.exporters": 3,
     "crawler.progress": 3,
     "crawler.bookstore": 3,
@@ -117,6 +119,15 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
         "the SQLite backend's recrawl columns and statements",
     ),
     ("crawler.frontier.sqlite_history", "crawler.frontier"): (False, "it writes Outcomes"),
+    ("crawler.frontier.redis", "crawler.frontier"): (
+        False,
+        "a backend implements the package's Frontier protocol and its records",
+    ),
+    ("crawler.frontier.redis", "crawler.frontier.redis_codec"): (
+        False,
+        "the Redis frontier's keys, records and commit arguments",
+    ),
+    ("crawler.frontier.redis_codec", "crawler.frontier"): (False, "it encodes Outcomes"),
     ("crawler.fetcher", "crawler.transport"): (False, "the fetcher's client runs on it"),
     ("crawler.scheduler_remote", "crawler.scheduler"): (
         False,
@@ -153,7 +164,9 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
 LIBRARY_OWNERS: dict[str, set[str]] = {
     "httpx": {"crawler.fetcher", "crawler.response", "crawler.transport"},
     "selectolax": {"crawler.response", "crawler.selectors", "crawler.parse_worker"},
-    "tenacity": {"crawler.retry", "crawler.engine"},
+    # tenacity: fetch retries; the Redis frontier's calls ride out an outage with it.
+    "tenacity": {"crawler.retry", "crawler.engine", "crawler.frontier.redis"},
+    "redis": {"crawler.frontier.redis"},
     "aiosqlite": {"crawler.frontier.sqlite", "crawler.service.history"},
     "sqlite3": {"crawler.frontier.sqlite"},
     "click": {"crawler.cli"},
