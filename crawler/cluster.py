@@ -182,14 +182,18 @@ async def status(settings: Settings, crawl_id: str) -> dict[str, Any]:
     frontier = shared_frontier(settings, crawl_id)
     await frontier.attach()
     try:
-        return await frontier.status()
+        found = await frontier.status()
     finally:
         await frontier.close()
+    if not found.get("spider"):
+        raise ConfigError(f"no crawl {crawl_id!r} on this frontier")
+    return found
 
 
 async def stop(settings: Settings, crawl_id: str) -> dict[str, Any]:
     """Stop the crawl for every worker: no new leases, requests in flight finish and are
     committed, then it is "stopped" (resumable: ``crawler run`` on the same id continues)."""
+    await status(settings, crawl_id)  # no such crawl: one line, nothing created
     frontier = shared_frontier(settings, crawl_id)
     await frontier.attach()
     try:

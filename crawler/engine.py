@@ -429,7 +429,7 @@ class Engine:
                 if len(children) >= LINK_BATCH:
                     # A page of many links: they go to the frontier in batches, and other
                     # requests get the loop between them.
-                    self.stats.duplicates_filtered += self.frontier.add(children)
+                    self.stats.duplicates_filtered += self.frontier.add(children, parent=request)
                     children = []
                     await asyncio.sleep(0)
         except CrawlerError as error:
@@ -438,7 +438,7 @@ class Engine:
         except Exception:
             self.stats.callback_errors += 1
             log.exception("callback %s raised on %s", name, request.url)
-        self.stats.duplicates_filtered += self.frontier.add(children)
+        self.stats.duplicates_filtered += self.frontier.add(children, parent=request)
 
     def _too_many_links(self, links: int, request: Request) -> bool:
         limit = self.settings.max_links_per_page
