@@ -213,8 +213,9 @@ class RedisFrontier:
     async def stop_crawl(self) -> None:
         self.state = (await self._fcall("stop", self._now())).decode()
 
-    async def close(self) -> None:
-        """Leave: this worker's leases are queued again at once, for the others."""
+    async def close(self, *, release: bool = True) -> None:
+        """Leave: this worker's leases are queued again at once, for the others (unless not
+        ``release``: then they come back when they expire, as a killed worker's do)."""
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,7 +224,7 @@ class RedisFrontier:
         if self._client is None:
             return
         try:
-            if self.state != "new":
+            if release and self.state != "new":
                 await self._fcall("leave", self._now(), self.worker_id, patience=OPEN_PATIENCE_S)
         except StateError as error:
             log.warning("leaving the crawl: %s", error)
