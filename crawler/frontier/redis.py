@@ -193,12 +193,14 @@ class RedisFrontier:
                         await self.lease_ready(0)
                 if loop.time() >= beat_at:
                     beat_at = loop.time() + interval
-                    await self._heartbeat()
+                    await self.heartbeat()
             except StateError as error:
                 log.error("heartbeat: %s", error)  # the next call tries again
             self._ended_soon.clear()
 
-    async def _heartbeat(self) -> None:
+    async def heartbeat(self) -> None:
+        """Renew this worker's leases (every ``heartbeat_s``, by the task ``open`` starts);
+        ``expired`` turns True if they had lapsed meanwhile."""
         reply = await self._fcall(
             "heartbeat", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s)
         )
@@ -303,6 +305,7 @@ class RedisFrontier:
         assert outcome.request.id is not None
         children = self._children.pop(outcome.request.id, [])
         self._batch.outcomes.append((outcome, children))
+        self._batch.size += 1 + len(children)
 
     def save_robots(self, host: str, record: RobotsRecord) -> None:
         self._batch.robots[host] = codec.encode_robots(record)
@@ -311,7 +314,7 @@ class RedisFrontier:
         for name, value in codec.flat_stats(stats):
             delta = value - self._sent_stats.get(name, 0)
             if delta:
-                self._batch.stats[name] = delta
+                self._batch.stats[name] = self._batch.stats.get(name, 0) + delta
             self._sent_stats[name] = value
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None:
@@ -322,8 +325,7 @@ class RedisFrontier:
 
     @property
     def pending_writes(self) -> int:
-        batch = self._batch
-        return len(batch.outcomes) + len(batch.seeds) + sum(map(len, self._children.values()))
+        return self._batch.size + len(self._batch.seeds)
 
     async def flush(self) -> Flushed:
         """One ``crawler_commit``: each outcome is fenced by its lease (a refused one drops its
@@ -382,7 +384,7 @@ class RedisFrontier:
         """The crawl as Redis has it: state, queued, leased, seen, items, live workers,
         the frontier's exact counts and the workers' committed stats summed."""
         reply = await self._retrying(
-            lambda: self.client.fcall_ro("crawler_status", len(self.keys), *self.keys, "")
+            lambda: self.client.fcall_ro("crawler_status", len(self.keys), *self.keys, self._now())
         )
         spider, state, queued, leased, seen, workers, items, counts, stats = reply
         return {
