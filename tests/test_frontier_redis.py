@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,6 +102,7 @@ async def test_a_stalled_workers_commit_is_refused_and_adds_no_item(cluster: Clu
     flushed = await stalled.flush()
     assert (flushed.refused, flushed.items, flushed.added) == (1, [], 0)
 
+    assert stalled.add([Request("http://a.test/child")]) == 0  # not "seen": it was refused
     finish(other, regrant, b'{"by":"other"}')
     assert [data for _, data in (await other.flush()).items] == [b'{"by":"other"}']
     assert [data async for _, data in other.items_after(0)] == [b'{"by":"other"}']
@@ -128,6 +130,17 @@ async def test_a_lost_lease_cannot_be_reacquired_for_a_retry(cluster: Cluster) -
     await (await cluster.join()).lease_ready(1)
     with pytest.raises(LeaseLost):
         await worker.reacquire(request)
+
+
+async def test_an_ended_attempt_frees_its_slot_without_another_call(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    two = await cluster.join(per_host_concurrency=1)
+    (request,) = (await one.lease_ready(16)).requests
+    one.attempt_ended(request)  # one makes no call: its keeper sends it within 50 ms
+    async with asyncio.timeout(5):  # polled: Redis announces no freed slot
+        while not (grant := await two.lease_ready(16)).requests:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert [r.url for r in grant.requests] == ["http://a.test/1"]
 
 
 async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None:
@@ -330,6 +343,22 @@ async def test_an_unreachable_redis_is_one_line_without_the_password(
     assert "unreachable" in message
     assert "s3cret" not in message
     assert "\n" not in message
+
+
+async def test_a_password_protected_redis(tmp_path: Path) -> None:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    with RedisServer(folder, "--requirepass", "s3cret") as server:
+        url = f"unix://:s3cret@{server.socket}"
+        frontier = RedisFrontier(url, "c", Settings())
+        await frontier.open("spider")
+        assert (await frontier.status())["workers"] == 1
+        assert "s3cret" not in repr(frontier)
+        await frontier.close()
+        with pytest.raises(StateError) as caught:
+            await RedisFrontier(f"unix://:wrong-s3cret@{server.socket}", "c", Settings()).open("x")
+        assert "refused the credentials" in str(caught.value)
+        assert "wrong-s3cret" not in str(caught.value)
 
 
 @pytest.fixture

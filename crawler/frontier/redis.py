@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from crawler import jsondata
 from crawler.dedup import RecentSet
@@ -108,13 +108,17 @@ class RedisFrontier:
     async def _retrying(self, call: Callable[[], Any], patience: float = OUTAGE_S) -> Any:
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_OUTAGE),
+                retry=retry_if_exception(_outage),
                 stop=stop_after_delay(patience),
                 wait=wait_exponential(multiplier=0.05, max=2.0),
                 reraise=True,
             ):
                 with attempt:
                     return await call()
+        except redis.exceptions.AuthenticationError as exc:
+            raise StateError(
+                f"Redis at {self._where} refused the credentials: {self._clean(exc)}"
+            ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
         except redis.exceptions.RedisError as exc:
@@ -186,6 +190,7 @@ class RedisFrontier:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, beat_at - loop.time())):
                     await self._ended_soon.wait()
+            self._ended_soon.clear()  # before the awaits: an attempt ending meanwhile sets it
             try:
                 if self._ended:
                     await asyncio.sleep(ENDED_DELAY_S)
@@ -196,7 +201,6 @@ class RedisFrontier:
                     await self.heartbeat()
             except StateError as error:
                 log.error("heartbeat: %s", error)  # the next call tries again
-            self._ended_soon.clear()
 
     async def heartbeat(self) -> None:
         """Renew this worker's leases (every ``heartbeat_s``, by the task ``open`` starts);
@@ -341,9 +345,12 @@ class RedisFrontier:
         self.state = reply[0].decode()
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
-        for (outcome, _), first in zip(batch.outcomes, reply[4:], strict=True):
+        for (outcome, children), first in zip(batch.outcomes, reply[4:], strict=True):
             if first > 0:
                 result.items += [(first + i, data) for i, data in enumerate(outcome.items)]
+            elif first < 0:  # refused: whoever redoes the page must not find its links "seen"
+                for child in children:
+                    self._recent.discard(child.fingerprint)
         if result.refused:
             log.warning("%d outcomes refused: their leases had expired", result.refused)
         return result
@@ -439,6 +446,12 @@ class RedisFrontier:
             iso(run.finished_at), str(run.outcome), run.exit_code, run.resumes, run.stats,
         ]  # fmt: skip
         await self._fcall("put", self._now(), f"run:{self.worker_id}", jsondata.dumps(record))
+
+
+def _outage(error: BaseException) -> bool:
+    """Worth waiting out: the server is down, restarting or out of reach (not a refusal)."""
+    auth = (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)
+    return isinstance(error, _OUTAGE) and not isinstance(error, auth)
 
 
 def _ms(seconds: float) -> int:
