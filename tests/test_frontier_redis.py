@@ -5,6 +5,9 @@ credentials, and its memory per request. Time is a test clock the functions take
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -359,6 +362,47 @@ async def test_a_password_protected_redis(tmp_path: Path) -> None:
             await RedisFrontier(f"unix://:wrong-s3cret@{server.socket}", "c", Settings()).open("x")
         assert "refused the credentials" in str(caught.value)
         assert "wrong-s3cret" not in str(caught.value)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server on TLS only, with a password; yields its rediss:// URL."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+         cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    port = free_port()
+    tls = ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    tls += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no", "--requirepass", "pw1"]
+    with RedisServer(folder, *tls):
+        yield f"rediss://:pw1@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+
+
+async def test_rediss_with_a_password(tls_redis: str) -> None:
+    frontier = RedisFrontier(tls_redis, "c", Settings())
+    await frontier.open("spider")
+    frontier.add(pages("a.test", 3))
+    assert (await frontier.flush()).added == 3
+    assert "pw1" not in repr(frontier)
+    await frontier.close()
+
+
+async def test_an_unknown_url_option_is_a_config_error(redis_server: RedisServer) -> None:
+    with pytest.raises(ConfigError, match="frontier URL"):
+        await RedisFrontier(f"{redis_server.url}?db=x", "c", Settings()).open("spider")
 
 
 @pytest.fixture

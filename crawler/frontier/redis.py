@@ -24,7 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from crawler import jsondata
 from crawler.dedup import RecentSet
-from crawler.errors import LeaseLost, StateError
+from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.freshness import Revisit
 from crawler.frontier import Counts, Flushed, Grant, Outcome, RobotsRecord
 from crawler.frontier import redis_codec as codec
@@ -143,10 +143,10 @@ class RedisFrontier:
     async def open(self, spider_name: str) -> dict[str, Any]:
         """Join the crawl: load the function library if it is not this version, register this
         worker (a heartbeat keeps it alive), and claim seeding if nobody has it."""
-        self._client = aioredis.Redis.from_url(
-            self.url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-        )
         try:
+            self._client = aioredis.Redis.from_url(
+                self.url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+            )
             await self._load_library()
             settings = self.settings
             reply = await self._fcall(
@@ -154,6 +154,9 @@ class RedisFrontier:
                 settings.per_host_concurrency, _ms(settings.download_delay),
                 int(settings.obey_robots), settings.max_pages or 0, patience=OPEN_PATIENCE_S,
             )  # fmt: skip
+        except (TypeError, ValueError) as exc:  # an option in the URL's query is not one
+            await self.close()
+            raise ConfigError(f"frontier URL {self._where}: {self._clean(exc)}") from None
         except BaseException:
             await self.close()
             raise
