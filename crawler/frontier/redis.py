@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from crawler import jsondata
 from crawler.dedup import RecentSet
-from crawler.errors import LeaseLost, StateError
+from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.freshness import Revisit
 from crawler.frontier import Counts, Flushed, Grant, Outcome, RobotsRecord
 from crawler.frontier import redis_codec as codec
@@ -108,13 +108,17 @@ class RedisFrontier:
     async def _retrying(self, call: Callable[[], Any], patience: float = OUTAGE_S) -> Any:
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_OUTAGE),
+                retry=retry_if_exception(_outage),
                 stop=stop_after_delay(patience),
                 wait=wait_exponential(multiplier=0.05, max=2.0),
                 reraise=True,
             ):
                 with attempt:
                     return await call()
+        except redis.exceptions.AuthenticationError as exc:
+            raise StateError(
+                f"Redis at {self._where} refused the credentials: {self._clean(exc)}"
+            ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
         except redis.exceptions.RedisError as exc:
@@ -139,10 +143,10 @@ class RedisFrontier:
     async def open(self, spider_name: str) -> dict[str, Any]:
         """Join the crawl: load the function library if it is not this version, register this
         worker (a heartbeat keeps it alive), and claim seeding if nobody has it."""
-        self._client = aioredis.Redis.from_url(
-            self.url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-        )
         try:
+            self._client = aioredis.Redis.from_url(
+                self.url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+            )
             await self._load_library()
             settings = self.settings
             reply = await self._fcall(
@@ -150,6 +154,9 @@ class RedisFrontier:
                 settings.per_host_concurrency, _ms(settings.download_delay),
                 int(settings.obey_robots), settings.max_pages or 0, patience=OPEN_PATIENCE_S,
             )  # fmt: skip
+        except (TypeError, ValueError) as exc:  # an option in the URL's query is not one
+            await self.close()
+            raise ConfigError(f"frontier URL {self._where}: {self._clean(exc)}") from None
         except BaseException:
             await self.close()
             raise
@@ -186,6 +193,7 @@ class RedisFrontier:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, beat_at - loop.time())):
                     await self._ended_soon.wait()
+            self._ended_soon.clear()  # before the awaits: an attempt ending meanwhile sets it
             try:
                 if self._ended:
                     await asyncio.sleep(ENDED_DELAY_S)
@@ -193,12 +201,13 @@ class RedisFrontier:
                         await self.lease_ready(0)
                 if loop.time() >= beat_at:
                     beat_at = loop.time() + interval
-                    await self._heartbeat()
+                    await self.heartbeat()
             except StateError as error:
                 log.error("heartbeat: %s", error)  # the next call tries again
-            self._ended_soon.clear()
 
-    async def _heartbeat(self) -> None:
+    async def heartbeat(self) -> None:
+        """Renew this worker's leases (every ``heartbeat_s``, by the task ``open`` starts);
+        ``expired`` turns True if they had lapsed meanwhile."""
         reply = await self._fcall(
             "heartbeat", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s)
         )
@@ -213,8 +222,9 @@ class RedisFrontier:
     async def stop_crawl(self) -> None:
         self.state = (await self._fcall("stop", self._now())).decode()
 
-    async def close(self) -> None:
-        """Leave: this worker's leases are queued again at once, for the others."""
+    async def close(self, *, release: bool = True) -> None:
+        """Leave: this worker's leases are queued again at once, for the others (unless not
+        ``release``: then they come back when they expire, as a killed worker's do)."""
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,7 +233,7 @@ class RedisFrontier:
         if self._client is None:
             return
         try:
-            if self.state != "new":
+            if release and self.state != "new":
                 await self._fcall("leave", self._now(), self.worker_id, patience=OPEN_PATIENCE_S)
         except StateError as error:
             log.warning("leaving the crawl: %s", error)
@@ -302,6 +312,7 @@ class RedisFrontier:
         assert outcome.request.id is not None
         children = self._children.pop(outcome.request.id, [])
         self._batch.outcomes.append((outcome, children))
+        self._batch.size += 1 + len(children)
 
     def save_robots(self, host: str, record: RobotsRecord) -> None:
         self._batch.robots[host] = codec.encode_robots(record)
@@ -310,7 +321,7 @@ class RedisFrontier:
         for name, value in codec.flat_stats(stats):
             delta = value - self._sent_stats.get(name, 0)
             if delta:
-                self._batch.stats[name] = delta
+                self._batch.stats[name] = self._batch.stats.get(name, 0) + delta
             self._sent_stats[name] = value
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None:
@@ -321,8 +332,7 @@ class RedisFrontier:
 
     @property
     def pending_writes(self) -> int:
-        batch = self._batch
-        return len(batch.outcomes) + len(batch.seeds) + sum(map(len, self._children.values()))
+        return self._batch.size + len(self._batch.seeds)
 
     async def flush(self) -> Flushed:
         """One ``crawler_commit``: each outcome is fenced by its lease (a refused one drops its
@@ -338,9 +348,12 @@ class RedisFrontier:
         self.state = reply[0].decode()
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
-        for (outcome, _), first in zip(batch.outcomes, reply[4:], strict=True):
+        for (outcome, children), first in zip(batch.outcomes, reply[4:], strict=True):
             if first > 0:
                 result.items += [(first + i, data) for i, data in enumerate(outcome.items)]
+            elif first < 0:  # refused: whoever redoes the page must not find its links "seen"
+                for child in children:
+                    self._recent.discard(child.fingerprint)
         if result.refused:
             log.warning("%d outcomes refused: their leases had expired", result.refused)
         return result
@@ -381,7 +394,7 @@ class RedisFrontier:
         """The crawl as Redis has it: state, queued, leased, seen, items, live workers,
         the frontier's exact counts and the workers' committed stats summed."""
         reply = await self._retrying(
-            lambda: self.client.fcall_ro("crawler_status", len(self.keys), *self.keys, "")
+            lambda: self.client.fcall_ro("crawler_status", len(self.keys), *self.keys, self._now())
         )
         spider, state, queued, leased, seen, workers, items, counts, stats = reply
         return {
@@ -436,6 +449,12 @@ class RedisFrontier:
             iso(run.finished_at), str(run.outcome), run.exit_code, run.resumes, run.stats,
         ]  # fmt: skip
         await self._fcall("put", self._now(), f"run:{self.worker_id}", jsondata.dumps(record))
+
+
+def _outage(error: BaseException) -> bool:
+    """Worth waiting out: the server is down, restarting or out of reach (not a refusal)."""
+    auth = (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)
+    return isinstance(error, _OUTAGE) and not isinstance(error, auth)
 
 
 def _ms(seconds: float) -> int:

@@ -142,6 +142,7 @@ class Batch:
     meta: dict[str, bytes] = field(default_factory=dict)
     feeds: dict[str, bytes] = field(default_factory=dict)
     robots: dict[str, bytes] = field(default_factory=dict)
+    size: int = 0  # outcomes and their children
 
     def args(self) -> list[bytes | str | int | float]:
         """``crawler_commit``'s counted sections, after (now, worker, batch)."""
