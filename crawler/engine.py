@@ -229,7 +229,11 @@ class Engine:
 
     async def flush(self) -> None:
         """Commit what is buffered, then append the committed items to the feed."""
-        await self.checkpoint.commit()
+        flushed = await self.checkpoint.commit()
+        if flushed.refused:
+            # A shared frontier refused outcomes (this worker stalled past its leases): their
+            # links were dropped with them, and must not look recent when the page is redone.
+            self.admission.forget_recent()
 
     async def _handle(self, request: Request) -> None:
         try:
