@@ -28,7 +28,7 @@ from crawler.scheduler import CrawlStopped, Scheduler
 from crawler.settings import Settings
 from crawler.urls import host_of
 
-IDLE_POLL_S = 0.25  # an idle worker asks the gate at most 4 times a second
+IDLE_POLL_S = 0.3  # an idle worker asks at most ~3.3 times a second (and heartbeats)
 LEASE_GAP_S = 0.005  # a few free slots wait this long for more, so that one call leases many
 RUNNING, STOPPING, STOPPED = "running", "stopping", "stopped"
 
