@@ -4,7 +4,16 @@ The only module that imports redis (redis-py's asyncio client, hiredis parser). 
 goes through the ``crawler_v1`` FUNCTION library in ``frontier.lua``; Redis server time is the
 only clock. A Redis outage: each call retries with backoff for up to ``OUTAGE_S``, then raises
 StateError; outcomes not yet committed then die with the worker, their leases expire, and other
-workers redo them (nothing was committed, so nothing is duplicated).
+workers redo them (nothing was committed, so nothing is duplicated). A commit whose reply was
+lost is sent again with its batch number, and Redis answers it from its record of that batch.
+
+Durability: Redis acknowledges a commit once it is in its append-only file. With
+``appendonly yes`` and ``appendfsync always`` it is on disk first, so a crash of redis-server
+or of its machine loses no acknowledged commit: exactly once. ``everysec`` survives a killed
+redis-server as a rule, but loses up to about 2 s of commits when the machine crashes (or when
+a slow disk held the write back), and those items may already be in the feed: duplicates on
+the rerun. Without an append-only file, or with eviction, state is lost: use
+``maxmemory-policy noeviction``, so a full Redis refuses commits instead of dropping requests.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -22,14 +31,13 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from crawler import jsondata
 from crawler.dedup import RecentSet
 from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.freshness import Revisit
-from crawler.frontier import Counts, Flushed, Grant, Outcome, RobotsRecord
+from crawler.frontier import Flushed, Grant, Outcome, RobotsRecord
 from crawler.frontier import redis_codec as codec
+from crawler.frontier.redis_log import RedisLog
 from crawler.request import Request
-from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
 from crawler.settings import Settings
 
 log = logging.getLogger("crawler.frontier.redis")
@@ -44,7 +52,7 @@ VERSION = hashlib.sha1(_LUA.encode(), usedforsecurity=False).hexdigest()[:12]
 LIBRARY = _LUA.replace("@VERSION@", VERSION)
 
 
-class RedisFrontier:
+class RedisFrontier(RedisLog):
     """A crawl's state in Redis, shared by its workers. ``RedisFrontier(url, crawl_id,
     settings)``; ``await open(spider_name)``; ``lease_ready(want)`` hands out requests whose
     host may be hit now, ``flush()`` commits outcomes fenced by their leases."""
@@ -358,10 +366,6 @@ class RedisFrontier:
             log.warning("%d outcomes refused: their leases had expired", result.refused)
         return result
 
-    async def spider_state(self) -> bytes | None:
-        data: bytes | None = await self._read("hget", self.keys[0], "spider_state")
-        return data
-
     async def last_items(self, request_id: int) -> list[bytes]:
         return []  # recrawls are not in the Redis frontier: a new crawl id crawls again
 
@@ -370,85 +374,6 @@ class RedisFrontier:
 
     def requeue_due(self, now: float, policy: Revisit) -> None:
         return None
-
-    # -- hosts, items, counts ------------------------------------------------------------------
-
-    async def robots(self, host: str) -> RobotsRecord | None:
-        data = await self._read("hget", self.keys[12], host)
-        return None if data is None else codec.decode_robots(data)
-
-    async def feed(self, path: str) -> tuple[int, int] | None:
-        data = await self._read("hget", self.keys[13], path)
-        if data is None:
-            return None
-        last, offset = data.split(b",")
-        return int(last), int(offset)
-
-    async def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]:
-        while entries := await self._read("xrange", self.keys[9], f"({item_id}-0", "+", 1000):
-            for entry_id, entry in entries:
-                item_id = int(entry_id.split(b"-")[0])
-                yield item_id, entry[b"d"]
-
-    async def status(self) -> dict[str, Any]:
-        """The crawl as Redis has it: state, queued, leased, seen, items, live workers,
-        the frontier's exact counts and the workers' committed stats summed."""
-        reply = await self._retrying(
-            lambda: self.client.fcall_ro("crawler_status", len(self.keys), *self.keys, self._now())
-        )
-        spider, state, queued, leased, seen, workers, items, counts, stats = reply
-        return {
-            "crawl_id": self.crawl_id, "spider": spider.decode(), "state": state.decode(),
-            "queued": queued, "leased": leased, "seen": seen, "items": items,
-            "workers": workers, "counts": _pairs(counts), "stats": codec.nested_stats(
-                (k.decode(), v.decode()) for k, v in zip(stats[::2], stats[1::2], strict=True)
-            ),
-        }  # fmt: skip
-
-    async def counts(self) -> Counts:
-        status = await self.status()
-        counts = status["counts"]
-        return Counts(
-            queued=status["queued"] + status["leased"],
-            done=counts.get("done", 0),
-            failed=counts.get("failed", 0),
-            items=counts.get("items", 0),
-            last_item=status["items"],
-        )
-
-    # -- the run log: one record per worker ---------------------------------------------------
-
-    async def runs(self) -> list[Run]:
-        fields = await self._read("hgetall", self.keys[0])
-        records = [jsondata.loads(v) for k, v in fields.items() if k.startswith(b"run:")]
-        records.sort(key=lambda r: r[1] or "")
-        return [_run(i, record) for i, record in enumerate(records, 1)]
-
-    async def last_run(self) -> Run | None:
-        runs = await self.runs()
-        return runs[-1] if runs else None
-
-    async def start_run(self, run: Run) -> Run:
-        run.id = 1
-        await self._put_run(run)
-        return run
-
-    async def resume_run(self, run: Run) -> Run:
-        run.outcome, run.finished_at, run.exit_code = RunOutcome.RUNNING, None, None
-        await self._put_run(run)
-        return run
-
-    async def finish_run(self, run: Run, stats: dict[str, Any] | None) -> None:
-        if stats is not None:
-            run.stats = stats
-        await self._put_run(run)
-
-    async def _put_run(self, run: Run) -> None:
-        record = [
-            str(run.trigger), iso(run.started_at), iso(run.scheduled_for),
-            iso(run.finished_at), str(run.outcome), run.exit_code, run.resumes, run.stats,
-        ]  # fmt: skip
-        await self._fcall("put", self._now(), f"run:{self.worker_id}", jsondata.dumps(record))
 
 
 def _outage(error: BaseException) -> bool:
@@ -459,15 +384,3 @@ def _outage(error: BaseException) -> bool:
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
-
-
-def _pairs(flat: list[bytes]) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
-
-
-def _run(run_id: int, record: list[Any]) -> Run:
-    trigger, started, scheduled, finished, outcome, exit_code, resumes, stats = record
-    return Run(
-        run_id, Trigger(trigger), parse_time(started), parse_time(scheduled),
-        parse_time(finished), RunOutcome(outcome), exit_code, resumes, stats,
-    )  # fmt: skip
