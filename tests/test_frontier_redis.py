@@ -127,6 +127,7 @@ async def test_a_lost_lease_cannot_be_reacquired_for_a_retry(cluster: Cluster) -
     (request,) = (await worker.lease_ready(1)).requests
     worker.attempt_ended(request)
     await worker.lease_ready(0)
+    request.retries += 1  # as the engine counts a retry before it waits
     assert await worker.reacquire(request) == 0.0
     worker.attempt_ended(request)
     cluster.advance(TTL_MS + 1)
@@ -144,6 +145,35 @@ async def test_an_ended_attempt_frees_its_slot_without_another_call(cluster: Clu
         while not (grant := await two.lease_ready(16)).requests:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     assert [r.url for r in grant.requests] == ["http://a.test/1"]
+
+
+async def test_a_retry_keeps_its_slot_when_its_first_attempts_end_arrives_late(
+    cluster: Cluster,
+) -> None:
+    one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    two = await cluster.join(per_host_concurrency=1)
+    (request,) = (await one.lease_ready(16)).requests
+    one.attempt_ended(request)  # not sent yet when the retry asks
+    request.retries += 1
+    assert await one.reacquire(request) == 0.0
+    await one.lease_ready(0)  # the first attempt's end: the retry holds the slot on
+    assert (await two.lease_ready(16)).requests == []
+    one.attempt_ended(request)
+    await one.lease_ready(0)
+    assert len((await two.lease_ready(16)).requests) == 1
+
+
+async def test_a_retry_waits_for_its_hosts_slot(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    (first,) = (await one.lease_ready(1)).requests
+    assert (await one.lease_ready(1)).requests == []  # the slot is taken
+    one.attempt_ended(first)
+    (other,) = (await one.lease_ready(1)).requests
+    first.retries += 1
+    assert await one.reacquire(first) == pytest.approx(0.1)  # no room: ask again soon
+    one.attempt_ended(other)
+    await one.lease_ready(0)
+    assert await one.reacquire(first) == 0.0
 
 
 async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None:

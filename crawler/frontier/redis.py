@@ -80,7 +80,7 @@ class RedisFrontier(RedisLog):
         self._clock_ms = clock_ms
         self._client: aioredis.Redis | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self._ended: list[int] = []
+        self._ended: list[str] = []  # 'id:attempt digit'
         self._ended_soon = asyncio.Event()
         self._batch = codec.Batch()
         self._children: dict[int, list[Request]] = {}
@@ -264,14 +264,16 @@ class RedisFrontier(RedisLog):
         return Grant(self.state, requests, None if wake < 0 else wake / 1000)
 
     def attempt_ended(self, request: Request) -> None:
-        assert request.id is not None
-        self._ended.append(request.id)
+        self._ended.append(f"{request.id}:{request.retries % 10}")
         self._ended_soon.set()
 
     async def reacquire(self, request: Request) -> float:
         """0.0: the request's host slot is taken now; else seconds to wait, then ask again.
         Raises LeaseLost when another worker holds the request now."""
-        reply = int(await self._fcall("reacquire", self._now(), self.worker_id, request.id))
+        attempt = request.retries % 10  # the engine counts the retry before it asks
+        reply = int(
+            await self._fcall("reacquire", self._now(), self.worker_id, request.id, attempt)
+        )
         if reply < 0:
             raise LeaseLost(f"the lease on {request.url} expired")
         return reply / 1000
