@@ -198,7 +198,7 @@ local function join(keys, args)
   end
   redis.call('ZADD', K.workers, now + ttl, worker)
   local seeder = 0
-  if redis.call('HGET', K.meta, 'seeded') ~= '1'
+  if args[9] == '1' and redis.call('HGET', K.meta, 'seeded') ~= '1'
       and not alive(redis.call('HGET', K.meta, 'seeder'), now) then
     redis.call('HSET', K.meta, 'seeder', worker)
     seeder = 1
@@ -387,8 +387,9 @@ local function pause_host(keys, args)
   return h.next - now
 end
 
--- What robots.txt said (ARGV: now, host, concurrency, delay_ms, robots record or ''): the
--- host's real limits; the largest delay any worker saw wins.
+-- What robots.txt said (ARGV: now, host, concurrency, delay_ms, then site, robots record
+-- pairs): the host's real limits, the largest delay any worker saw winning; the records are
+-- stored first, so no worker gets a second slot on the host before the rules are there.
 local function configure_host(keys, args)
   bind(keys)
   local host = args[2]
@@ -398,7 +399,7 @@ local function configure_host(keys, args)
   h.known = 1
   host_put(host, h)
   touch(host, h)
-  if args[5] ~= '' then redis.call('HSET', K.robots, host, args[5]) end
+  for i = 5, #args - 1, 2 do redis.call('HSET', K.robots, args[i], args[i + 1]) end
   return h.delay
 end
 
@@ -412,10 +413,22 @@ local function leave(keys, args)
     if owned(all[j + 1], worker) then drop_lease(all[j], all[j + 1], true) end
   end
   redis.call('ZREM', K.workers, worker)
+  if redis.call('HGET', K.export, '@owner') == worker then redis.call('HDEL', K.export, '@owner') end
   if redis.call('HGET', K.meta, 'seeder') == worker then
     redis.call('HSET', K.meta, 'seeder', '')
   end
   return settle(now)
+end
+
+-- The crawl's one feed exporter (ARGV: now, worker): 1 when this worker holds the role now
+-- (nobody did, or its holder is gone), 0 when another live worker holds it.
+local function claim_export(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local owner = redis.call('HGET', K.export, '@owner')
+  if owner ~= args[2] and alive(owner, now) then return 0 end
+  redis.call('HSET', K.export, '@owner', args[2])
+  return 1
 end
 
 local function stop(keys, args)
@@ -464,4 +477,5 @@ register('pause_host', pause_host)
 register('configure_host', configure_host)
 register('leave', leave)
 register('stop', stop)
+register('claim_export', claim_export)
 register('put', put)

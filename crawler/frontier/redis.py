@@ -148,23 +148,39 @@ class RedisFrontier(RedisLog):
 
     # -- joining and leaving ---------------------------------------------------------------
 
-    async def open(self, spider_name: str) -> dict[str, Any]:
-        """Join the crawl: load the function library if it is not this version, register this
-        worker (a heartbeat keeps it alive), and claim seeding if nobody has it."""
+    async def attach(self) -> None:
+        """Connect to an existing crawl without joining it (``crawler status``, ``stop``)."""
+        await self._connect()
+        if not await self._read("exists", self.keys[0]):
+            await self.close()
+            raise StateError(f"no crawl {self.crawl_id!r} at {self._where}")
+
+    async def _connect(self) -> None:
         try:
             self._client = aioredis.Redis.from_url(
                 self.url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
             )
             await self._load_library()
+        except (TypeError, ValueError) as exc:  # an option in the URL's query is not one
+            await self.close()
+            raise ConfigError(f"frontier URL {self._where}: {self._clean(exc)}") from None
+        except BaseException:
+            await self.close()
+            raise
+
+    async def open(self, spider_name: str, *, crawl: bool = True) -> dict[str, Any]:
+        """Join the crawl: load the function library if it is not this version, register this
+        worker (a heartbeat keeps it alive), and claim seeding if nobody has it (unless not
+        ``crawl``: an exporter that only tails the items)."""
+        await self._connect()
+        try:
             settings = self.settings
             reply = await self._fcall(
                 "join", self._now(), self.worker_id, _ms(settings.lease_ttl_s), spider_name,
                 settings.per_host_concurrency, _ms(settings.download_delay),
-                int(settings.obey_robots), settings.max_pages or 0, patience=OPEN_PATIENCE_S,
+                int(settings.obey_robots), settings.max_pages or 0, int(crawl),
+                patience=OPEN_PATIENCE_S,
             )  # fmt: skip
-        except (TypeError, ValueError) as exc:  # an option in the URL's query is not one
-            await self.close()
-            raise ConfigError(f"frontier URL {self._where}: {self._clean(exc)}") from None
         except BaseException:
             await self.close()
             raise
@@ -194,7 +210,7 @@ class RedisFrontier(RedisLog):
 
     async def _keep(self) -> None:
         """Heartbeats, and ended attempts no lease call carried within ENDED_DELAY_S."""
-        interval = self.settings.heartbeat_s
+        interval = min(self.settings.heartbeat_s, self.settings.lease_ttl_s / 3)
         loop = asyncio.get_running_loop()
         beat_at = loop.time() + interval
         while True:
@@ -223,6 +239,10 @@ class RedisFrontier(RedisLog):
         if reply[1] and not self.expired:
             self.expired = True
             log.warning("worker %s expired: its leases may be others' now", self.worker_id[:8])
+
+    async def claim_export(self) -> bool:
+        """Whether this worker is now the crawl's one feed exporter (held while it lives)."""
+        return bool(await self._fcall("claim_export", self._now(), self.worker_id))
 
     async def seeding_done(self) -> None:
         self.state = (await self._fcall("seeding_done", self._now(), self.worker_id)).decode()
@@ -284,8 +304,11 @@ class RedisFrontier(RedisLog):
     async def configure_host(self, host: str, concurrency: int, delay_s: float) -> None:
         """Robots.txt's limits for the host, for every worker; the robots.txt record buffered
         for it goes along, before any other worker may hit the host with more than one slot."""
-        record = self._batch.robots.pop(host, b"")
-        await self._fcall("configure_host", self._now(), host, concurrency, _ms(delay_s), record)
+        records: list[str | bytes] = []
+        for site in (f"http://{host}", f"https://{host}"):  # RobotsCache's keys
+            if (record := self._batch.robots.pop(site, None)) is not None:
+                records += [site, record]
+        await self._fcall("configure_host", self._now(), host, concurrency, _ms(delay_s), *records)
 
     async def lease(self, host: str, limit: int) -> list[Request]:
         """Up to ``limit`` requests of one host, as far as its gate allows now."""
