@@ -16,7 +16,9 @@ from crawler.settings import Settings
 from tests.redis_server import RedisServer
 
 # The gate never holds a Redis lease back in these tests: the contract is about the queue.
-SETTINGS = Settings(obey_robots=False, per_host_concurrency=1000, lease_ttl_s=1.0)
+SETTINGS = Settings(
+    obey_robots=False, per_host_concurrency=1000, lease_ttl_s=600.0, heartbeat_s=599.0
+)
 
 
 class Backend:

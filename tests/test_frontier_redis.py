@@ -23,7 +23,7 @@ from crawler.frontier.redis_codec import keys, redact
 from crawler.settings import Settings
 from tests.redis_server import RedisServer
 
-TTL_MS = 1000
+TTL_MS = 600_000  # on the test clock; the keeper beats every 200 s of real time: never
 
 
 class Cluster:
@@ -40,7 +40,7 @@ class Cluster:
     async def join(
         self, crawl: str = "c", spider: str = "spider", **settings: Any
     ) -> RedisFrontier:
-        values = {"obey_robots": False, "lease_ttl_s": TTL_MS / 1000, "heartbeat_s": 600.0}
+        values = {"obey_robots": False, "lease_ttl_s": TTL_MS / 1000, "heartbeat_s": 599.0}
         frontier = RedisFrontier(
             self.server.url, crawl, Settings(**(values | settings)), clock_ms=lambda: self.now_ms
         )
@@ -85,6 +85,46 @@ async def test_only_the_first_worker_seeds(cluster: Cluster) -> None:
     assert (first.seeder, second.seeder) == (True, False)
 
 
+async def test_an_exporter_that_does_not_crawl_never_seeds(cluster: Cluster) -> None:
+    exporter = RedisFrontier(cluster.server.url, "c", Settings(obey_robots=False))
+    await exporter.open("spider", crawl=False)
+    cluster.workers.append(exporter)
+    assert not exporter.seeder
+    assert (await cluster.join()).seeder
+
+
+async def test_one_live_feed_exporter_per_crawl(cluster: Cluster) -> None:
+    one, two = await cluster.join(), await cluster.join()
+    assert await one.claim_export()
+    assert await one.claim_export()  # idempotent for its holder
+    assert not await two.claim_export()
+    await one.close()
+    assert await two.claim_export()
+    cluster.advance(TTL_MS + 1)  # two is gone without a word
+    assert await (await cluster.join()).claim_export()
+
+
+async def test_status_and_stop_attach_without_joining(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    grant = await worker.lease_ready(1)
+    outsider = RedisFrontier(cluster.server.url, "c", Settings(), clock_ms=lambda: cluster.now_ms)
+    await outsider.attach()
+    await outsider.stop_crawl()
+    status = await outsider.status()
+    assert (status["state"], status["workers"], status["leased"]) == ("stopping", 1, 1)
+    await outsider.close()
+    finish(worker, grant)
+    await worker.flush()
+    assert worker.state == "stopped"
+    with pytest.raises(StateError, match="no crawl 'other'"):
+        await RedisFrontier(cluster.server.url, "other", Settings()).attach()
+
+
+def test_a_heartbeat_must_be_shorter_than_the_lease() -> None:
+    with pytest.raises(ValueError, match="must be below lease_ttl_s"):
+        Settings(lease_ttl_s=1.0)
+
+
 async def test_a_crawl_id_belongs_to_one_spider(cluster: Cluster) -> None:
     await cluster.join(spider="books")
     with pytest.raises(StateError, match="belongs to spider 'books', not 'news'"):
@@ -127,6 +167,7 @@ async def test_a_lost_lease_cannot_be_reacquired_for_a_retry(cluster: Cluster) -
     (request,) = (await worker.lease_ready(1)).requests
     worker.attempt_ended(request)
     await worker.lease_ready(0)
+    request.retries += 1  # as the engine counts a retry before it waits
     assert await worker.reacquire(request) == 0.0
     worker.attempt_ended(request)
     cluster.advance(TTL_MS + 1)
@@ -144,6 +185,35 @@ async def test_an_ended_attempt_frees_its_slot_without_another_call(cluster: Clu
         while not (grant := await two.lease_ready(16)).requests:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     assert [r.url for r in grant.requests] == ["http://a.test/1"]
+
+
+async def test_a_retry_keeps_its_slot_when_its_first_attempts_end_arrives_late(
+    cluster: Cluster,
+) -> None:
+    one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    two = await cluster.join(per_host_concurrency=1)
+    (request,) = (await one.lease_ready(16)).requests
+    one.attempt_ended(request)  # not sent yet when the retry asks
+    request.retries += 1
+    assert await one.reacquire(request) == 0.0
+    await one.lease_ready(0)  # the first attempt's end: the retry holds the slot on
+    assert (await two.lease_ready(16)).requests == []
+    one.attempt_ended(request)
+    await one.lease_ready(0)
+    assert len((await two.lease_ready(16)).requests) == 1
+
+
+async def test_a_retry_waits_for_its_hosts_slot(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    (first,) = (await one.lease_ready(1)).requests
+    assert (await one.lease_ready(1)).requests == []  # the slot is taken
+    one.attempt_ended(first)
+    (other,) = (await one.lease_ready(1)).requests
+    first.retries += 1
+    assert await one.reacquire(first) == pytest.approx(0.1)  # no room: ask again soon
+    one.attempt_ended(other)
+    await one.lease_ready(0)
+    assert await one.reacquire(first) == 0.0
 
 
 async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None:
@@ -199,9 +269,9 @@ async def test_an_unknown_host_has_one_slot_until_robots_configures_it(cluster: 
     assert (await two.lease_ready(16)).requests == []
 
     record = RobotsRecord(200, b"User-agent: *\nAllow: /\n", 1.0)
-    one.save_robots("a.test", record)
+    one.save_robots("http://a.test", record)  # RobotsCache keys records by site
     await one.configure_host("a.test", 3, 0.0)
-    assert await two.robots("a.test") == record  # there before any other worker's start
+    assert await two.robots("http://a.test") == record  # there before another worker starts
     assert len((await two.lease_ready(16)).requests) == 2
 
 
