@@ -82,6 +82,23 @@ def leaves_spider(site: TestSite, started: asyncio.Event | None = None) -> type[
     return Leaves
 
 
+def fan_spider(site: TestSite, n: int) -> type[Spider]:
+    """One page of ``n`` links on each host of the site; an item per leaf."""
+
+    class Fan(Spider):
+        name = "fan"
+        start_urls = tuple(site.url(f"/fan/{n}", i) for i in range(len(site.hosts)))
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            for request in response.follow_all(css="a[href]", callback=self.parse_leaf):
+                yield request
+
+        async def parse_leaf(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    return Fan
+
+
 async def worker(
     spider: type[Spider], redis: RedisServer, feed: Path | None = None, **settings: Any
 ) -> CrawlResult:
@@ -130,6 +147,26 @@ async def test_two_workers_and_one_exporter_write_every_item_once(
     assert first.totals.items_scraped == LEAVES
     assert (first.stopped, second.stopped) == (False, False)
     assert all(count == 1 for count in _hits_per_url(site).values())
+
+
+async def test_two_workers_keep_the_delay_between_any_two_requests_to_a_host(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site.robots = "User-agent: *\nAllow: /\n"
+    delay = 0.2
+    spider = fan_spider(site, n=6)
+    settings = {"obey_robots": True, "download_delay": delay, "concurrency": 8}
+    await asyncio.gather(
+        worker(spider, redis_server, tmp_path / "items.jsonl", **settings),
+        worker(spider, redis_server, **settings),
+    )
+
+    for host in site.hosts:
+        starts = sorted(hit.started for hit in site.log if hit.host == host)
+        assert len(starts) == 1 + 1 + 6  # robots.txt, the fan page, its leaves
+        gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+        assert min(gaps) >= delay - 0.02, (host, gaps)  # robots.txt and the page included
+        assert site.hits("/robots.txt", host) == 1
 
 
 async def test_a_second_exporter_is_refused_in_one_line(
