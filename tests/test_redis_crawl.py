@@ -5,6 +5,7 @@ finish, and a late joiner. Judged from the test site's log, the feed and Redis."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -164,7 +165,7 @@ async def test_two_workers_keep_the_delay_between_any_two_requests_to_a_host(
     for host in site.hosts:
         starts = sorted(hit.started for hit in site.log if hit.host == host)
         assert len(starts) == 1 + 1 + 6  # robots.txt, the fan page, its leaves
-        gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
         assert min(gaps) >= delay - 0.02, (host, gaps)  # robots.txt and the page included
         assert site.hits("/robots.txt", host) == 1
 
