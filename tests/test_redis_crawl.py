@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from crawler import Response, Spider
 from crawler import cluster as shared
@@ -168,6 +169,29 @@ async def test_two_workers_keep_the_delay_between_any_two_requests_to_a_host(
         gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
         assert min(gaps) >= delay - 0.02, (host, gaps)  # robots.txt and the page included
         assert site.hits("/robots.txt", host) == 1
+
+
+async def test_every_worker_returns_within_a_second_of_the_finish(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    returned: list[float] = []
+
+    async def timed(feed: Path | None) -> None:
+        await worker(leaves_spider(site), redis_server, feed, concurrency=4)
+        returned.append(time.time())
+
+    await asyncio.gather(timed(tmp_path / "items.jsonl"), timed(None), timed(None))
+
+    client = redis.Redis(unix_socket_path=str(redis_server.socket))
+    try:
+        finished_ms = float(client.hget("{crawl:leaves}:meta", "ended_ms") or 0)
+    finally:
+        client.close()
+    # Redis's clock is this machine's: the finish was decided at the last commit.
+    assert all(0 <= at - finished_ms / 1000 < 1.0 for at in returned), (finished_ms, returned)
+    assert sorted(item["leaf"] for item in read_feed(tmp_path / "items.jsonl")) == list(
+        range(LEAVES)
+    )
 
 
 async def test_a_second_exporter_is_refused_in_one_line(
