@@ -49,17 +49,27 @@ def shared_frontier(settings: Settings, crawl_id: str) -> SharedFrontier:
     return RedisFrontier(settings.frontier, crawl_id, settings)
 
 
+def check_job(job: CrawlJob) -> None:
+    """Refuse what a shared crawl cannot take, before anything starts."""
+    if job.state is not None:
+        raise ConfigError("--state and --frontier: a shared crawl is kept in its frontier only")
+    check_outputs(job)
+
+
 async def run(job: CrawlJob, settings: Settings, *, crawl: bool = True) -> CrawlResult:
     """This process's part in the shared crawl: crawl (unless ``crawl=False``: the parent of
     ``--workers`` only exports), and export the feed when ``job.feed`` is given. Returns this
     process's stats; ``totals`` are the crawl's, as committed by every worker."""
-    if job.state is not None:
-        raise ConfigError("--state and --frontier: a shared crawl is kept in its frontier only")
-    check_outputs(job)
+    check_job(job)
     spider = create_spider(job)
     crawl_id = crawl_id_of(settings, spider.name)
     frontier = shared_frontier(settings, crawl_id)
     started_at = utc_now()
+    if settings.autothrottle and crawl:
+        log.info(
+            "autothrottle on a shared frontier paces this worker's extra hops only; the"
+            " cluster's pace is download_delay, Crawl-delay and Retry-After"
+        )
     await frontier.open(spider.name, crawl=crawl)
     stats = Stats()
     exporter: FeedExporter | None = None

@@ -269,10 +269,13 @@ def test_workers_from_the_command_line_then_status(
     ran = crawler_cli(
         "run", "leaves.py", "--frontier", redis_server.url, "--crawl-id", "cli", "--workers",
         "2", "-o", str(feed), "-s", "obey_robots=false", "-s", "allow_private_addresses=true",
-        cwd=tmp_path,
+        "--stats", str(tmp_path / "stats.json"), cwd=tmp_path,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert (stats["state"], stats["counts"]["items"]) == ("finished", LEAVES)
+    assert stats["counts"]["done"] == LEAVES + 1
 
     status = crawler_cli("status", "cli", "--frontier", redis_server.url, "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
