@@ -30,6 +30,7 @@ from crawler.urls import host_of
 
 IDLE_POLL_S = 0.3  # an idle worker asks at most ~3.3 times a second (and heartbeats)
 LEASE_GAP_S = 0.005  # a few free slots wait this long for more, so that one call leases many
+MIN_WAKE_S = 0.002  # a host due "now" that another worker took: never a busy loop
 RUNNING, STOPPING, STOPPED = "running", "stopping", "stopped"
 
 
@@ -145,7 +146,9 @@ class RemoteScheduler(Scheduler):
                 # Nothing to start: what this worker holds may be all the crawl has left.
                 await self._flush()
                 continue
-            wake = IDLE_POLL_S if grant.wake_s is None else min(grant.wake_s, IDLE_POLL_S)
+            wake = IDLE_POLL_S
+            if grant.wake_s is not None:
+                wake = min(max(grant.wake_s, MIN_WAKE_S), IDLE_POLL_S)
             await self._wait(changed, wake)
         return None
 
