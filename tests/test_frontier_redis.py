@@ -390,6 +390,20 @@ async def test_a_commit_rides_out_a_redis_outage(cluster: Cluster) -> None:
     assert (await worker.counts()).items == 2
 
 
+async def test_a_commit_waits_while_redis_is_out_of_memory(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    admin = aioredis.Redis.from_url(cluster.server.url)
+    used = (await admin.info("memory"))["used_memory"]
+    await admin.config_set("maxmemory", used + 100_000)
+    worker.add([Request(f"http://b.test/{i}", meta={"x": "y" * 200}) for i in range(2000)])
+    committing = asyncio.create_task(worker.flush())
+    done, _ = await asyncio.wait([committing], timeout=0.5)
+    assert not done  # noeviction refuses it: the worker waits, it does not crash or drop it
+    await admin.config_set("maxmemory", 0)
+    assert (await committing).added == 2000
+    await admin.aclose()
+
+
 def test_urls_are_redacted() -> None:
     assert redact("redis://:s3cret@cache:6379/0") == "redis://***@cache:6379/0"
     assert redact("rediss://user:s3cret@cache/0") == "rediss://***@cache/0"

@@ -129,6 +129,8 @@ class RedisFrontier(RedisLog):
             ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
+        except redis.exceptions.ResponseError as exc:
+            raise StateError(f"Redis at {self._where} refused a call: {self._clean(exc)}") from None
         except redis.exceptions.RedisError as exc:
             raise StateError(f"Redis at {self._where} failed: {self._clean(exc)}") from None
         raise AssertionError("unreachable: tenacity re-raises the last error")
@@ -402,8 +404,12 @@ class RedisFrontier(RedisLog):
 
 
 def _outage(error: BaseException) -> bool:
-    """Worth waiting out: the server is down, restarting or out of reach (not a refusal)."""
-    auth = (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)
+    """Worth waiting out: the server is down, restarting, out of reach or out of memory (not
+    a refusal of the credentials or of the call)."""
+    if isinstance(error, redis.exceptions.ResponseError):
+        # noeviction: a full Redis refuses each write as a whole, until it has room again
+        return isinstance(error, redis.exceptions.OutOfMemoryError)
+    auth = redis.exceptions.AuthenticationError
     return isinstance(error, _OUTAGE) and not isinstance(error, auth)
 
 
