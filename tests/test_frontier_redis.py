@@ -142,15 +142,19 @@ async def test_a_stalled_workers_commit_is_refused_and_adds_no_item(cluster: Clu
     assert [r.url for r in regrant.requests] == [request.url]
     stalled.add([Request("http://a.test/child")], parent=request)
     finish(stalled, grant, b'{"by":"stalled"}')
+    stalled.save_stats({"pages_crawled": 1, "items_scraped": 1, "requests_total": 1})
     flushed = await stalled.flush()
     assert (flushed.refused, flushed.items, flushed.added) == (1, [], 0)
 
     assert stalled.add([Request("http://a.test/child")]) == 0  # not "seen": it was refused
     finish(other, regrant, b'{"by":"other"}')
+    other.save_stats({"pages_crawled": 1, "items_scraped": 1, "requests_total": 1})
     assert [data for _, data in (await other.flush()).items] == [b'{"by":"other"}']
     assert [data async for _, data in other.items_after(0)] == [b'{"by":"other"}']
     status = await other.status()
     assert (status["counts"]["done"], status["counts"]["refused"], status["seen"]) == (1, 1, 1)
+    # the cluster's stats are what was committed; requests sent are what was sent
+    assert status["stats"] == {"pages_crawled": 1, "items_scraped": 1, "requests_total": 2}
 
 
 async def test_a_stalled_worker_learns_it_expired_from_its_heartbeat(cluster: Cluster) -> None:
@@ -355,14 +359,14 @@ async def test_max_pages_counts_committed_and_leased_requests(cluster: Cluster) 
 async def test_status_sums_what_workers_committed(cluster: Cluster) -> None:
     one = await cluster.join()
     two = await cluster.join()
-    one.save_stats({"pages_crawled": 3, "elapsed_s": 1.5, "status_counts": {"200": 3}})
-    two.save_stats({"pages_crawled": 4, "elapsed_s": 0.5, "status_counts": {"200": 2, "404": 1}})
-    one.save_stats({"pages_crawled": 5, "elapsed_s": 2.0, "status_counts": {"200": 5}})
+    one.save_stats({"requests_total": 3, "elapsed_s": 1.5, "status_counts": {"200": 3}})
+    two.save_stats({"requests_total": 4, "elapsed_s": 0.5, "status_counts": {"200": 2, "404": 1}})
+    one.save_stats({"requests_total": 5, "elapsed_s": 2.0, "status_counts": {"200": 5}})
     await one.flush()
     await two.flush()
     status = await two.status()
     assert status["stats"] == {
-        "pages_crawled": 9, "elapsed_s": 2.5, "status_counts": {"200": 7, "404": 1},
+        "requests_total": 9, "elapsed_s": 2.5, "status_counts": {"200": 7, "404": 1},
     }  # fmt: skip
     assert (status["workers"], status["state"], status["spider"]) == (2, "running", "spider")
 

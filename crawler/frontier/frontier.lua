@@ -355,6 +355,10 @@ local function commit(keys, args)
       local fp, host, prio, record = take(), take(), take(), take()
       if ok then add_child(fp, host, prio, record, reply) end
     end
+    for _ = 1, tonumber(take()) do  -- the stats it counts, committed with it or not at all
+      local field, delta = take(), take()
+      if ok then redis.call('HINCRBY', K.stats, field, delta) end
+    end
     reply[#reply + 1] = first
   end
   for _ = 1, tonumber(take()) do add_child(take(), take(), take(), take(), reply) end

@@ -354,6 +354,8 @@ class RedisFrontier(RedisLog):
 
     def save_stats(self, stats: dict[str, Any]) -> None:
         for name, value in codec.flat_stats(stats):
+            if name in codec.COUNTED_BY_COMMIT:
+                continue
             delta = value - self._sent_stats.get(name, 0)
             if delta:
                 self._batch.stats[name] = self._batch.stats.get(name, 0) + delta
