@@ -220,6 +220,19 @@ async def test_a_retry_waits_for_its_hosts_slot(cluster: Cluster) -> None:
     assert await one.reacquire(first) == 0.0
 
 
+async def test_a_grant_started_late_is_retaken_and_spaced_from_then(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 3), download_delay=0.5)
+    (late,) = (await one.lease_ready(16)).requests
+    cluster.advance(200)  # the worker could not start it at once
+    assert await one.reacquire(late, retake=True) == pytest.approx(0.31)  # 0.5 s + 10 ms
+    cluster.advance(310)
+    assert await one.reacquire(late) == 0.0
+    cluster.advance(509)
+    assert (await one.lease_ready(16)).requests == []  # spaced from the retaken start
+    cluster.advance(1)
+    assert len((await one.lease_ready(16)).requests) == 1
+
+
 async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None:
     one = await seeded(cluster, pages("a.test", 10), per_host_concurrency=2)
     two = await cluster.join(per_host_concurrency=2)

@@ -289,12 +289,16 @@ class RedisFrontier(RedisLog):
         self._ended.append(f"{request.id}:{request.retries % 10}")
         self._ended_soon.set()
 
-    async def reacquire(self, request: Request) -> float:
+    async def reacquire(self, request: Request, *, retake: bool = False) -> float:
         """0.0: the request's host slot is taken now; else seconds to wait, then ask again.
-        Raises LeaseLost when another worker holds the request now."""
+        ``retake``: a granted request that could not start in time gives its slot back first,
+        so the host's delay counts from its real start. Raises LeaseLost when another worker
+        holds the request now."""
         attempt = request.retries % 10  # the engine counts the retry before it asks
         reply = int(
-            await self._fcall("reacquire", self._now(), self.worker_id, request.id, attempt)
+            await self._fcall(
+                "reacquire", self._now(), self.worker_id, request.id, attempt, int(retake)
+            )
         )
         if reply < 0:
             raise LeaseLost(f"the lease on {request.url} expired")
