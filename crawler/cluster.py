@@ -204,6 +204,23 @@ async def status(settings: Settings, crawl_id: str) -> dict[str, Any]:
     return found
 
 
+def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
+    """``crawler status``'s lines: the state, the frontier's exact counters (what was
+    committed), and the workers' summed stats."""
+    counts, stats = found.get("counts") or {}, found.get("stats") or {}
+    return [
+        f"crawl {crawl_id} ({found.get('spider')}): {found.get('state')}; {found.get('queued', 0)}"
+        f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"
+        f" {found.get('workers', 0)} workers live",
+        f"committed: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed,"
+        f" {counts.get('skipped', 0)} skipped, {counts.get('items', 0)} items;"
+        f" {counts.get('refused', 0)} outcomes refused (stale leases),"
+        f" {counts.get('reclaimed', 0)} leases reclaimed",
+        f"workers' stats: {stats.get('pages_crawled', 0)} pages, {stats.get('retries', 0)}"
+        f" retries, {stats.get('bytes_received', 0)} bytes",
+    ]
+
+
 async def stop(settings: Settings, crawl_id: str) -> dict[str, Any]:
     """Stop the crawl for every worker: no new leases, requests in flight finish and are
     committed, then it is "stopped" (resumable: ``crawler run`` on the same id continues)."""
