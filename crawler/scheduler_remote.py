@@ -44,6 +44,7 @@ RUNNING, STOPPING, STOPPED = "running", "stopping", "stopped"
 class SharedFrontier(Frontier, Protocol):
     """A frontier many workers use at once (``RedisFrontier``): it owns the politeness gate."""
 
+    crawl_id: str
     worker_id: str
     seeder: bool
     expired: bool
