@@ -38,8 +38,10 @@ from crawler.signals import StopSignals
 
 log = logging.getLogger("crawler.workers")
 
-# A child killed by a signal (a negative return code) counts as a crash.
 WORST_FIRST = (EXIT_FORCED, EXIT_FAILED, EXIT_LOCKED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_FINISHED)
+# A child that a stop signal ended before it could handle one (it was still starting) stopped;
+# one killed by any other signal crashed.
+STOPPED_BY = {-signal.SIGINT, -signal.SIGTERM}
 
 
 def worst(codes: Sequence[int]) -> int:
@@ -47,8 +49,13 @@ def worst(codes: Sequence[int]) -> int:
 
     >>> worst([0, 3, 0])
     3
+    >>> worst([0, -9])
+    1
     """
-    seen = {EXIT_FAILED if code < 0 or code not in WORST_FIRST else code for code in codes}
+    seen = {
+        EXIT_STOPPED if code in STOPPED_BY else code if code in WORST_FIRST else EXIT_FAILED
+        for code in codes
+    }
     return next((code for code in WORST_FIRST if code in seen), EXIT_FINISHED)
 
 
