@@ -232,20 +232,27 @@ class RedisFrontier(CommitBuffer, RedisLog):
         reply = await self._fcall(
             "heartbeat", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s)
         )
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         if reply[1] and not self.expired:
             self.expired = True
             log.warning("worker %s expired: its leases may be others' now", self.worker_id[:8])
+
+    def _saw(self, state: bytes) -> None:
+        """A call's reply said the crawl's state. Replies on separate connections may arrive out
+        of order, and Redis never leaves finished (nor stopped, but by a join): neither does
+        this worker's view."""
+        if self.state not in {"finished", "stopped"}:
+            self.state = state.decode()
 
     async def claim_export(self) -> bool:
         """Whether this worker is now the crawl's one feed exporter (held while it lives)."""
         return bool(await self._fcall("claim_export", self._now(), self.worker_id))
 
     async def seeding_done(self) -> None:
-        self.state = (await self._fcall("seeding_done", self._now(), self.worker_id)).decode()
+        self._saw(await self._fcall("seeding_done", self._now(), self.worker_id))
 
     async def stop_crawl(self) -> None:
-        self.state = (await self._fcall("stop", self._now())).decode()
+        self._saw(await self._fcall("stop", self._now()))
 
     async def close(self, *, release: bool = True) -> None:
         """Leave: this worker's leases are queued again at once, for the others (unless not
@@ -275,7 +282,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
     async def _lease(self, want: int, host: str) -> Grant:
         ended, self._ended = self._ended, []
         reply = await self._fcall("lease", self._now(), self.worker_id, want, host, *ended)
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         wake = int(reply[1])
         requests = [codec.decode_request(reply[i], reply[i + 1]) for i in range(2, len(reply), 2)]
         return Grant(self.state, requests, None if wake < 0 else wake / 1000)
@@ -335,7 +342,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         reply = await asyncio.shield(
             self._fcall("commit", self._now(), self.worker_id, self._batches, *args)
         )
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
         for (outcome, children), first in zip(batch.outcomes, reply[4:], strict=True):
