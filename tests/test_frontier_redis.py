@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 from crawler import Request
 from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.frontier import Grant, Outcome, RequestState, RobotsRecord
-from crawler.frontier.redis import RedisFrontier
-from crawler.frontier.redis_codec import keys, redact
+from crawler.frontier.redis import LIBRARY, VERSION, RedisFrontier
+from crawler.frontier.redis_codec import Batch, keys, redact
 from crawler.settings import Settings
 from tests.redis_server import RedisServer
 
@@ -419,6 +419,31 @@ async def test_a_commit_waits_while_redis_is_out_of_memory(cluster: Cluster) -> 
     await admin.config_set("maxmemory", 0)
     assert (await committing).added == 2000
     await admin.aclose()
+
+
+async def test_a_commit_sent_again_after_a_lost_reply_applies_once(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    (request,) = (await worker.lease_ready(1)).requests
+    batch = Batch(outcomes=[(Outcome(request, RequestState.DONE, 200, items=[b"{}"]), [])])
+    batch.seeds.append(Request("http://a.test/new"))
+    client = aioredis.Redis.from_url(cluster.server.url)
+    call = ("crawler_commit", len(worker.keys), *worker.keys, cluster.now_ms, worker.worker_id, 7)
+    first = await client.fcall(*call, *batch.args())
+    again = await client.fcall(*call, *batch.args())  # as a retry after a dropped connection
+    await client.aclose()
+    assert again == first
+    counts = await worker.counts()
+    assert (counts.done, counts.items, counts.queued) == (1, 1, 1)
+
+
+async def test_an_older_function_library_is_replaced(redis_server: RedisServer) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.function_load(LIBRARY.replace(VERSION, "old"), replace=True)
+    frontier = RedisFrontier(redis_server.url, "c", Settings())
+    await frontier.open("spider")
+    assert await client.fcall_ro("crawler_version", 0) == VERSION.encode()
+    await frontier.close()
+    await client.aclose()
 
 
 def test_urls_are_redacted() -> None:
