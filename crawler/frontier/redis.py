@@ -232,20 +232,27 @@ class RedisFrontier(CommitBuffer, RedisLog):
         reply = await self._fcall(
             "heartbeat", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s)
         )
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         if reply[1] and not self.expired:
             self.expired = True
             log.warning("worker %s expired: its leases may be others' now", self.worker_id[:8])
+
+    def _saw(self, state: bytes) -> None:
+        """A call's reply said the crawl's state. Replies on separate connections may arrive out
+        of order, and Redis never leaves finished (nor stopped, but by a join): neither does
+        this worker's view."""
+        if self.state not in {"finished", "stopped"}:
+            self.state = state.decode()
 
     async def claim_export(self) -> bool:
         """Whether this worker is now the crawl's one feed exporter (held while it lives)."""
         return bool(await self._fcall("claim_export", self._now(), self.worker_id))
 
     async def seeding_done(self) -> None:
-        self.state = (await self._fcall("seeding_done", self._now(), self.worker_id)).decode()
+        self._saw(await self._fcall("seeding_done", self._now(), self.worker_id))
 
     async def stop_crawl(self) -> None:
-        self.state = (await self._fcall("stop", self._now())).decode()
+        self._saw(await self._fcall("stop", self._now()))
 
     async def close(self, *, release: bool = True) -> None:
         """Leave: this worker's leases are queued again at once, for the others (unless not
@@ -275,13 +282,19 @@ class RedisFrontier(CommitBuffer, RedisLog):
     async def _lease(self, want: int, host: str) -> Grant:
         ended, self._ended = self._ended, []
         reply = await self._fcall("lease", self._now(), self.worker_id, want, host, *ended)
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         wake = int(reply[1])
-        requests = [codec.decode_request(reply[i], reply[i + 1]) for i in range(2, len(reply), 2)]
+        requests = []
+        for i in range(2, len(reply), 3):
+            request = codec.decode_request(reply[i], reply[i + 2])
+            self._grants[int(reply[i])] = (request, reply[i + 1].decode())
+            requests.append(request)
         return Grant(self.state, requests, None if wake < 0 else wake / 1000)
 
     def attempt_ended(self, request: Request) -> None:
-        self._ended.append(f"{request.id}:{request.retries % 10}")
+        if (grant := self._grant_of(request)) is None:
+            return  # an earlier grant of the request, which Redis took back: its slot went with it
+        self._ended.append(f"{request.id}:{request.retries % 10}:{grant}")
         self._ended_soon.set()
 
     async def reacquire(self, request: Request, *, retake: bool = False) -> float:
@@ -292,7 +305,13 @@ class RedisFrontier(CommitBuffer, RedisLog):
         attempt = request.retries % 10  # the engine counts the retry before it asks
         reply = int(
             await self._fcall(
-                "reacquire", self._now(), self.worker_id, request.id, attempt, int(retake)
+                "reacquire",
+                self._now(),
+                self.worker_id,
+                request.id,
+                attempt,
+                int(retake),
+                self._grant_of(request) or "0",
             )
         )
         if reply < 0:
@@ -335,10 +354,10 @@ class RedisFrontier(CommitBuffer, RedisLog):
         reply = await asyncio.shield(
             self._fcall("commit", self._now(), self.worker_id, self._batches, *args)
         )
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
-        for (outcome, children), first in zip(batch.outcomes, reply[4:], strict=True):
+        for (outcome, children, _), first in zip(batch.outcomes, reply[4:], strict=True):
             if first > 0:
                 result.items += [(first + i, data) for i, data in enumerate(outcome.items)]
             elif first < 0:  # refused: whoever redoes the page must not find its links "seen"
