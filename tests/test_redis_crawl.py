@@ -194,6 +194,21 @@ async def test_every_worker_returns_within_a_second_of_the_finish(
     )
 
 
+async def test_every_worker_may_reach_the_start_hosts_on_loopback(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    spider = leaves_spider(site)
+    guarded = {"allow_private_addresses": False, "concurrency": 4}
+    first, second = await asyncio.gather(
+        worker(spider, redis_server, feed, **guarded), worker(spider, redis_server, **guarded)
+    )
+
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+    assert first.stats.failures == second.stats.failures == 0
+    assert first.stats.pages_crawled and second.stats.pages_crawled  # both did some
+
+
 async def test_a_second_exporter_is_refused_in_one_line(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
