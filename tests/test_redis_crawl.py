@@ -199,7 +199,8 @@ async def test_every_worker_may_reach_the_start_hosts_on_loopback(
 ) -> None:
     feed = tmp_path / "items.jsonl"
     spider = leaves_spider(site)
-    guarded = {"allow_private_addresses": False, "concurrency": 4}
+    # Two slots each, four for the host: both workers take part.
+    guarded = {"allow_private_addresses": False, "concurrency": 2, "per_host_concurrency": 4}
     first, second = await asyncio.gather(
         worker(spider, redis_server, feed, **guarded), worker(spider, redis_server, **guarded)
     )
