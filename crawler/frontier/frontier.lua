@@ -233,7 +233,8 @@ local function seeding_done(keys, args)
 end
 
 -- Grant up to `want` requests whose host may be hit now (ARGV: now, worker, want, host or '',
--- then the attempts that ended). Returns {state, wake_ms or -1, id, grant, record, ...}.
+-- then the attempts that ended). Returns {state, wake_ms or -1 (-2: heartbeat first), id,
+-- grant, record, ...}.
 local function lease(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -247,7 +248,11 @@ local function lease(keys, args)
     reply[1] = settle(now)
     return reply
   end
-  local expiry = redis.call('ZSCORE', K.workers, worker) or (now + 1000)
+  local expiry = redis.call('ZSCORE', K.workers, worker)
+  if not expiry then  -- its heartbeat lapsed: nothing for it until it beats again
+    reply[1], reply[2] = settle(now), -2
+    return reply
+  end
   local hosts
   if only ~= '' then
     hosts = {only}

@@ -282,6 +282,9 @@ class RedisFrontier(CommitBuffer, RedisLog):
     async def _lease(self, want: int, host: str) -> Grant:
         ended, self._ended = self._ended, []
         reply = await self._fcall("lease", self._now(), self.worker_id, want, host, *ended)
+        if int(reply[1]) == -2:  # this worker's heartbeat lapsed: it beats, then asks again
+            await self.heartbeat()
+            reply = await self._fcall("lease", self._now(), self.worker_id, want, host)
         self._saw(reply[0])
         wake = int(reply[1])
         requests = []
