@@ -1,7 +1,7 @@
 #!lua name=crawler_v1
 -- The Redis frontier's only writer: every change to a crawl's state is one of these functions,
 -- so each is atomic. Every call gets the crawl's keys (one hash tag, one slot) in the order of
--- crawler/frontier/redis_codec.py KEYS, and ARGV[1] = '' (server time) or a test clock in ms.
+-- crawler/frontier/redis_codec.py KEY_NAMES, and ARGV[1] = '' (server time) or a test clock in ms.
 --
 -- q       zset  host \0 priority(10) id(12), scores 0: per-host ranges BYLEX, best first
 -- req     hash  id -> request record          seen  set of 8-byte fingerprints
@@ -333,7 +333,7 @@ end
 
 -- Commit outcomes with their items and children, each fenced by its lease, and the seeds,
 -- stats deltas, spider state, feed checkpoints and robots.txt records. ARGV: now, worker,
--- batch, then counted sections (see redis_codec.commit_args). A batch already applied (a
+-- batch, then counted sections (see redis_codec.Batch.args). A batch already applied (a
 -- reply lost to a connection drop) returns its first reply: nothing is applied twice.
 local function commit(keys, args)
   bind(keys)

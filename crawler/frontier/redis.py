@@ -81,8 +81,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self._ended: list[str] = []  # 'id:attempt digit'
         self._ended_soon = asyncio.Event()
         CommitBuffer.__init__(self)
-        self._batches = 0
-        self._run_id: int | None = None
+        self._batches = 0  # commit numbers: a commit sent again is known by its number
 
     def __repr__(self) -> str:
         return (
