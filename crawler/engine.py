@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from crawler import items as item_processing
 from crawler import lifecycle, retry
@@ -36,6 +36,7 @@ from crawler.response import Response
 from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
 from crawler.robots_cache import RobotsCache
 from crawler.scheduler import CrawlStopped, Scheduler
+from crawler.scheduler_remote import RemoteScheduler, SharedFrontier
 from crawler.scope import Scope
 from crawler.settings import Settings
 from crawler.spider import Spider, iterate
@@ -80,7 +81,12 @@ class Engine:
         self.scope = Scope(spider.allowed_domains, settings.max_depth)
         self.admission = Admission(spider, self.scope, stats)
         self.retry = retry.RetryPolicy(settings)
-        self.scheduler = Scheduler(frontier, settings, flush=self.flush)
+        # Chosen once: a shared frontier's gate decides what starts (scheduler_remote.py).
+        self.scheduler: Scheduler = (
+            RemoteScheduler(cast("SharedFrontier", frontier), settings, flush=self.flush)
+            if frontier.shared
+            else Scheduler(frontier, settings, flush=self.flush)
+        )
         self.parser = PageParser(settings)
         self.recrawl = Recrawl(spider, settings, frontier, stats)
         self.robots_token = settings.robots_user_agent or product_token(settings.user_agent)
@@ -101,6 +107,9 @@ class Engine:
             hosts_added=self.scheduler.hosts_added,
         )
         self._finished = asyncio.Event()
+        # A shared frontier is not asked to commit stats alone every second: an idle worker's
+        # calls stay few (they are committed with its next outcomes, and at its end).
+        self._commit_idle = not frontier.shared
         self.fetch_durations = FetchDurations()  # read by the metrics endpoint
         self.ticked_at: float | None = None  # when _tick last ran (monotonic): /healthz reads it
         # Read once: the per-response DEBUG line costs nothing at INFO.
@@ -142,8 +151,12 @@ class Engine:
     async def _crawl(self) -> None:
         counts = await self.frontier.counts()
         self.stats.queued = counts.queued
-        recrawl = self.recrawl.start()
-        await self._seed(requeue=recrawl)
+        if isinstance(self.scheduler, RemoteScheduler):
+            await self._seed_shared(self.scheduler)
+            recrawl = False  # a shared crawl is recrawled under a new crawl id
+        else:
+            recrawl = self.recrawl.start()
+            await self._seed(requeue=recrawl)
         if recrawl:
             await self.recrawl.count_not_due()
         # A recrawl's max_pages budget is its own; a resumed crawl's counts what it did.
@@ -169,6 +182,33 @@ class Engine:
                 self.progress.close()
         await self.flush()
         await self.flush()  # the feed checkpoint of the last batch
+
+    async def _seed_shared(self, scheduler: RemoteScheduler) -> None:
+        """On a shared frontier one worker seeds (``frontier.seeder``), and says so once its
+        start requests are committed: until then the crawl cannot be finished. A worker the
+        frontier makes the seeder later (its seeder died) seeds from the scheduler's loop."""
+        frontier = scheduler.shared
+
+        async def seed() -> None:
+            await self._seed()  # its last flush commits the last start requests
+            await frontier.seeding_done()
+
+        scheduler.seed = seed
+        if frontier.seeder:
+            scheduler.seeded = True
+            await seed()
+        elif not self.settings.allow_private_addresses:
+            await self._exempt_starts()
+
+    async def _exempt_starts(self) -> None:
+        """The start hosts may be private (an intranet, loopback) for every worker, not only
+        for the seeder: the others read the start requests for that alone, adding none."""
+        try:
+            async for value in iterate(self.spider.start_requests()):
+                if isinstance(value, Request):
+                    self.fetcher.guard.exempt_start(value.url)
+        except Exception as error:  # the seeder counts and logs the spider's error
+            log.debug("start_requests raised %s: its start hosts so far are exempted", error)
 
     async def _seed(self, *, requeue: bool = False) -> None:
         """Add the start requests; a recrawl ``requeue``s those already done."""
@@ -203,7 +243,9 @@ class Engine:
                 async with asyncio.timeout(TICK_S):
                     await self._finished.wait()
             self.ticked_at = time.monotonic()
-            if time.monotonic() - self.checkpoint.last >= FLUSH_INTERVAL_S:
+            if time.monotonic() - self.checkpoint.last >= FLUSH_INTERVAL_S and (
+                self._commit_idle or self.frontier.pending_writes
+            ):
                 await self.flush()
             for host in self.scheduler.evict_idle(KEEP_HOSTS):
                 self.robots.forget(host)
@@ -212,7 +254,11 @@ class Engine:
 
     async def flush(self) -> None:
         """Commit what is buffered, then append the committed items to the feed."""
-        await self.checkpoint.commit()
+        flushed = await self.checkpoint.commit()
+        if flushed.refused:
+            # A shared frontier refused outcomes (this worker stalled past its leases): their
+            # links were dropped with them, and must not look recent when the page is redone.
+            self.admission.forget_recent()
 
     async def _handle(self, request: Request) -> None:
         try:
@@ -412,7 +458,7 @@ class Engine:
                 if len(children) >= LINK_BATCH:
                     # A page of many links: they go to the frontier in batches, and other
                     # requests get the loop between them.
-                    self.stats.duplicates_filtered += self.frontier.add(children)
+                    self.stats.duplicates_filtered += self.frontier.add(children, parent=request)
                     children = []
                     await asyncio.sleep(0)
         except CrawlerError as error:
@@ -421,7 +467,7 @@ class Engine:
         except Exception:
             self.stats.callback_errors += 1
             log.exception("callback %s raised on %s", name, request.url)
-        self.stats.duplicates_filtered += self.frontier.add(children)
+        self.stats.duplicates_filtered += self.frontier.add(children, parent=request)
 
     def _too_many_links(self, links: int, request: Request) -> bool:
         limit = self.settings.max_links_per_page

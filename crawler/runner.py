@@ -188,8 +188,13 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
     A crawl kept in a state is one run in its history: a stopped (or killed) run is continued,
     else a new run starts. Another run holding the state's lock raises ``StateLocked``."""
     settings = settings or resolve_settings(job)
+    if settings.frontier is not None:
+        raise ConfigError(
+            "the frontier setting shares a crawl between worker processes: start them with"
+            " `crawler run SPIDER --frontier URL` (crawler.cluster.run in code)"
+        )
     check_outputs(job)
-    spider = _create_spider(job)
+    spider = create_spider(job)
     started_at = now()
     async with _state_file(job.state, started_at) as state_path:
         frontier = SqliteFrontier(state_path)
@@ -205,7 +210,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 else None
             )
             # Begun once nothing can refuse to start: a run on record is a run that crawled.
-            monitor = _monitor(settings)
+            serve = monitor(settings)
             current = await _begin_run(frontier, job, saved, started_at)
             if current.resumes:
                 log.info("resuming run %d kept in %s", current.id, state_path)
@@ -224,7 +229,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 exporter=exporter,
                 progress=progress,
             )
-            async with monitor(engine):
+            async with serve(engine):
                 stopped = await _run_recorded(engine, frontier, current, job.signals)
             earlier = [run.stats for run in await frontier.runs() if run.id != current.id]
         finally:
@@ -241,7 +246,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
     return CrawlResult(stats, stopped, job.state, current, totals, requeued=requeued)
 
 
-def _monitor(settings: Settings) -> Callable[[Engine], AbstractAsyncContextManager[None]]:
+def monitor(settings: Settings) -> Callable[[Engine], AbstractAsyncContextManager[None]]:
     """What serves the crawl's ``/metrics`` and ``/healthz`` while it runs, its port checked
     now; nothing without ``metrics_port`` (and aiohttp's web server is not even imported)."""
     if not settings.metrics_port:
@@ -320,7 +325,7 @@ def run_history(state: Path) -> tuple[list[Run] | None, Holder | None]:
     return read_runs(state), holder(state)
 
 
-def _create_spider(job: CrawlJob) -> Spider:
+def create_spider(job: CrawlJob) -> Spider:
     """The spider, or a one-line ConfigError naming it when its ``__init__`` raises."""
     try:
         return job.spider(**job.arguments)

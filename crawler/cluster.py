@@ -1,0 +1,275 @@
+"""A crawl shared by many workers on a Redis frontier: one process's part in it (crawling,
+exporting the feed, or both), and ``crawler status`` and ``crawler stop``.
+
+Every worker process runs ``crawler run SPIDER --frontier URL``; the one given ``-o FEED`` also
+writes the feed, from the items every worker committed (``crawler.feed_tail``). There is no
+state file and no lock: the frontier's leases keep workers apart. A worker ends when the crawl
+is finished (exit 0, a late joiner at once), stopped by ``crawler stop`` (exit 3), or when it
+gets a stop signal itself (exit 3; the others go on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+from crawler import jsondata
+from crawler.engine import Engine
+from crawler.errors import ConfigError
+from crawler.exporters import FeedExporter, exporter_for, open_private
+from crawler.feed_tail import FeedTail
+from crawler.fetcher import Fetcher
+from crawler.progress import Progress
+from crawler.runner import CrawlJob, CrawlResult, check_outputs, create_spider, monitor
+from crawler.runs import EXIT_CODES, Run, outcome_of
+from crawler.runs import now as utc_now
+from crawler.scheduler_remote import RemoteScheduler, SharedFrontier
+from crawler.settings import Settings
+from crawler.signals import StopSignals
+from crawler.spider import Spider
+from crawler.stats import Stats
+
+if TYPE_CHECKING:
+    import signal
+
+log = logging.getLogger("crawler.cluster")
+
+
+def crawl_id_of(settings: Settings, spider_name: str) -> str:
+    return settings.crawl_id or spider_name
+
+
+def shared_frontier(settings: Settings, crawl_id: str) -> SharedFrontier:
+    """The crawl's frontier at ``settings.frontier`` (not opened yet)."""
+    if settings.frontier is None:
+        raise ConfigError("no frontier: give --frontier redis://host:port/db (or unix:///path)")
+    # Imported here: a crawl on SQLite never loads redis.
+    from crawler.frontier.redis import RedisFrontier  # noqa: PLC0415
+
+    return RedisFrontier(settings.frontier, crawl_id, settings)
+
+
+def check_job(job: CrawlJob) -> None:
+    """Refuse what a shared crawl cannot take, before anything starts."""
+    if job.state is not None:
+        raise ConfigError("--state and --frontier: a shared crawl is kept in its frontier only")
+    check_outputs(job)
+
+
+async def run(job: CrawlJob, settings: Settings, *, crawl: bool = True) -> CrawlResult:
+    """This process's part in the shared crawl: crawl (unless ``crawl=False``: the parent of
+    ``--workers`` only exports), and export the feed when ``job.feed`` is given. Returns this
+    process's stats; ``totals`` are the crawl's, as committed by every worker."""
+    check_job(job)
+    stopper = _Stopper()
+    # From the start: a stop signal while this worker joins is a graceful stop too.
+    signals = StopSignals.handled(stopper.first, stopper.again) if job.signals else nullcontext()
+    with signals:
+        spider = create_spider(job)
+        crawl_id = crawl_id_of(settings, spider.name)
+        frontier = shared_frontier(settings, crawl_id)
+        started_at = utc_now()
+        if settings.autothrottle and crawl:
+            log.info(
+                "autothrottle on a shared frontier paces this worker's extra hops only; the"
+                " cluster's pace is download_delay, Crawl-delay and Retry-After"
+            )
+        stats, stopped, totals = await _join(job, settings, spider, frontier, stopper, crawl=crawl)
+    outcome = outcome_of(stats, stopped=stopped)
+    record = Run(0, job.trigger, started_at=started_at, scheduled_for=job.scheduled_for)
+    record.outcome, record.exit_code, record.finished_at = outcome, EXIT_CODES[outcome], utc_now()
+    record.stats = stats.to_dict()
+    if job.stats is not None:
+        _write_stats(job, record, totals, crawl_id)
+    return CrawlResult(stats, stopped, None, record, totals)
+
+
+async def _join(
+    job: CrawlJob,
+    settings: Settings,
+    spider: Spider,
+    frontier: SharedFrontier,
+    stopper: _Stopper,
+    *,
+    crawl: bool,
+) -> tuple[Stats, bool, Stats]:
+    """Join the crawl, take part until it ends or this process stops, and leave; returns this
+    process's stats, whether it was stopped, and the crawl's committed totals."""
+    serve = monitor(settings)  # a taken metrics_port is refused before joining
+    await frontier.open(spider.name, crawl=crawl)
+    stats = Stats()
+    exporter: FeedExporter | None = None
+    fetcher: Fetcher | None = None
+    try:
+        if job.feed is not None:
+            exporter = await claim_feed(frontier, job, settings, frontier.crawl_id)
+        engine = None
+        if crawl:
+            fetcher = Fetcher(settings)
+            progress = Progress(stats, settings.progress_interval) if job.progress else None
+            engine = Engine(
+                spider, settings, frontier=frontier, fetcher=fetcher, stats=stats, progress=progress
+            )
+            stopper.attach(engine)
+        if engine is None:
+            stopped = await _run(frontier, engine, exporter, job, stopper.until)
+        else:
+            async with serve(engine):  # /metrics and /healthz, with metrics_port
+                stopped = await _run(frontier, engine, exporter, job, stopper.until)
+        totals = Stats.from_dict(dict((await frontier.status()).get("stats") or {}))
+    finally:
+        if fetcher is not None:
+            await fetcher.close()
+        await frontier.close()
+        if exporter is not None:
+            exporter.close()
+    return stats, stopped, totals
+
+
+class _Stopper:
+    """SIGINT/SIGTERM for a worker's whole run: the first stops scheduling (the engine's, once
+    there is one) and ends the feed with what is committed; a second cancels at once."""
+
+    def __init__(self) -> None:
+        self.until = asyncio.Event()
+        self.engine: Engine | None = None
+        self.task = asyncio.current_task()
+
+    def __repr__(self) -> str:
+        return f"<_Stopper stopping={self.until.is_set()} engine={self.engine is not None}>"
+
+    def attach(self, engine: Engine) -> None:
+        self.engine = engine
+        if self.until.is_set():
+            engine.stop()
+
+    def first(self, signum: signal.Signals) -> None:
+        log.warning(
+            "%s: finishing requests in flight, then stopping (again to stop now)", signum.name
+        )
+        self.until.set()
+        if self.engine is not None:
+            self.engine.stop()
+
+    def again(self, signum: signal.Signals) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+async def claim_feed(
+    frontier: SharedFrontier, job: CrawlJob, settings: Settings, crawl_id: str
+) -> FeedExporter:
+    assert job.feed is not None
+    if not await frontier.claim_export():
+        raise ConfigError(
+            f"crawl {crawl_id!r} has an exporter already: only one process writes its feed;"
+            " run this worker without -o"
+        )
+    return exporter_for(
+        job.feed, escape_formulas=settings.csv_escape_formulas, fields=settings.feed_fields
+    )
+
+
+async def _run(
+    frontier: SharedFrontier,
+    engine: Engine | None,
+    exporter: FeedExporter | None,
+    job: CrawlJob,
+    until: asyncio.Event,
+) -> bool:
+    """Crawl and tail the feed side by side until the crawl ends or ``until`` is set (this
+    process stops); returns whether this run was stopped (here, or by ``crawler stop``)."""
+    tail = None
+    if exporter is not None:
+        tail = feed_tail(frontier, exporter, engine)
+        await tail.open(overwrite=job.overwrite_feed)
+    stopped = await _together(engine, tail, until)
+    scheduler = engine.scheduler if engine is not None else None
+    return stopped or until.is_set() or (scheduler is not None and scheduler.stopping)
+
+
+async def _together(engine: Engine | None, tail: FeedTail | None, until: asyncio.Event) -> bool:
+    ended = "running"
+    async with asyncio.TaskGroup() as group:
+        if tail is not None:
+            exported = group.create_task(tail.run(until))
+        if engine is not None:
+            await engine.run()
+            assert isinstance(engine.scheduler, RemoteScheduler)
+            if engine.scheduler.state == "running":
+                until.set()  # this worker stopped, the crawl goes on: the feed ends here
+    if tail is not None:
+        ended = exported.result()
+    elif engine is not None:
+        assert isinstance(engine.scheduler, RemoteScheduler)
+        ended = engine.scheduler.state
+    return ended in {"stopped", "stopping"}
+
+
+def feed_tail(frontier: SharedFrontier, exporter: FeedExporter, engine: Engine | None) -> FeedTail:
+    async def state() -> str:
+        return str((await frontier.status())["state"])
+
+    async def commit() -> None:
+        if engine is not None:
+            await engine.flush()  # one commit at a time, the engine's outcomes with it
+        else:
+            await frontier.flush()
+
+    return FeedTail(frontier, exporter, state=state, commit=commit)
+
+
+def _write_stats(job: CrawlJob, record: Run, totals: Stats, crawl_id: str) -> None:
+    assert job.stats is not None
+    report: dict[str, Any] = dict(record.stats)
+    run = record.to_dict()
+    del run["stats"]
+    report.update(run=run, crawl_id=crawl_id, totals=totals.to_dict())
+    with open_private(job.stats) as file:
+        file.truncate()
+        file.write(jsondata.dumps(report, indent=True))
+
+
+async def status(settings: Settings, crawl_id: str) -> dict[str, Any]:
+    """The crawl's state, queue, leases, live workers and committed stats."""
+    frontier = shared_frontier(settings, crawl_id)
+    await frontier.attach()
+    try:
+        found = await frontier.status()
+    finally:
+        await frontier.close()
+    if not found.get("spider"):
+        raise ConfigError(f"no crawl {crawl_id!r} on this frontier")
+    return found
+
+
+def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
+    """``crawler status``'s lines: the state, the frontier's exact counters (what was
+    committed), and the workers' summed stats."""
+    counts, stats = found.get("counts") or {}, found.get("stats") or {}
+    return [
+        f"crawl {crawl_id} ({found.get('spider')}): {found.get('state')}; {found.get('queued', 0)}"
+        f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"
+        f" {found.get('workers', 0)} workers live",
+        f"committed: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed,"
+        f" {counts.get('skipped', 0)} skipped, {counts.get('items', 0)} items;"
+        f" {counts.get('refused', 0)} outcomes refused (stale leases),"
+        f" {counts.get('reclaimed', 0)} leases reclaimed",
+        f"workers' stats: {stats.get('pages_crawled', 0)} pages, {stats.get('retries', 0)}"
+        f" retries, {stats.get('bytes_received', 0)} bytes",
+    ]
+
+
+async def stop(settings: Settings, crawl_id: str) -> dict[str, Any]:
+    """Stop the crawl for every worker: no new leases, requests in flight finish and are
+    committed, then it is "stopped" (resumable: ``crawler run`` on the same id continues)."""
+    await status(settings, crawl_id)  # no such crawl: one line, nothing created
+    frontier = shared_frontier(settings, crawl_id)
+    await frontier.attach()
+    try:
+        await frontier.stop_crawl()
+        return await frontier.status()
+    finally:
+        await frontier.close()
