@@ -302,13 +302,13 @@ class Engine:
         async def sleep(seconds: float) -> None:
             await self.scheduler.reacquire(request, seconds)
 
-        async for attempt in self.retry.attempts(sleep, before_sleep):
-            with attempt:
-                try:
-                    return await self._attempt(request)
-                finally:
-                    self.scheduler.release(request)
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+        async def attempt() -> Response | SkipReason:
+            try:
+                return await self._attempt(request)
+            finally:
+                self.scheduler.release(request)
+
+        return await self.retry.call(attempt, sleep, before_sleep)
 
     async def _attempt(self, request: Request) -> Response | SkipReason:
         if self.settings.obey_robots and (skip := await self._robots_check(request.url)):
