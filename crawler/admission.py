@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from crawler.dedup import RecentSet
-from crawler.errors import SkipReason, SpiderError
+from crawler.errors import SpiderError
 from crawler.freshness import own_interval
 from crawler.request import Request
 from crawler.scope import Scope
