@@ -36,14 +36,30 @@ class Checkpoint:
         self._requests_before = stats.requests_total
         self._lock = asyncio.Lock()
         self.last = time.monotonic()
-        self.commits = 0
+        self.commits = 0  # begun, in order; a commit is numbered when it holds the lock
+        self._covered = 0  # the number of the last commit that succeeded
 
     def __repr__(self) -> str:
         return f"<Checkpoint commits={self.commits} {self.state!r}>"
 
+    @property
+    def busy(self) -> bool:
+        """Whether a commit is under way (or waited for)."""
+        return self._lock.locked()
+
     async def commit(self) -> None:
-        """Commit what is buffered, then append the committed items to the feed."""
+        """Commit what is buffered, then append the committed items to the feed.
+
+        Calls that come while a commit runs share the next one: it begins after they were made,
+        so it takes all they buffered. (One commit each made a queue of thousands of empty
+        commits, and of tasks waiting for them, once commits took longer on a large frontier.)
+        """
+        wanted = self.commits + 1
         async with self._lock:
+            if self._covered >= wanted:
+                return
+            self.commits += 1
+            number = self.commits
             self.last = time.monotonic()
             self.stats.requests_total = self._requests_before + self._requests_sent()
             self.frontier.save_stats(self.stats.to_dict())
@@ -54,7 +70,6 @@ class Checkpoint:
             # The spider code quiet() held back runs from this task's next await, which comes
             # after the frontier took its buffers: its outcomes and changes go to the next commit.
             flushed = await self.frontier.flush()
-            self.commits += 1
             self.stats.duplicates_filtered += flushed.duplicates
             self.stats.queued += flushed.added
             if flushed.added:
@@ -63,3 +78,4 @@ class Checkpoint:
                 self.exporter.write(flushed.items)
                 last, offset = await self.exporter.sync()
                 self.frontier.save_feed(feed_key(self.exporter.path), last, offset)
+            self._covered = number

@@ -219,7 +219,8 @@ class Engine:
             await self._settle(request)
         finally:
             self.scheduler.done(request)
-        if self.frontier.pending_writes >= FLUSH_EVERY:
+        # A commit under way: the next one, which a later task starts, takes these writes too.
+        if self.frontier.pending_writes >= FLUSH_EVERY and not self.checkpoint.busy:
             await self.flush()
 
     async def _settle(self, request: Request) -> None:
