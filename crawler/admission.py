@@ -17,9 +17,9 @@ from crawler.urls import standard_url
 
 log = logging.getLogger("crawler.engine")
 
-# URL keys kept (12-24 bytes each): past this many, the set starts again and the frontier's
-# seen set decides alone.
-SEEN_URLS = 8_388_608
+# URL keys kept (12-24 bytes each, so at most ~50 MiB): past this many, the set starts again and
+# the frontier's seen set decides alone until it has filled up again.
+SEEN_URLS = 2_097_152
 
 
 class Admission:
@@ -46,7 +46,7 @@ class Admission:
 
     def admit(self, request: Request, parent: Request | None) -> Request | None:
         # The key is the URL's hash: 8 bytes where the URL takes ten times that, and 64-bit
-        # hashes of millions of URLs do not collide in practice (~1 in 10^6 at 8M).
+        # hashes of millions of URLs do not collide in practice (~1 in 10^7 at 2M).
         key = None
         if not request.dont_filter and not request.body:
             key = hash((request.method, request.url.partition("#")[0]))
