@@ -1,0 +1,342 @@
+"""Many ``crawler run`` processes on one Redis crawl, judged only by the server's log, the feed and
+Redis: a worker SIGKILLed or stalled, redis-server killed, politeness held across the cluster, and
+the exact finish. Three workers (each with its own User-Agent, so the log tells them apart) and one
+exporter (the process run with ``-o``, which crawls too) share a crawl id.
+
+Kills are triggered by the server's own page count (an event it sets), never by a sleep; the only
+waits on the clock are the scenarios' own durations (a stall of 2 x TTL, a Redis outage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_site import (
+    ClusterSite,
+    Hit,
+    Throttle,
+    fetches_per_url,
+    min_start_gap,
+    page_hits,
+    peak_concurrency,
+    robots_hits,
+)
+from tests.redis_server import RedisServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+TTL = 2.0
+HEARTBEAT = 0.5
+PER_HOST = 2
+FINISH_S = 1.0  # every worker exits within this long of the last commit
+# The last commit follows the last reply the server wrote: the worker parses, then flushes promptly.
+COMMIT_S = 0.5
+SLACK = 0.02  # the server reads a request's start a little after the gate granted it
+
+SPIDER = """
+from crawler import Response, Spider
+
+
+class Cluster(Spider):
+    name = "cluster"
+    start_urls = {start_urls!r}
+
+    async def parse(self, response: Response):
+        yield {{"page": int(response.url.rsplit("/", 1)[1])}}
+        for request in response.follow_all(css="a"):
+            yield request
+"""
+
+
+@dataclass
+class Worker:
+    """One ``crawler run`` process; ``exited_at`` is read by a thread that waits on it."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    output: Path
+    started_at: float = field(default_factory=time.monotonic)
+    exited_at: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name} pid={self.process.pid} rc={self.process.returncode}>"
+
+    def watch(self) -> None:
+        self.process.wait()
+        self.exited_at = time.monotonic()
+        self.done.set()
+
+    def tail(self) -> str:
+        lines = self.output.read_text(errors="replace").splitlines()
+        return f"--- {self.name} (rc {self.process.returncode}):\n" + "\n".join(lines[-15:])
+
+
+@dataclass
+class Cluster:
+    """Workers of one crawl on ``redis``; ``settings`` go to every one as ``-s name=value``."""
+
+    folder: Path
+    site: ClusterSite
+    redis: RedisServer
+    settings: dict[str, object]
+    crawl_id: str = "cluster"
+    workers: list[Worker] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        spider = SPIDER.format(start_urls=self.site.start_urls())
+        (self.folder / "cluster_spider.py").write_text(spider)
+        self.feed = self.folder / "items.jsonl"
+
+    def __repr__(self) -> str:
+        return f"<Cluster {self.crawl_id} workers={self.workers!r}>"
+
+    def start(self, name: str, *extra: str) -> Worker:
+        overrides = {
+            "lease_ttl_s": TTL,
+            "heartbeat_s": HEARTBEAT,
+            "per_host_concurrency": PER_HOST,
+            "concurrency": 16,
+            "allow_private_addresses": "true",
+            "user_agent": name,
+            **self.settings,
+        }
+        settings = [arg for key, value in overrides.items() for arg in ("-s", f"{key}={value}")]
+        command = [sys.executable, "-m", "crawler", "run", "cluster_spider.py",
+                   "--frontier", self.redis.url, "--crawl-id", self.crawl_id, "--no-progress",
+                   *settings, *extra]  # fmt: skip
+        output = self.folder / f"{name}.log"
+        with output.open("wb") as sink:
+            process = subprocess.Popen(
+                command, cwd=self.folder, stdout=sink, stderr=subprocess.STDOUT
+            )
+        worker = Worker(name, process, output)
+        threading.Thread(target=worker.watch, daemon=True).start()
+        self.workers.append(worker)
+        return worker
+
+    def start_all(self, count: int = 3) -> list[Worker]:
+        crawlers = [self.start(f"worker-{n}") for n in range(1, count + 1)]
+        self.start("exporter", "-o", str(self.feed))
+        return crawlers
+
+    def wait(self, timeout: float = 60) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            if not worker.done.wait(max(0.0, deadline - time.monotonic())):
+                raise AssertionError(f"{worker!r} still running after {timeout} s\n{self.logs()}")
+        return {worker.name: worker.process.returncode for worker in self.workers}
+
+    def logs(self) -> str:
+        return "\n".join(worker.tail() for worker in self.workers)
+
+    def kill_all(self) -> None:
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGCONT)
+                worker.process.kill()
+                worker.process.wait()
+
+    def pages(self) -> list[int]:
+        text = self.feed.read_text() if self.feed.exists() else ""
+        return [json.loads(line)["page"] for line in text.splitlines()]
+
+
+@pytest.fixture
+def cluster_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    return folder
+
+
+@contextlib.contextmanager
+def running(
+    folder: Path, redis: RedisServer, site: ClusterSite, **settings: object
+) -> Iterator[Cluster]:
+    """The site served and a cluster of workers on it; workers still running at the end (after a
+    failed check) are killed, then the site stops."""
+    with site:
+        cluster = Cluster(folder, site, redis, dict(settings))
+        try:
+            yield cluster
+        finally:
+            cluster.kill_all()
+
+
+def check_every_page_once(cluster: Cluster) -> None:
+    pages = cluster.pages()
+    duplicated = len(pages) - len(set(pages))
+    missing = set(range(cluster.site.pages)) - set(pages)
+    assert (duplicated, len(missing)) == (0, 0), f"{sorted(missing)[:20]}\n{cluster.logs()}"
+
+
+def check_politeness(log: list[Hit], per_host: int = PER_HOST) -> None:
+    peaks = peak_concurrency(log)
+    assert max(peaks.values()) <= per_host, peaks
+    robots = robots_hits(log)
+    assert sorted(robots.values()) == [1] * len(peaks), robots
+
+
+def check_finish(cluster: Cluster, log: list[Hit], survivors: list[Worker]) -> float:
+    """Every survivor exited 0, none before the last page was served, all promptly after it;
+    returns the slowest exit after the last reply, in seconds."""
+    codes = {worker.name: worker.process.returncode for worker in survivors}
+    assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
+    last = max(hit.ended for hit in page_hits(log))
+    exits = [worker.exited_at for worker in survivors]
+    assert all(at is not None and at >= last for at in exits), (exits, last)
+    slowest = max(at - last for at in exits if at is not None)
+    assert slowest <= FINISH_S + COMMIT_S, f"slowest exit {slowest:.2f} s after the last reply"
+    return slowest
+
+
+# -- the scenarios ----------------------------------------------------------------------------
+
+
+def test_a_sigkilled_worker_loses_nothing_and_its_leases_come_back_within_the_ttl(
+    redis_server: RedisServer, cluster_folder: Path
+) -> None:
+    site = ClusterSite(pages=2000)
+    with running(cluster_folder, redis_server, site) as cluster:
+        victim, *_ = cluster.start_all()
+        assert site.reached(600).wait(60), cluster.logs()
+        killed_at = time.monotonic()
+        victim.process.kill()
+        codes = cluster.wait()
+        log = site.hits()
+    assert codes[victim.name] == -signal.SIGKILL
+    check_every_page_once(cluster)
+    check_politeness(log)
+    survivors = [w for w in cluster.workers if w is not victim]
+    slowest = check_finish(cluster, log, survivors)
+
+    # What the victim started and never committed is fetched again by another worker, once its
+    # lease expired: within the TTL of its last heartbeat, plus one lease call.
+    fetches = fetches_per_url(log)
+    again = {url for url, count in fetches.items() if count > 1}
+    victims = {(h.host, h.path) for h in log if h.agent == victim.name}
+    assert again <= victims, sorted(again - victims)[:10]
+    refetched_at = [
+        min(h.started for h in log if (h.host, h.path) == url and h.agent != victim.name)
+        for url in again
+    ]
+    back = max(refetched_at, default=killed_at) - killed_at
+    assert back <= TTL + 1.0, f"leases came back {back:.2f} s after the kill"
+    assert len(again) <= 16 + 200
+    # Redis agrees with the feed: the crawl finished and counted every page once.
+    print(f"kill: {len(again)} refetched, back after {back:.2f} s, last exit +{slowest:.2f} s")
+
+
+def test_a_stalled_worker_cannot_commit_after_its_lease_expired(
+    redis_server: RedisServer, cluster_folder: Path
+) -> None:
+    site = ClusterSite(pages=1500)
+    with running(cluster_folder, redis_server, site) as cluster:
+        sleeper, *_ = cluster.start_all()
+        assert site.reached(400).wait(60), cluster.logs()
+        sleeper.process.send_signal(signal.SIGSTOP)
+        time.sleep(2 * TTL)  # the stall itself: the scenario's duration, not a synchronisation
+        sleeper.process.send_signal(signal.SIGCONT)
+        codes = cluster.wait()
+        log = site.hits()
+    assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
+    check_every_page_once(cluster)
+    check_politeness(log)
+    check_finish(cluster, log, cluster.workers)
+
+
+def test_workers_ride_out_a_redis_crash_and_lose_or_duplicate_nothing(
+    redis_server: RedisServer, cluster_folder: Path
+) -> None:
+    site = ClusterSite(pages=1500)
+    with running(cluster_folder, redis_server, site) as cluster:
+        cluster.start_all()
+        assert site.reached(500).wait(60), cluster.logs()
+        redis_server.kill()
+        served = len(site.hits())
+        time.sleep(3.0)  # the outage itself (longer than the TTL), not a synchronisation
+        redis_server.start()
+        codes = cluster.wait(90)
+        log = site.hits()
+    assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
+    assert len(log) > served
+    check_every_page_once(cluster)
+    check_politeness(log)
+
+
+def test_download_delay_holds_across_the_cluster_and_a_late_joiner_exits_at_once(
+    redis_server: RedisServer, cluster_folder: Path
+) -> None:
+    delay = 0.5
+    site = ClusterSite(pages=64)
+    with running(cluster_folder, redis_server, site, download_delay=delay) as cluster:
+        cluster.start_all()
+        codes = cluster.wait()
+        log = site.hits()
+        late = cluster.start("late")
+        assert late.done.wait(20), cluster.logs()
+        late_s = (late.exited_at or 0) - late.started_at
+        after = site.hits()
+    assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
+    check_every_page_once(cluster)
+    check_politeness(log, per_host=1)
+    gaps = min_start_gap(log)
+    assert min(gaps.values()) >= delay - SLACK, gaps
+    check_finish(cluster, log, cluster.workers[:-1])
+    assert late.process.returncode == 0, late.tail()
+    assert after == log  # the late joiner fetched nothing
+    print(f"delay: min gap {min(gaps.values()):.3f} s; late joiner exited after {late_s:.2f} s")
+
+
+def test_robots_crawl_delay_holds_across_the_cluster(
+    redis_server: RedisServer, cluster_folder: Path
+) -> None:
+    site = ClusterSite(pages=48, crawl_delay=1)
+    with running(cluster_folder, redis_server, site) as cluster:
+        cluster.start_all()
+        codes = cluster.wait()
+        log = site.hits()
+    assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
+    check_every_page_once(cluster)
+    check_politeness(log, per_host=1)
+    gaps = min_start_gap(log)
+    assert min(gaps.values()) >= 1 - SLACK, gaps
+
+
+def test_one_retry_after_pauses_the_host_for_every_worker(
+    redis_server: RedisServer, cluster_folder: Path
+) -> None:
+    seconds = 3
+    throttle = Throttle(host=3, path="/p/83", seconds=seconds)
+    site = ClusterSite(pages=600, throttle=throttle)
+    with running(cluster_folder, redis_server, site) as cluster:
+        cluster.start_all()
+        codes = cluster.wait()
+        log = site.hits()
+    assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
+    check_every_page_once(cluster)
+    check_politeness(log)
+    (refused,) = [hit for hit in log if hit.status == 429]
+    # The worker that got the 429 pauses the host in Redis a moment after the server answered;
+    # a slot granted in that moment may start, nothing after it.
+    window = (refused.ended + 0.1, refused.ended + seconds - SLACK)
+    during = [h for h in log if h.host == refused.host and window[0] <= h.started < window[1]]
+    assert during == [], during
+    early = [h for h in log if h.host == refused.host and refused.ended < h.started < window[0]]
+    later = [h for h in log if h.host == refused.host and h.started >= window[1]]
+    assert {h.agent for h in later} > {refused.agent}  # the others were waiting for this host
+    print(
+        f"429: {len(early)} starts within 0.1 s of it, "
+        f"next after {later[0].started - refused.ended:.2f} s"
+    )
