@@ -1,5 +1,5 @@
-"""The ``crawler`` command line: run, runs, list, new, fetch, shell, sandbox, demo and
-schedule."""
+"""The ``crawler`` command line: run, runs, status, stop, list, new, fetch, shell, sandbox, demo
+and schedule."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from crawler import jsondata, loader, runner, runs, summary
+from crawler import cluster, jsondata, loader, runner, runs, summary, workers
 from crawler.errors import (
     AddressRefused,
     ConfigError,
@@ -162,6 +162,18 @@ def main() -> None:
     metavar="ISO",
     help="The time a schedule meant this run for, e.g. 2026-12-05T12:00:00Z (history only).",
 )
+@click.option(
+    "--frontier",
+    metavar="URL",
+    help="Share the crawl between workers: redis://[:password@]host:port/db, rediss:// or "
+    "unix:///path (the frontier setting).",
+)
+@click.option("--crawl-id", metavar="ID", help="The shared crawl's name (default: the spider's).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Start N worker processes of the shared crawl; this one writes the feed (-o).",
+)
 def run(
     *,
     spider: str,
@@ -176,6 +188,9 @@ def run(
     progress: bool,
     trigger: str,
     scheduled_for: str | None,
+    frontier: str | None,
+    crawl_id: str | None,
+    workers: int | None,
 ) -> None:
     """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file).
 
@@ -184,6 +199,8 @@ def run(
     if output is not None and overwrite_output is not None:
         _fail("-o appends and -O overwrites: give one of them")
     output = output or overwrite_output
+    shared = {"frontier": frontier, "crawl_id": crawl_id}
+    overrides += tuple(f"{key}={value}" for key, value in shared.items() if value is not None)
     broken: list[SpiderLoadError] = []
     # Until the crawl's own signal handlers are in place, a Ctrl-C is a KeyboardInterrupt here
     # (importing the spider may take a while): nothing has been fetched or written yet.
@@ -205,10 +222,14 @@ def run(
         for error in broken:
             click.echo(f"warning: {error}; skipped", err=True)
         _configure_logging(settings.log_level)
+        if workers is not None and settings.frontier is None:
+            _fail("--workers N shares one crawl between processes: give --frontier URL too")
     except CrawlerError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _stopped_early()
+    if settings.frontier is not None:
+        _run_shared(job, settings, workers, spider=spider, spiders_dir=spiders_dir)
     try:
         # What start-up built (modules, the settings model, the spider) lives as long as the
         # process: out of the collector's sight, its full collections stay short.
@@ -222,6 +243,36 @@ def run(
     if result.stopped:
         hint = f" --state {state}" if state else " (no --state: this crawl cannot be resumed)"
         click.echo(f"stopped; run again with{hint} to resume", err=True)
+    sys.exit(summary.exit_code(result.stats, stopped=result.stopped))
+
+
+def _run_shared(
+    job: runner.CrawlJob, settings: Settings, count: int | None, *, spider: str, spiders_dir: Path
+) -> NoReturn:
+    """``crawler run`` on a shared frontier: this process is one worker (and the exporter with
+    -o), or with ``--workers N`` the parent of N of them."""
+    if count is not None:
+        command = workers.worker_command(
+            spider,
+            overrides={k: str(v) for k, v in job.overrides.items()},
+            arguments=job.arguments,
+            config=job.config,
+            spiders_dir=spiders_dir,
+            trigger=str(job.trigger),
+        )
+        sys.exit(_run_async(workers.run(job, settings, command, count)))
+    try:
+        result = _run_async(cluster.run(job, settings))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        click.echo("stopped at once; the frontier holds everything committed so far", err=True)
+        sys.exit(summary.EXIT_FORCED)
+    _summary(result, job.feed)
+    total = result.totals
+    click.echo(
+        f"crawl {cluster.crawl_id_of(settings, job.spider.name)!r}, every worker: "
+        f"{total.pages_crawled} pages, {total.items_scraped} items, {total.failures} failures",
+        err=True,
+    )
     sys.exit(summary.exit_code(result.stats, stopped=result.stopped))
 
 
@@ -290,6 +341,52 @@ def list_runs(state: Path, as_json: bool) -> None:
     click.echo(runs.table(history, live=holder is not None))
     if holder is not None:
         click.echo(f"under way: {holder}", err=True)
+
+
+frontier_option = click.option(
+    "--frontier", metavar="URL", help="The crawl's frontier (default: the frontier setting)."
+)
+
+
+def _shared_settings(frontier: str | None, config: Path | None) -> Settings:
+    settings = _settings(("frontier=" + frontier,) if frontier else (), config)
+    if settings.frontier is None:
+        _fail("no frontier: give --frontier redis://host:port/db (or unix:///path)")
+    return settings
+
+
+@main.command()
+@click.argument("crawl_id", metavar="ID")
+@frontier_option
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="JSON: state, counts, workers, stats.")
+def status(crawl_id: str, frontier: str | None, config: Path | None, as_json: bool) -> None:
+    """Show a shared crawl: its state, queue, leases, live workers and committed stats."""
+    found = _run_async(cluster.status(_shared_settings(frontier, config), crawl_id))
+    if as_json:
+        click.echo(jsondata.dumps(found, indent=True))
+        return
+    stats = found.get("stats") or {}
+    click.echo(
+        f"crawl {crawl_id}: {found.get('state')}; {found.get('queued', 0)} queued,"
+        f" {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"
+        f" {found.get('items', 0)} items; {found.get('workers', 0)} workers live"
+    )
+    click.echo(
+        f"committed: {stats.get('pages_crawled', 0)} pages, {stats.get('items_scraped', 0)}"
+        f" items, {stats.get('failures', 0)} failures, {stats.get('retries', 0)} retries"
+    )
+
+
+@main.command()
+@click.argument("crawl_id", metavar="ID")
+@frontier_option
+@config_option
+def stop(crawl_id: str, frontier: str | None, config: Path | None) -> None:
+    """Stop a shared crawl for every worker: requests in flight finish and are committed, then
+    each worker exits 3. ``crawler run`` on the same ID resumes it."""
+    found = _run_async(cluster.stop(_shared_settings(frontier, config), crawl_id))
+    click.echo(f"crawl {crawl_id}: {found.get('state')}", err=True)
 
 
 @main.command(name="list")

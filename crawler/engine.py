@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from crawler import items as item_processing
 from crawler import lifecycle, retry
@@ -36,6 +36,7 @@ from crawler.response import Response
 from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
 from crawler.robots_cache import RobotsCache
 from crawler.scheduler import CrawlStopped, Scheduler
+from crawler.scheduler_remote import RemoteScheduler, SharedFrontier
 from crawler.scope import Scope
 from crawler.settings import Settings
 from crawler.spider import Spider, iterate
@@ -80,7 +81,12 @@ class Engine:
         self.scope = Scope(spider.allowed_domains, settings.max_depth)
         self.admission = Admission(spider, self.scope, stats)
         self.retry = retry.RetryPolicy(settings)
-        self.scheduler = Scheduler(frontier, settings, flush=self.flush)
+        # Chosen once: a shared frontier's gate decides what starts (scheduler_remote.py).
+        self.scheduler: Scheduler = (
+            RemoteScheduler(cast("SharedFrontier", frontier), settings, flush=self.flush)
+            if frontier.shared
+            else Scheduler(frontier, settings, flush=self.flush)
+        )
         self.parser = PageParser(settings)
         self.recrawl = Recrawl(spider, settings, frontier, stats)
         self.robots_token = settings.robots_user_agent or product_token(settings.user_agent)
@@ -142,8 +148,12 @@ class Engine:
     async def _crawl(self) -> None:
         counts = await self.frontier.counts()
         self.stats.queued = counts.queued
-        recrawl = self.recrawl.start()
-        await self._seed(requeue=recrawl)
+        if isinstance(self.scheduler, RemoteScheduler):
+            await self._seed_shared(self.scheduler.shared)
+            recrawl = False  # a shared crawl is recrawled under a new crawl id
+        else:
+            recrawl = self.recrawl.start()
+            await self._seed(requeue=recrawl)
         if recrawl:
             await self.recrawl.count_not_due()
         # A recrawl's max_pages budget is its own; a resumed crawl's counts what it did.
@@ -169,6 +179,13 @@ class Engine:
                 self.progress.close()
         await self.flush()
         await self.flush()  # the feed checkpoint of the last batch
+
+    async def _seed_shared(self, frontier: SharedFrontier) -> None:
+        """On a shared frontier one worker seeds (``frontier.seeder``), and says so once its
+        start requests are committed: until then the crawl cannot be finished."""
+        if frontier.seeder:
+            await self._seed()  # its last flush commits the last start requests
+            await frontier.seeding_done()
 
     async def _seed(self, *, requeue: bool = False) -> None:
         """Add the start requests; a recrawl ``requeue``s those already done."""

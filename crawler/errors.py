@@ -6,6 +6,7 @@ CrawlerError
 │   └── SpiderLoadError     no such spider, or its file does not import
 ├── StateError              the state file is unreadable, corrupt or of another crawl
 │   └── StateLocked         another run holds the state's lock: exit 4
+├── LeaseLost               a shared frontier gave this worker's request to another (it stalled)
 ├── FeedError               a feed cannot be written (disk full, stdout's reader went away)
 ├── SpiderError             a spider broke the API (e.g. a callback that is not a method)
 ├── FetchError              one page could not be fetched; counted, never crashes the crawl
@@ -56,6 +57,11 @@ class StateLocked(StateError):
     """Another run holds the state file's lock (``crawler.lock``); it names the holder."""
 
     exit_code = 4
+
+
+class LeaseLost(CrawlerError):
+    """A shared frontier's lease on a request expired (its worker stalled past the lease
+    TTL): another worker holds the request now, and this worker's outcome for it is refused."""
 
 
 class FeedError(CrawlerError):

@@ -188,8 +188,13 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
     A crawl kept in a state is one run in its history: a stopped (or killed) run is continued,
     else a new run starts. Another run holding the state's lock raises ``StateLocked``."""
     settings = settings or resolve_settings(job)
+    if settings.frontier is not None:
+        raise ConfigError(
+            "the frontier setting shares a crawl between worker processes: start them with"
+            " `crawler run SPIDER --frontier URL` (crawler.cluster.run in code)"
+        )
     check_outputs(job)
-    spider = _create_spider(job)
+    spider = create_spider(job)
     started_at = now()
     async with _state_file(job.state, started_at) as state_path:
         frontier = SqliteFrontier(state_path)
@@ -320,7 +325,7 @@ def run_history(state: Path) -> tuple[list[Run] | None, Holder | None]:
     return read_runs(state), holder(state)
 
 
-def _create_spider(job: CrawlJob) -> Spider:
+def create_spider(job: CrawlJob) -> Spider:
     """The spider, or a one-line ConfigError naming it when its ``__init__`` raises."""
     try:
         return job.spider(**job.arguments)

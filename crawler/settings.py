@@ -34,7 +34,9 @@ log = logging.getLogger("crawler.settings")
 
 DEFAULT_CONFIG_FILE = Path("config/crawler.toml")
 ENV_PREFIX = "CRAWLER_"
-_SECRET_SETTINGS = frozenset({"proxy"})  # bad values are not quoted back: they hold passwords
+_SECRET_SETTINGS = frozenset(
+    {"proxy", "frontier"}
+)  # bad values are not quoted back: they hold passwords
 
 _config_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "config_values", default=None
@@ -78,6 +80,15 @@ class Settings(BaseSettings):
         300.0, ge=0, description="longest Retry-After honoured, seconds; longer ones fail the page"
     )
     request_timeout: float = Field(30.0, gt=0, description="seconds for one whole request")
+    lease_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Redis frontier: a silent worker's requests come back after this many seconds",
+    )
+    heartbeat_s: float = Field(
+        2.0, gt=0, le=600, description="Redis frontier: how often a worker renews its leases"
+    )
     max_depth: int | None = Field(None, ge=0, description="links deeper than this are skipped")
     max_pages: int | None = Field(None, ge=1, description="stop after this many pages")
     user_agent: str = Field("crawler/0.1", min_length=1, description="User-Agent header")
@@ -124,6 +135,16 @@ class Settings(BaseSettings):
         None,
         repr=False,  # it may hold credentials
         description="egress HTTP proxy, http://[user:password@]host:port; unset: connect directly",
+    )
+    frontier: str | None = Field(
+        None,
+        repr=False,  # it may hold a password
+        description="a shared frontier's redis://, rediss:// or unix:// URL; unset: SQLite",
+    )
+    crawl_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        description="the crawl's name on a shared frontier; unset: the spider's name",
     )
     feed_fields: Annotated[list[str] | None, NoDecode] = Field(
         None,
@@ -183,6 +204,11 @@ class Settings(BaseSettings):
             raise ValueError("list each field once, by name")
         return value
 
+    @field_validator("frontier")
+    @classmethod
+    def _frontier_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_frontier_url(value)
+
     @field_validator("proxy")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
@@ -239,6 +265,32 @@ def check_proxy_url(value: str) -> str:
         raise ValueError("a proxy is an http://host:port URL")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("a proxy URL has no path, query or fragment")
+    return value
+
+
+FRONTIER_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_frontier_url(value: str) -> str:
+    """``value`` if it is a ``redis://``, ``rediss://`` or ``unix://`` URL, else ValueError.
+    The messages never quote the value: it may hold a password."""
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme not in FRONTIER_SCHEMES:
+        raise ValueError("a frontier is a redis://host:port/db, rediss://... or unix:///path URL")
+    if scheme == "unix":
+        if not parts.path.startswith("/"):
+            raise ValueError("a unix:// frontier URL names a socket by its absolute path")
+        return value
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError("the frontier's port is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("a redis:// frontier URL names a host, e.g. redis://localhost:6379/0")
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError("a redis:// frontier URL's path is a database number, e.g. /0")
     return value
 
 

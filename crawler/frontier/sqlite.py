@@ -10,7 +10,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiosqlite
 
@@ -78,6 +78,8 @@ _SPIDER_STATE = "spider_state"  # the meta key of spider.state
 class SqliteFrontier:
     """The crawl state in one SQLite file. ``SqliteFrontier(path)``; ``await open(name)``."""
 
+    shared: ClassVar[bool] = False  # one process: crawler/lock.py keeps others out
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
@@ -121,6 +123,8 @@ class SqliteFrontier:
             await self._check_owner(meta, spider_name)
             # Before anything queues rows again: a finished crawl run again is a recrawl.
             self.finished = bool((await self._rows(history.FINISHED))[0][0])
+            # Expired leases come back: here every in-flight row's, as the state lock
+            # (crawler/lock.py) guarantees that the run holding them is gone.
             await self._db.execute("UPDATE requests SET state = 0 WHERE state = 1")
             rows = await self._rows("SELECT COALESCE(MAX(id), 0) FROM items")
             self._next_item = rows[0][0] + 1
@@ -204,7 +208,7 @@ class SqliteFrontier:
             db, self._db = self._db, None
             await db.close()
 
-    def add(self, requests: Sequence[Request]) -> int:
+    def add(self, requests: Sequence[Request], *, parent: Request | None = None) -> int:
         duplicates = 0
         for request in requests:
             if request.dont_filter:

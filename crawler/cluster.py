@@ -1,0 +1,199 @@
+"""A crawl shared by many workers on a Redis frontier: one process's part in it (crawling,
+exporting the feed, or both), and ``crawler status`` and ``crawler stop``.
+
+Every worker process runs ``crawler run SPIDER --frontier URL``; the one given ``-o FEED`` also
+writes the feed, from the items every worker committed (``crawler.feed_tail``). There is no
+state file and no lock: the frontier's leases keep workers apart. A worker ends when the crawl
+is finished (exit 0, a late joiner at once), stopped by ``crawler stop`` (exit 3), or when it
+gets a stop signal itself (exit 3; the others go on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from crawler import jsondata
+from crawler.engine import Engine
+from crawler.errors import ConfigError
+from crawler.exporters import FeedExporter, exporter_for, open_private
+from crawler.feed_tail import FeedTail
+from crawler.fetcher import Fetcher
+from crawler.runner import CrawlJob, CrawlResult, check_outputs, create_spider
+from crawler.runs import EXIT_CODES, Run, outcome_of
+from crawler.runs import now as utc_now
+from crawler.scheduler_remote import RemoteScheduler, SharedFrontier
+from crawler.settings import Settings
+from crawler.signals import StopSignals
+from crawler.stats import Stats
+
+if TYPE_CHECKING:
+    import signal
+
+log = logging.getLogger("crawler.cluster")
+
+
+def crawl_id_of(settings: Settings, spider_name: str) -> str:
+    return settings.crawl_id or spider_name
+
+
+def shared_frontier(settings: Settings, crawl_id: str) -> SharedFrontier:
+    """The crawl's frontier at ``settings.frontier`` (not opened yet)."""
+    if settings.frontier is None:
+        raise ConfigError("no frontier: give --frontier redis://host:port/db (or unix:///path)")
+    # Imported here: a crawl on SQLite never loads redis.
+    from crawler.frontier.redis import RedisFrontier  # noqa: PLC0415
+
+    return RedisFrontier(settings.frontier, crawl_id, settings)
+
+
+async def run(job: CrawlJob, settings: Settings, *, crawl: bool = True) -> CrawlResult:
+    """This process's part in the shared crawl: crawl (unless ``crawl=False``: the parent of
+    ``--workers`` only exports), and export the feed when ``job.feed`` is given. Returns this
+    process's stats; ``totals`` are the crawl's, as committed by every worker."""
+    if job.state is not None:
+        raise ConfigError("--state and --frontier: a shared crawl is kept in its frontier only")
+    check_outputs(job)
+    spider = create_spider(job)
+    crawl_id = crawl_id_of(settings, spider.name)
+    frontier = shared_frontier(settings, crawl_id)
+    started_at = utc_now()
+    await frontier.open(spider.name, crawl=crawl)
+    stats = Stats()
+    exporter: FeedExporter | None = None
+    fetcher: Fetcher | None = None
+    try:
+        if job.feed is not None:
+            exporter = await claim_feed(frontier, job, settings, crawl_id)
+        engine = None
+        if crawl:
+            fetcher = Fetcher(settings)
+            engine = Engine(spider, settings, frontier=frontier, fetcher=fetcher, stats=stats)
+        stopped = await _run(frontier, engine, exporter, job)
+        totals = Stats.from_dict(dict((await frontier.status()).get("stats") or {}))
+    finally:
+        if fetcher is not None:
+            await fetcher.close()
+        await frontier.close()
+        if exporter is not None:
+            exporter.close()
+    outcome = outcome_of(stats, stopped=stopped)
+    record = Run(0, job.trigger, started_at=started_at, scheduled_for=job.scheduled_for)
+    record.outcome, record.exit_code, record.finished_at = outcome, EXIT_CODES[outcome], utc_now()
+    record.stats = stats.to_dict()
+    if job.stats is not None:
+        _write_stats(job, record, totals, crawl_id)
+    return CrawlResult(stats, stopped, None, record, totals)
+
+
+async def claim_feed(
+    frontier: SharedFrontier, job: CrawlJob, settings: Settings, crawl_id: str
+) -> FeedExporter:
+    assert job.feed is not None
+    if not await frontier.claim_export():
+        raise ConfigError(
+            f"crawl {crawl_id!r} has an exporter already: only one process writes its feed;"
+            " run this worker without -o"
+        )
+    return exporter_for(
+        job.feed, escape_formulas=settings.csv_escape_formulas, fields=settings.feed_fields
+    )
+
+
+async def _run(
+    frontier: SharedFrontier,
+    engine: Engine | None,
+    exporter: FeedExporter | None,
+    job: CrawlJob,
+) -> bool:
+    """Crawl and tail the feed side by side; returns whether this run was stopped (a signal
+    to this process, or ``crawler stop``)."""
+    until = asyncio.Event()  # this process stops: the feed gets what is committed, and ends
+    task = asyncio.current_task()
+    scheduler = engine.scheduler if engine is not None else None
+
+    def first(signum: signal.Signals) -> None:
+        log.warning("%s: finishing requests in flight, then stopping (again to stop now)", signum)
+        if engine is not None:
+            engine.stop()
+        until.set()
+
+    def again(signum: signal.Signals) -> None:
+        if task is not None:
+            task.cancel()
+
+    tail = None
+    if exporter is not None:
+        tail = feed_tail(frontier, exporter, engine)
+        await tail.open(overwrite=job.overwrite_feed)
+    if not job.signals:
+        stopped = await _together(engine, tail, until)
+        return stopped or (scheduler is not None and scheduler.stopping)
+    with StopSignals.handled(first, again) as got:
+        stopped = await _together(engine, tail, until)
+    return stopped or got.count > 0 or (scheduler is not None and scheduler.stopping)
+
+
+async def _together(engine: Engine | None, tail: FeedTail | None, until: asyncio.Event) -> bool:
+    ended = "running"
+    async with asyncio.TaskGroup() as group:
+        if tail is not None:
+            exported = group.create_task(tail.run(until))
+        if engine is not None:
+            await engine.run()
+            assert isinstance(engine.scheduler, RemoteScheduler)
+            if engine.scheduler.state == "running":
+                until.set()  # this worker stopped, the crawl goes on: the feed ends here
+    if tail is not None:
+        ended = exported.result()
+    elif engine is not None:
+        assert isinstance(engine.scheduler, RemoteScheduler)
+        ended = engine.scheduler.state
+    return ended in {"stopped", "stopping"}
+
+
+def feed_tail(frontier: SharedFrontier, exporter: FeedExporter, engine: Engine | None) -> FeedTail:
+    async def state() -> str:
+        return str((await frontier.status())["state"])
+
+    async def commit() -> None:
+        if engine is not None:
+            await engine.flush()  # one commit at a time, the engine's outcomes with it
+        else:
+            await frontier.flush()
+
+    return FeedTail(frontier, exporter, state=state, commit=commit)
+
+
+def _write_stats(job: CrawlJob, record: Run, totals: Stats, crawl_id: str) -> None:
+    assert job.stats is not None
+    report: dict[str, Any] = dict(record.stats)
+    run = record.to_dict()
+    del run["stats"]
+    report.update(run=run, crawl_id=crawl_id, totals=totals.to_dict())
+    with open_private(job.stats) as file:
+        file.truncate()
+        file.write(jsondata.dumps(report, indent=True))
+
+
+async def status(settings: Settings, crawl_id: str) -> dict[str, Any]:
+    """The crawl's state, queue, leases, live workers and committed stats."""
+    frontier = shared_frontier(settings, crawl_id)
+    await frontier.attach()
+    try:
+        return await frontier.status()
+    finally:
+        await frontier.close()
+
+
+async def stop(settings: Settings, crawl_id: str) -> dict[str, Any]:
+    """Stop the crawl for every worker: no new leases, requests in flight finish and are
+    committed, then it is "stopped" (resumable: ``crawler run`` on the same id continues)."""
+    frontier = shared_frontier(settings, crawl_id)
+    await frontier.attach()
+    try:
+        await frontier.stop_crawl()
+        return await frontier.status()
+    finally:
+        await frontier.close()

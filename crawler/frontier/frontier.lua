@@ -1,0 +1,459 @@
+#!lua name=crawler_v1
+-- The Redis frontier's only writer: every change to a crawl's state is one of these functions,
+-- so each is atomic. Every call gets the crawl's keys (one hash tag, one slot) in the order of
+-- crawler/frontier/redis_codec.py KEYS, and ARGV[1] = '' (server time) or a test clock in ms.
+--
+-- q       zset  host \0 priority(10) id(12), scores 0: per-host ranges BYLEX, best first
+-- req     hash  id -> request record          seen  set of 8-byte fingerprints
+-- ready   zset  host -> earliest start (ms), for hosts with queued work and a free slot
+-- host    hash  host -> "active,limit,delay_ms,next_ms,known" (known: robots.txt applied)
+-- lease   hash  id -> flag(1: mid-attempt) .. worker(32) .. q member;  lexp zset id -> expiry
+-- workers zset  worker -> heartbeat expiry    items stream, ids "<item id>-0"
+-- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs
+
+local VERSION = '@VERSION@'
+local K = {}
+local NAMES = {'meta', 'q', 'req', 'seen', 'ready', 'host', 'lease', 'lexp', 'workers',
+               'items', 'counts', 'stats', 'robots', 'export', 'commits'}
+local WORKER_LEN = 32
+
+local function bind(keys)
+  for i, name in ipairs(NAMES) do K[name] = keys[i] end
+end
+
+local function clock(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function host_get(host)
+  local v = redis.call('HGET', K.host, host)
+  if not v then
+    local d = redis.call('HMGET', K.meta, 'limit', 'delay_ms', 'obey')
+    local obey = d[3] == '1'
+    return {active = 0, limit = obey and 1 or tonumber(d[1]), delay = tonumber(d[2]),
+            next = 0, known = obey and 0 or 1}
+  end
+  local a, l, d, n, k = string.match(v, '^(%-?%d+),(%d+),(%d+),(%-?%d+),(%d)$')
+  return {active = tonumber(a), limit = tonumber(l), delay = tonumber(d), next = tonumber(n),
+          known = tonumber(k)}
+end
+
+local function host_put(host, h)
+  redis.call('HSET', K.host, host,
+    string.format('%d,%d,%d,%d,%d', h.active, h.limit, h.delay, h.next, h.known))
+end
+
+local function has_work(host)
+  local first = redis.call('ZRANGE', K.q, '[' .. host .. '\0', '(' .. host .. '\1',
+    'BYLEX', 'LIMIT', 0, 1)
+  return #first > 0
+end
+
+-- A host is in `ready` exactly when it has queued work and a free slot.
+local function touch(host, h)
+  if h.active < h.limit and has_work(host) then
+    redis.call('ZADD', K.ready, h.next, host)
+  else
+    redis.call('ZREM', K.ready, host)
+  end
+end
+
+local function guard(delay)
+  if delay <= 0 then return 0 end
+  return math.max(10, math.floor(delay * 0.02))
+end
+
+-- One attempt starts on the host now: its slot is taken and its delay runs from now.
+local function start(h, now)
+  h.active = h.active + 1
+  if h.delay > 0 then h.next = math.max(h.next, now) + h.delay + guard(h.delay) end
+end
+
+local function alive(worker, now)
+  if not worker or worker == '' then return false end
+  local expiry = redis.call('ZSCORE', K.workers, worker)
+  return expiry ~= false and expiry ~= nil and tonumber(expiry) > now
+end
+
+local function host_of_member(member)
+  return string.sub(member, 1, string.find(member, '\0', 1, true) - 1)
+end
+
+-- Drop a lease; its host slot is freed if the attempt was under way; requeue it if asked.
+local function drop_lease(id, v, requeue)
+  local member = string.sub(v, WORKER_LEN + 2)
+  local host = host_of_member(member)
+  redis.call('HDEL', K.lease, id)
+  redis.call('ZREM', K.lexp, id)
+  if requeue then redis.call('ZADD', K.q, 0, member) end
+  local h = host_get(host)
+  if string.sub(v, 1, 1) == '1' then
+    h.active = math.max(0, h.active - 1)
+    host_put(host, h)
+  end
+  touch(host, h)
+end
+
+local function owned(v, worker)
+  return v and string.sub(v, 2, WORKER_LEN + 1) == worker
+end
+
+-- Attempts that ended since the worker's last call: their host slots are free again.
+local function ended(worker, id)
+  local v = redis.call('HGET', K.lease, id)
+  if not owned(v, worker) or string.sub(v, 1, 1) ~= '1' then return end
+  redis.call('HSET', K.lease, id, '0' .. string.sub(v, 2))
+  local host = host_of_member(string.sub(v, WORKER_LEN + 2))
+  local h = host_get(host)
+  h.active = math.max(0, h.active - 1)
+  host_put(host, h)
+  touch(host, h)
+end
+
+-- Leases past their expiry: a live owner's are renewed to its heartbeat, a dead owner's
+-- requests are queued again.
+local function reap(now)
+  redis.call('ZREMRANGEBYSCORE', K.workers, '-inf', now)
+  local due = redis.call('ZRANGE', K.lexp, '-inf', now, 'BYSCORE', 'LIMIT', 0, 200)
+  for _, id in ipairs(due) do
+    local v = redis.call('HGET', K.lease, id)
+    if not v then
+      redis.call('ZREM', K.lexp, id)
+    else
+      local expiry = redis.call('ZSCORE', K.workers, string.sub(v, 2, WORKER_LEN + 1))
+      if expiry then
+        redis.call('ZADD', K.lexp, expiry, id)
+      else
+        drop_lease(id, v, true)
+        redis.call('HINCRBY', K.counts, 'reclaimed', 1)
+      end
+    end
+  end
+end
+
+local function committed()
+  local c = redis.call('HMGET', K.counts, 'done', 'failed', 'skipped')
+  return (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0)
+end
+
+-- How many more requests max_pages allows to be handed out (committed + leased count).
+local function budget()
+  local max = tonumber(redis.call('HGET', K.meta, 'max_pages')) or 0
+  if max <= 0 then return math.huge end
+  return max - committed() - redis.call('HLEN', K.lease)
+end
+
+-- The exact finish: nothing leased, seeding done, and nothing queued (or the budget spent).
+-- Requests enter `q` only through commit, with the release of their parent's lease, so once
+-- true it stays true: `finished` is sticky.
+local function settle(now)
+  local state = redis.call('HGET', K.meta, 'state')
+  if redis.call('HLEN', K.lease) > 0 then return state end
+  if state == 'running' and redis.call('HGET', K.meta, 'seeded') == '1'
+      and (redis.call('ZCARD', K.q) == 0 or budget() <= 0) then
+    state = 'finished'
+  elseif state == 'stopping' then
+    state = 'stopped'
+  else
+    return state
+  end
+  redis.call('HSET', K.meta, 'state', state, 'ended_ms', now)
+  return state
+end
+
+local function add_child(fp, host, prio, record, reply)
+  if fp ~= '' and redis.call('SADD', K.seen, fp) == 0 then
+    reply[4] = reply[4] + 1
+    return
+  end
+  local id = redis.call('HINCRBY', K.meta, 'seq', 1)
+  redis.call('ZADD', K.q, 0, host .. '\0' .. prio .. string.format('%012d', id))
+  redis.call('HSET', K.req, id, record)
+  local h = host_get(host)
+  if redis.call('HEXISTS', K.host, host) == 0 then host_put(host, h) end
+  if h.active < h.limit then redis.call('ZADD', K.ready, h.next, host) end
+  reply[3] = reply[3] + 1
+end
+
+local function join(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local worker, ttl, spider = args[2], tonumber(args[3]), args[4]
+  local owner = redis.call('HGET', K.meta, 'spider')
+  if not owner then
+    redis.call('HSET', K.meta, 'spider', spider, 'state', 'running', 'seeded', '0',
+      'seq', 0, 'item_seq', 0, 'limit', args[5], 'delay_ms', args[6], 'obey', args[7],
+      'max_pages', args[8], 'created_ms', now)
+  elseif owner ~= spider then
+    return {'wrong_spider', owner}
+  end
+  reap(now)
+  if redis.call('HGET', K.meta, 'state') == 'stopped' then
+    redis.call('HSET', K.meta, 'state', 'running')  -- a stopped crawl resumes
+  end
+  redis.call('ZADD', K.workers, now + ttl, worker)
+  local seeder = 0
+  if redis.call('HGET', K.meta, 'seeded') ~= '1'
+      and not alive(redis.call('HGET', K.meta, 'seeder'), now) then
+    redis.call('HSET', K.meta, 'seeder', worker)
+    seeder = 1
+  end
+  return {settle(now), seeder}
+end
+
+local function heartbeat(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local worker, ttl = args[2], tonumber(args[3])
+  local was = alive(worker, now)
+  redis.call('ZADD', K.workers, now + ttl, worker)
+  return {redis.call('HGET', K.meta, 'state'), was and 0 or 1}
+end
+
+local function seeding_done(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  if redis.call('HGET', K.meta, 'seeder') == args[2] then
+    redis.call('HSET', K.meta, 'seeded', '1', 'seeder', '')
+  end
+  return settle(now)
+end
+
+-- Grant up to `want` requests whose host may be hit now (ARGV: now, worker, want, host or '',
+-- then the ids whose attempts ended). Returns {state, wake_ms or -1, id, record, ...}.
+local function lease(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local worker, want, only = args[2], tonumber(args[3]), args[4]
+  for i = 5, #args do ended(worker, args[i]) end
+  reap(now)
+  local state = redis.call('HGET', K.meta, 'state')
+  local reply = {state, -1}
+  want = math.min(want, budget())
+  if state ~= 'running' or want <= 0 then
+    reply[1] = settle(now)
+    return reply
+  end
+  local expiry = redis.call('ZSCORE', K.workers, worker) or (now + 1000)
+  local hosts
+  if only ~= '' then
+    hosts = {only}
+  else
+    hosts = redis.call('ZRANGE', K.ready, '-inf', now, 'BYSCORE', 'LIMIT', 0, 64)
+  end
+  for _, host in ipairs(hosts) do
+    if want <= 0 then break end
+    local h = host_get(host)
+    if h.next <= now then
+      local room = h.limit - h.active
+      if h.delay > 0 then room = math.min(room, 1) end
+      room = math.min(room, want)
+      if room > 0 then
+        local members = redis.call('ZRANGE', K.q, '[' .. host .. '\0', '(' .. host .. '\1',
+          'BYLEX', 'LIMIT', 0, room)
+        for _, member in ipairs(members) do
+          local id = tostring(tonumber(string.sub(member, -12)))
+          redis.call('ZREM', K.q, member)
+          redis.call('HSET', K.lease, id, '1' .. worker .. member)
+          redis.call('ZADD', K.lexp, expiry, id)
+          start(h, now)
+          reply[#reply + 1] = id
+          reply[#reply + 1] = redis.call('HGET', K.req, id)
+          want = want - 1
+        end
+        host_put(host, h)
+      end
+      touch(host, h)
+    end
+  end
+  reply[1] = settle(now)
+  local soon = redis.call('ZRANGE', K.ready, '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
+    'WITHSCORES')
+  local wake = soon[2] and tonumber(soon[2]) or nil
+  local lapse = redis.call('ZRANGE', K.lexp, 0, 0, 'WITHSCORES')
+  if lapse[2] and (wake == nil or tonumber(lapse[2]) < wake) then wake = tonumber(lapse[2]) end
+  if wake then reply[2] = math.max(0, wake - now) end
+  return reply
+end
+
+-- A retry's next attempt (ARGV: now, worker, id): 0 when its host slot is taken now, -1 when
+-- the lease is lost, else ms to wait before asking again.
+local function reacquire(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local worker, id = args[2], args[3]
+  local v = redis.call('HGET', K.lease, id)
+  if not owned(v, worker) then return -1 end
+  if string.sub(v, 1, 1) == '1' then return 0 end
+  local host = host_of_member(string.sub(v, WORKER_LEN + 2))
+  local h = host_get(host)
+  if h.active < h.limit and h.next <= now then
+    start(h, now)
+    host_put(host, h)
+    touch(host, h)
+    redis.call('HSET', K.lease, id, '1' .. string.sub(v, 2))
+    return 0
+  end
+  if h.next > now then return h.next - now end
+  return 100
+end
+
+-- Commit outcomes with their items and children, each fenced by its lease, and the seeds,
+-- stats deltas, spider state, feed checkpoints and robots.txt records. ARGV: now, worker,
+-- batch, then counted sections (see redis_codec.commit_args). A batch already applied (a
+-- reply lost to a connection drop) returns its first reply: nothing is applied twice.
+local function commit(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local worker, batch = args[2], args[3]
+  local last = redis.call('HGET', K.commits, worker)
+  if last then
+    local seq, saved = string.match(last, '^(%d+):(.*)$')
+    if seq == batch then return cjson.decode(saved) end
+  end
+  local i = 4
+  local function take()
+    i = i + 1
+    return args[i - 1]
+  end
+  for _ = 1, tonumber(take()) do ended(worker, take()) end
+  local reply = {'', 0, 0, 0}  -- state, refused, added, duplicates; then per outcome
+  local names = {['2'] = 'done', ['3'] = 'failed', ['4'] = 'skipped'}
+  for _ = 1, tonumber(take()) do
+    local id, state, count = take(), take(), tonumber(take())
+    local v = redis.call('HGET', K.lease, id)
+    local ok = owned(v, worker)
+    local first = -1
+    if ok then
+      drop_lease(id, v, false)
+      redis.call('HDEL', K.req, id)
+      redis.call('HINCRBY', K.counts, names[state] or 'done', 1)
+      first = 0
+    else
+      reply[2] = reply[2] + 1
+    end
+    for _ = 1, count do
+      local data = take()
+      if ok then
+        local item = redis.call('HINCRBY', K.meta, 'item_seq', 1)
+        if first == 0 then first = item end
+        redis.call('XADD', K.items, item .. '-0', 'r', id, 'd', data)
+      end
+    end
+    if ok and count > 0 then redis.call('HINCRBY', K.counts, 'items', count) end
+    for _ = 1, tonumber(take()) do
+      local fp, host, prio, record = take(), take(), take(), take()
+      if ok then add_child(fp, host, prio, record, reply) end
+    end
+    reply[#reply + 1] = first
+  end
+  for _ = 1, tonumber(take()) do add_child(take(), take(), take(), take(), reply) end
+  for _ = 1, tonumber(take()) do
+    local kind, field, delta = take(), take(), take()
+    if kind == 'f' then
+      redis.call('HINCRBYFLOAT', K.stats, field, delta)
+    else
+      redis.call('HINCRBY', K.stats, field, delta)
+    end
+  end
+  for _, key in ipairs({K.meta, K.export, K.robots}) do
+    for _ = 1, tonumber(take()) do redis.call('HSET', key, take(), take()) end
+  end
+  redis.call('HINCRBY', K.counts, 'refused', reply[2])
+  reply[1] = settle(now)
+  redis.call('HSET', K.commits, worker, batch .. ':' .. cjson.encode(reply))
+  return reply
+end
+
+-- Retry-After and the like: the host waits `ms` for every worker (ARGV: now, host, ms).
+local function pause_host(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local host = args[2]
+  local h = host_get(host)
+  h.next = math.max(h.next, now + tonumber(args[3]))
+  host_put(host, h)
+  touch(host, h)
+  return h.next - now
+end
+
+-- What robots.txt said (ARGV: now, host, concurrency, delay_ms, robots record or ''): the
+-- host's real limits; the largest delay any worker saw wins.
+local function configure_host(keys, args)
+  bind(keys)
+  local host = args[2]
+  local h = host_get(host)
+  h.limit = tonumber(args[3])
+  h.delay = math.max(tonumber(args[4]), h.known == 1 and h.delay or 0)
+  h.known = 1
+  host_put(host, h)
+  touch(host, h)
+  if args[5] ~= '' then redis.call('HSET', K.robots, host, args[5]) end
+  return h.delay
+end
+
+-- A worker leaves (ARGV: now, worker): its leases are queued again at once.
+local function leave(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local worker = args[2]
+  local all = redis.call('HGETALL', K.lease)
+  for j = 1, #all, 2 do
+    if owned(all[j + 1], worker) then drop_lease(all[j], all[j + 1], true) end
+  end
+  redis.call('ZREM', K.workers, worker)
+  if redis.call('HGET', K.meta, 'seeder') == worker then
+    redis.call('HSET', K.meta, 'seeder', '')
+  end
+  return settle(now)
+end
+
+local function stop(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  if redis.call('HGET', K.meta, 'state') == 'running' then
+    redis.call('HSET', K.meta, 'state', 'stopping')
+  end
+  return settle(now)
+end
+
+-- ARGV: now, field, value: one meta field (a run record, the spider state).
+local function put(keys, args)
+  bind(keys)
+  redis.call('HSET', K.meta, args[2], args[3])
+  return 1
+end
+
+local function status(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local meta = redis.call('HMGET', K.meta, 'spider', 'state', 'item_seq')
+  return {meta[1] or '', meta[2] or '', redis.call('ZCARD', K.q), redis.call('HLEN', K.lease),
+          redis.call('SCARD', K.seen), redis.call('ZCOUNT', K.workers, '(' .. now, '+inf'),
+          tonumber(meta[3]) or 0, redis.call('HGETALL', K.counts),
+          redis.call('HGETALL', K.stats)}
+end
+
+local function version() return VERSION end
+
+local function register(name, callback, readonly)
+  local spec = {function_name = 'crawler_' .. name, callback = callback}
+  if readonly then spec.flags = {'no-writes'} end
+  redis.register_function(spec)
+end
+
+register('version', version, true)
+register('status', status, true)
+register('join', join)
+register('heartbeat', heartbeat)
+register('seeding_done', seeding_done)
+register('lease', lease)
+register('reacquire', reacquire)
+register('commit', commit)
+register('pause_host', pause_host)
+register('configure_host', configure_host)
+register('leave', leave)
+register('stop', stop)
+register('put', put)

@@ -1,0 +1,171 @@
+"""What the Redis frontier stores and sends, without Redis itself: key names, request and
+robots.txt records as bytes, a commit's arguments for ``crawler_commit``, redacted URLs."""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from crawler import jsondata
+from crawler.errors import ConfigError
+from crawler.frontier import Outcome, RobotsRecord
+from crawler.request import Request
+
+SCHEMES = ("redis", "rediss", "unix")
+# In crawler_*'s KEYS order (frontier.lua NAMES).
+KEY_NAMES = (
+    "meta", "q", "req", "seen", "ready", "host", "lease", "lexp", "workers",
+    "items", "counts", "stats", "robots", "export", "commits",
+)  # fmt: skip
+_CRAWL_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+_PRIORITY_BIAS = 5_000_000_000  # priorities map to 10 digits, best (highest) first
+_FINGERPRINT = struct.Struct(">q")
+
+
+def keys(crawl_id: str) -> list[str]:
+    """Every key of one crawl, under one hash tag: one Redis Cluster slot, so functions may
+    touch them all atomically."""
+    if not _CRAWL_ID.fullmatch(crawl_id):
+        raise ConfigError(
+            f"crawl id {crawl_id!r} must be 1-100 letters, digits, '.', '_', ':' or '-'"
+        )
+    return [f"{{crawl:{crawl_id}}}:{name}" for name in KEY_NAMES]
+
+
+def redact(url: str) -> str:
+    """The URL with its password (and user name) replaced: what logs, errors and reprs show.
+
+    >>> redact("redis://user:secret@cache:6379/0")
+    'redis://***@cache:6379/0'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = "***@" + parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_url(url: str) -> str:
+    """``url`` if it names a Redis server this frontier can use; else a one-line ConfigError."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"frontier URL {redact(url)!r} must start with redis://, rediss:// or unix://"
+        )
+    return url
+
+
+def priority_key(priority: int) -> str:
+    clamped = max(-_PRIORITY_BIAS + 1, min(_PRIORITY_BIAS - 1, priority))
+    return f"{_PRIORITY_BIAS - clamped:010d}"
+
+
+def encode_request(request: Request) -> bytes:
+    """The request's record (``Request.to_record``, the SQLite row's columns) as bytes: a JSON
+    head, then the JSON extras, then the raw body, separated by NUL (JSON never holds one)."""
+    r = request.to_record()
+    head = jsondata.dumps(
+        [r["url"], r["method"], r["callback"], r["errback"], r["priority"], r["depth"],
+         r["dont_filter"]]
+    )  # fmt: skip
+    return b"\0".join((head, r["extra"], r["body"]))
+
+
+def decode_request(request_id: bytes, data: bytes) -> Request:
+    head, extra, body = data.split(b"\0", 2)
+    url, method, callback, errback, priority, depth, dont_filter = jsondata.loads(head)
+    record = {
+        "id": int(request_id), "url": url, "method": method, "body": body,
+        "callback": callback, "errback": errback, "extra": extra, "priority": priority,
+        "depth": depth, "dont_filter": dont_filter, "retries": 0,
+    }  # fmt: skip
+    return Request.from_record(record)
+
+
+def encode_robots(record: RobotsRecord) -> bytes:
+    return jsondata.dumps([record.status, record.fetched_at]) + b"\0" + record.body
+
+
+def decode_robots(data: bytes) -> RobotsRecord:
+    head, body = data.split(b"\0", 1)
+    status, fetched_at = jsondata.loads(head)
+    return RobotsRecord(int(status), body, float(fetched_at))
+
+
+def child_args(request: Request) -> list[bytes | str]:
+    """A new request as ``crawler_commit`` adds it: fingerprint ('' for dont_filter), host,
+    priority key, record."""
+    fp = b"" if request.dont_filter else _FINGERPRINT.pack(request.fingerprint)
+    return [fp, request.host, priority_key(request.priority), encode_request(request)]
+
+
+def flat_stats(stats: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """The numbers in a stats dict, one level of nested dicts as ``outer.inner``."""
+    for name, value in stats.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            yield prefix + name, value
+        elif isinstance(value, Mapping) and not prefix:
+            yield from flat_stats(value, f"{name}.")
+
+
+def nested_stats(flat: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """``flat_stats`` undone, from Redis' strings."""
+    out: dict[str, Any] = {}
+    for name, text in flat:
+        value = float(text)
+        number = int(value) if value.is_integer() and "." not in text else value
+        outer, dot, inner = name.partition(".")
+        if dot:
+            out.setdefault(outer, {})[inner] = number
+        else:
+            out[name] = number
+    return out
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one flush sends: taken from the frontier's buffers before the call."""
+
+    ended: list[int] = field(default_factory=list)
+    outcomes: list[tuple[Outcome, list[Request]]] = field(default_factory=list)
+    seeds: list[Request] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, bytes] = field(default_factory=dict)
+    feeds: dict[str, bytes] = field(default_factory=dict)
+    robots: dict[str, bytes] = field(default_factory=dict)
+
+    def args(self) -> list[bytes | str | int | float]:
+        """``crawler_commit``'s counted sections, after (now, worker, batch)."""
+        out: list[bytes | str | int | float] = [len(self.ended), *self.ended, len(self.outcomes)]
+        for outcome, children in self.outcomes:
+            assert outcome.request.id is not None
+            out += [outcome.request.id, int(outcome.state), len(outcome.items), *outcome.items]
+            out.append(len(children))
+            for child in children:
+                out += child_args(child)
+        out.append(len(self.seeds))
+        for seed in self.seeds:
+            out += child_args(seed)
+        out.append(len(self.stats))
+        for name, delta in self.stats.items():
+            out += ["i" if isinstance(delta, int) else "f", name, delta]
+        for section in (self.meta, self.feeds, self.robots):
+            out.append(len(section))
+            for key, value in section.items():
+                out += [key, value]
+        return out
+
+    @property
+    def hosts(self) -> set[str]:
+        return {r.host for _, children in self.outcomes for r in children} | {
+            r.host for r in self.seeds
+        }

@@ -1,0 +1,239 @@
+"""The scheduler of a crawl on a shared frontier (Redis): the frontier's gate, not this process,
+decides which request may start, so politeness holds for every worker together.
+
+A worker holds only requests it may start now: ``next_request`` leases as many as it has free
+global slots (``lease_ready(want)``) and hands them out at once. A grant is its request's first
+turn on its host; a later hop on a host (the page after its robots.txt, a redirect) waits the
+host's delay here and then pushes the host's next start one delay on for the whole cluster
+(``pause_host``). A hop to another host (a redirect off-site, its robots.txt) is spaced only
+locally: an approximation, as that host's slot is not this request's. Autothrottle adapts
+only these local hops; the cluster-wide pace is ``download_delay``, Crawl-delay and Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from crawler.frontier import Frontier, Grant
+from crawler.request import Request
+from crawler.scheduler import CrawlStopped, Scheduler
+from crawler.settings import Settings
+from crawler.urls import host_of
+
+IDLE_POLL_S = 0.25  # an idle worker asks the gate at most 4 times a second
+LEASE_GAP_S = 0.005  # a few free slots wait this long for more, so that one call leases many
+RUNNING, STOPPING, STOPPED = "running", "stopping", "stopped"
+
+
+class SharedFrontier(Frontier, Protocol):
+    """A frontier many workers use at once (``RedisFrontier``): it owns the politeness gate."""
+
+    worker_id: str
+    seeder: bool
+    expired: bool
+
+    async def open(self, spider_name: str, *, crawl: bool = True) -> dict[str, Any]:
+        """Join the crawl; ``crawl=False`` (an exporter that does not crawl) never seeds."""
+
+    async def attach(self) -> None:
+        """Connect without joining (``crawler status``, ``crawler stop``)."""
+
+    async def claim_export(self) -> bool:
+        """Take the crawl's one export role; False while another live worker holds it."""
+
+    async def seeding_done(self) -> None: ...
+
+    async def lease_ready(self, want: int) -> Grant: ...
+
+    def attempt_ended(self, request: Request) -> None: ...
+
+    async def reacquire(self, request: Request) -> float: ...
+
+    async def pause_host(self, host: str, seconds: float) -> None: ...
+
+    async def configure_host(self, host: str, concurrency: int, delay_s: float) -> None: ...
+
+    async def stop_crawl(self) -> None: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class _Turn:
+    """The turn a grant gives its request on its host, until the first hop there takes it."""
+
+    host: str
+    used: bool = False
+
+
+# Set by next_request() right before it returns a request: the engine starts the request's
+# task at once, and a task starts with a copy of the context, so each request sees its own.
+_turn: ContextVar[_Turn | None] = ContextVar("crawler_grant_turn", default=None)
+
+
+class RemoteScheduler(Scheduler):
+    """``Scheduler``'s surface over a shared frontier's gate. ``state`` is the crawl's, as the
+    last grant said: "running", "stopping", "finished" or "stopped"."""
+
+    def __init__(
+        self,
+        frontier: SharedFrontier,
+        settings: Settings,
+        flush: Callable[[], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(frontier, settings, flush, clock)
+        self.shared = frontier
+        self.state = RUNNING
+        self.lease_calls = 0
+        self._granted: deque[Request] = deque()
+        self._pauses: dict[str, float] = {}  # Retry-After waits not sent to the gate yet
+        self._limits: dict[str, tuple[int, float]] = {}  # robots.txt limits not sent yet
+        self._last_lease = -LEASE_GAP_S
+
+    def __repr__(self) -> str:
+        return (
+            f"<RemoteScheduler state={self.state} active={self.active}/{self.settings.concurrency}"
+            f" in_flight={self.in_flight} granted={len(self._granted)}"
+            f" lease_calls={self.lease_calls}>"
+        )
+
+    async def start(self, dispatched_before: int = 0) -> None:
+        self.dispatched = dispatched_before
+
+    @property
+    def budget_spent(self) -> bool:
+        return False  # max_pages is the gate's, counted over every worker
+
+    def _budget_left(self) -> bool:
+        return True
+
+    async def next_request(self) -> Request | None:
+        """The next request the gate granted; None once the crawl is finished or stopping (or
+        this worker stops). An idle worker commits what it holds, then asks again when the
+        gate says something is due, or after ``IDLE_POLL_S``, or when a request of its own
+        ends."""
+        while not self.stopping:
+            changed = self._changed
+            if self._granted:
+                return self._dispatch_granted()
+            await self._send_host_changes()
+            if self.state != RUNNING:
+                if self.state in {STOPPING, STOPPED}:
+                    self.stopping = True  # the crawl was stopped: this run ends "stopped"
+                return None
+            want = self._free()
+            if want <= 0:
+                await self._wait(changed, None)
+                continue
+            gap = self._last_lease + LEASE_GAP_S - self._clock()
+            if gap > 0 and want < self.settings.concurrency // 2:
+                await asyncio.sleep(gap)
+                continue
+            grant = await self._lease(want)
+            if grant.requests or grant.state != RUNNING:
+                continue
+            if self.frontier.pending_writes:
+                # Nothing to start: what this worker holds may be all the crawl has left.
+                await self._flush()
+                continue
+            wake = IDLE_POLL_S if grant.wake_s is None else min(grant.wake_s, IDLE_POLL_S)
+            await self._wait(changed, wake)
+        return None
+
+    async def _lease(self, want: int) -> Grant:
+        grant = await self.shared.lease_ready(want)
+        self._last_lease = self._clock()
+        self.lease_calls += 1
+        self.state = grant.state
+        self._granted.extend(grant.requests)
+        return grant
+
+    def _free(self) -> int:
+        granted = len(self._granted)
+        return min(
+            self.settings.concurrency - self.active - granted,
+            self.max_in_flight - self.in_flight - granted,
+        )
+
+    async def _wait(self, changed: asyncio.Event, seconds: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout=seconds)
+
+    def _dispatch_granted(self) -> Request:
+        request = self._granted.popleft()
+        self.active += 1
+        self.in_flight += 1
+        self.dispatched += 1
+        _turn.set(_Turn(request.host))
+        return request
+
+    def release(self, request: Request) -> None:
+        """The attempt is over: the gate frees its host slot (with the next call), and this
+        worker its global slot."""
+        self.shared.attempt_ended(request)
+        self.active -= 1
+        self.wake()
+
+    async def turn(self, url: str) -> None:
+        """A hop of a dispatched attempt goes to ``url``'s host: the grant's own turn at once;
+        any later hop after the host's delay, pushing the cluster's next start on that host
+        (see the module's docstring)."""
+        await self._send_host_changes()
+        host = host_of(url)
+        grant = _turn.get()
+        if grant is not None and not grant.used and grant.host == host:
+            grant.used = True
+            self.slot(host).sent(self._clock())
+            return
+        await super().turn(url)
+        if (delay := self.slot(host).delay) > 0:
+            await self.shared.pause_host(host, delay)
+
+    def configure_host(self, host: str, crawl_delay: float | None) -> None:
+        """robots.txt's limits for the host, here and (sent with the next call) at the gate,
+        where the largest delay any worker saw wins."""
+        super().configure_host(host, crawl_delay)
+        delay = max(self.settings.download_delay, crawl_delay or 0.0)
+        concurrency = 1 if delay > 0 else self.settings.per_host_concurrency
+        self._limits[host] = (concurrency, delay)
+
+    def pause_host(self, host: str, seconds: float) -> None:
+        """Retry-After: the host waits ``seconds`` for every worker (sent before the retry)."""
+        super().pause_host(host, seconds)
+        self._pauses[host] = max(seconds, self._pauses.get(host, 0.0))
+
+    async def _send_host_changes(self) -> None:
+        while self._limits:
+            host, (concurrency, delay) = self._limits.popitem()
+            await self.shared.configure_host(host, concurrency, delay)
+        while self._pauses:
+            host, seconds = self._pauses.popitem()
+            await self.shared.pause_host(host, seconds)
+
+    async def reacquire(self, request: Request, delay: float) -> None:
+        """Wait ``delay`` seconds, then until the gate gives the request's host slot back (a
+        retry's attempt). Raises CrawlStopped if this worker stops meanwhile: the request is
+        left leased, and its lease comes back to the crawl."""
+        await self._send_host_changes()
+        start = self._clock() + delay
+        while not self.stopping:
+            changed = self._changed
+            now = self._clock()
+            if start <= now and self.active < self.settings.concurrency:
+                wait = await self.shared.reacquire(request)
+                if wait <= 0:
+                    self.active += 1
+                    _turn.set(_Turn(request.host))
+                    return
+                start = self._clock() + wait
+                continue
+            await self._wait(changed, start - now if start > now else None)
+        raise CrawlStopped(request.url)

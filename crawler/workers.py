@@ -1,0 +1,142 @@
+"""``crawler run SPIDER --frontier URL --workers N``: N worker processes of one shared crawl on
+this machine, which is how one box uses all its cores.
+
+Each child is ``python -m crawler run SPIDER`` in its own process group, without ``-o``: the
+parent writes the feed when given one (it is the crawl's exporter, and crawls nothing itself).
+The frontier's URL reaches the children in their environment, never on a command line that
+``ps`` shows. The parent forwards SIGINT and SIGTERM to every child (each stops in two steps, as
+``crawler run`` does), and exits with the worst child's exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from crawler import cluster
+from crawler.exporters import FeedExporter
+from crawler.runner import CrawlJob, create_spider
+from crawler.runs import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_FINISHED,
+    EXIT_FORCED,
+    EXIT_LOCKED,
+    EXIT_STOPPED,
+)
+from crawler.scheduler_remote import SharedFrontier
+from crawler.settings import Settings
+from crawler.signals import StopSignals
+
+log = logging.getLogger("crawler.workers")
+
+# A child killed by a signal (a negative return code) counts as a crash.
+WORST_FIRST = (EXIT_FORCED, EXIT_FAILED, EXIT_LOCKED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_FINISHED)
+
+
+def worst(codes: Sequence[int]) -> int:
+    """The exit code of the parent: its worst child's.
+
+    >>> worst([0, 3, 0])
+    3
+    """
+    seen = {EXIT_FAILED if code < 0 or code not in WORST_FIRST else code for code in codes}
+    return next((code for code in WORST_FIRST if code in seen), EXIT_FINISHED)
+
+
+def worker_command(
+    spider: str,
+    *,
+    overrides: Mapping[str, str],
+    arguments: Mapping[str, str],
+    config: Path | None,
+    spiders_dir: Path,
+    trigger: str,
+) -> list[str]:
+    """The command line of one child: the parent's, without -o, --workers and the frontier's
+    URL (the children read it from ``CRAWLER_FRONTIER``)."""
+    command = [sys.executable, "-m", "crawler", "run", spider, "--no-progress"]
+    command += ["--spiders-dir", str(spiders_dir), "--trigger", trigger]
+    if config is not None:
+        command += ["--config", str(config)]
+    for key, value in overrides.items():
+        if key not in ("frontier", "crawl_id"):
+            command += ["-s", f"{key}={value}"]
+    for key, value in arguments.items():
+        command += ["-a", f"{key}={value}"]
+    return command
+
+
+def worker_environment(settings: Settings, crawl_id: str) -> dict[str, str]:
+    assert settings.frontier is not None
+    return {**os.environ, "CRAWLER_FRONTIER": settings.frontier, "CRAWLER_CRAWL_ID": crawl_id}
+
+
+async def run(job: CrawlJob, settings: Settings, command: list[str], count: int) -> int:
+    """Start ``count`` children running ``command``, export the feed meanwhile when the job has
+    one, and return the worst child's exit code once every child has exited."""
+    spider_name = create_spider(job).name
+    crawl_id = cluster.crawl_id_of(settings, spider_name)
+    env = worker_environment(settings, crawl_id)
+    frontier = None
+    exporter: FeedExporter | None = None
+    children: list[asyncio.subprocess.Process] = []
+    if job.feed is not None:
+        # The feed is claimed before any child starts: a second exporter is refused in one line.
+        frontier = cluster.shared_frontier(settings, crawl_id)
+        await frontier.open(spider_name, crawl=False)
+    try:
+        if frontier is not None:
+            exporter = await cluster.claim_feed(frontier, job, settings, crawl_id)
+        for _ in range(count):
+            children.append(
+                await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
+            )
+        pids = " ".join(str(child.pid) for child in children)
+        log.info("started %d workers of crawl %r: pids %s", count, crawl_id, pids)
+        with StopSignals.handled(_forward(children), _forward(children)):
+            await _supervise(children, frontier, exporter, job)
+    finally:
+        _forward(children)(signal.SIGTERM)  # only those still running: the parent broke
+        if frontier is not None:
+            await frontier.close()
+        if exporter is not None:
+            exporter.close()
+    return worst([child.returncode or 0 for child in children])
+
+
+def _forward(children: list[asyncio.subprocess.Process]) -> Callable[[signal.Signals], None]:
+    def forward(signum: signal.Signals) -> None:
+        running = [child for child in children if child.returncode is None]
+        if running:
+            log.warning("%s: passed on to %d workers", signum.name, len(running))
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signum)
+
+    return forward
+
+
+async def _supervise(
+    children: list[asyncio.subprocess.Process],
+    frontier: SharedFrontier | None,
+    exporter: FeedExporter | None,
+    job: CrawlJob,
+) -> None:
+    """Wait for every child; meanwhile the feed tails the crawl, and ends with what was
+    committed once the children are gone."""
+    exited = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        if frontier is not None and exporter is not None:
+            tail = cluster.feed_tail(frontier, exporter, None)
+            await tail.open(overwrite=job.overwrite_feed)
+            group.create_task(tail.run(exited))
+        for child in children:
+            await child.wait()
+        exited.set()

@@ -1,0 +1,248 @@
+"""A crawl on a shared Redis frontier, in-process and from the command line: the same items as
+on SQLite, every item exactly once with two workers and one exporter, status and stop, the
+finish, and a late joiner. Judged from the test site's log, the feed and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler import Response, Spider
+from crawler import cluster as shared
+from crawler.errors import ConfigError
+from crawler.runner import CrawlJob, CrawlResult, resolve_settings
+from tests.crawling import crawl
+from tests.redis_server import RedisServer
+from tests.site import GRAPH_SIZE, TestSite
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = {"obey_robots": False, "allow_private_addresses": True, "lease_ttl_s": 2.0}
+LEAVES = 60
+SPIDER_FILE = """
+from crawler import Response, Spider
+
+
+class Leaves(Spider):
+    name = "leaves"
+    start_urls = ["{base}/slow-links?delay=0.02&n={n}"]
+
+    async def parse(self, response: Response):
+        for request in response.follow_all(css="a[href]", callback=self.parse_leaf):
+            yield request
+
+    async def parse_leaf(self, response: Response):
+        yield {{"leaf": int(response.url.rsplit("=", 1)[1])}}
+"""
+
+
+def graph_spider(site: TestSite) -> type[Spider]:
+    class Graph(Spider):
+        name = "graph"
+        start_urls = (site.url("/graph/0"),)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            node = response.css_first("h1.n")
+            yield {"n": int(node.text()) if node else -1, "url": response.url}
+            for request in response.follow_all(css="a[href]"):
+                yield request
+
+    return Graph
+
+
+def leaves_spider(site: TestSite, started: asyncio.Event | None = None) -> type[Spider]:
+    """A page of slow links to LEAVES leaves; ``started`` is set once the first leaf is in."""
+
+    class Leaves(Spider):
+        name = "leaves"
+        start_urls = (site.url(f"/slow-links?delay=0.05&n={LEAVES}"),)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            for request in response.follow_all(css="a[href]", callback=self.parse_leaf):
+                yield request
+
+        async def parse_leaf(self, response: Response) -> AsyncIterator[Any]:
+            if started is not None:
+                started.set()
+            yield {"leaf": int(response.url.rsplit("=", 1)[1])}
+
+    return Leaves
+
+
+async def worker(
+    spider: type[Spider], redis: RedisServer, feed: Path | None = None, **settings: Any
+) -> CrawlResult:
+    overrides = {**BASE, "frontier": redis.url, **settings}
+    job = CrawlJob(spider=spider, overrides=overrides, feed=feed, progress=False, signals=False)
+    return await shared.run(job, resolve_settings(job))
+
+
+def read_feed(feed: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in feed.read_text().splitlines()]
+
+
+async def test_a_crawl_on_redis_gives_the_items_of_a_crawl_on_sqlite(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    spider = graph_spider(site)
+    on_sqlite = await crawl(spider, tmp_path, **BASE)
+    site.reset()
+    feed = tmp_path / "redis.jsonl"
+    result = await worker(spider, redis_server, feed)
+
+    items = read_feed(feed)
+    assert sorted(items, key=str) == sorted(on_sqlite.items, key=str)
+    assert len(items) > GRAPH_SIZE  # host 0's graph and host 1's
+    assert len({item["url"] for item in items}) == len(items)
+    assert all(count == 1 for count in _hits_per_url(site).values())  # none fetched twice
+    assert result.stopped is False
+    assert result.stats.pages_crawled == result.totals.pages_crawled == len(items)
+    assert result.totals.items_scraped == len(items)
+
+
+async def test_two_workers_and_one_exporter_write_every_item_once(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    spider = leaves_spider(site)
+    first, second = await asyncio.gather(
+        worker(spider, redis_server, feed, concurrency=4),
+        worker(spider, redis_server, concurrency=4),
+    )
+
+    leaves = [item["leaf"] for item in read_feed(feed)]
+    assert sorted(leaves) == list(range(LEAVES))
+    assert first.stats.pages_crawled + second.stats.pages_crawled == LEAVES + 1
+    assert first.totals.pages_crawled == LEAVES + 1
+    assert first.totals.items_scraped == LEAVES
+    assert (first.stopped, second.stopped) == (False, False)
+    assert all(count == 1 for count in _hits_per_url(site).values())
+
+
+async def test_a_second_exporter_is_refused_in_one_line(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    started = asyncio.Event()
+    spider = leaves_spider(site, started)
+    exporter = asyncio.create_task(
+        worker(spider, redis_server, tmp_path / "a.jsonl", per_host_concurrency=1)
+    )
+    await started.wait()
+    with pytest.raises(ConfigError, match="has an exporter already"):
+        await worker(spider, redis_server, tmp_path / "b.jsonl")
+    await exporter
+    assert sorted(item["leaf"] for item in read_feed(tmp_path / "a.jsonl")) == list(range(LEAVES))
+
+
+async def test_stop_drains_every_worker_and_a_run_on_the_same_id_resumes(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    started = asyncio.Event()
+    spider = leaves_spider(site, started)
+    running = asyncio.create_task(worker(spider, redis_server, feed, per_host_concurrency=1))
+    await started.wait()
+    settings = resolve_settings(CrawlJob(spider=spider, overrides={"frontier": redis_server.url}))
+    await shared.stop(settings, "leaves")
+    stopped = await running
+
+    status = await shared.status(settings, "leaves")
+    assert stopped.stopped is True
+    assert status["state"] == "stopped"
+    assert status["leased"] == 0
+    half = [item["leaf"] for item in read_feed(feed)]
+    assert 0 < len(half) < LEAVES
+
+    resumed = await worker(spider, redis_server, feed)
+    assert resumed.stopped is False
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+    assert (await shared.status(settings, "leaves"))["state"] == "finished"
+    assert all(count == 1 for count in _hits_per_url(site).values())
+
+
+async def test_a_late_joiner_of_a_finished_crawl_exits_at_once(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    spider = leaves_spider(site)
+    await worker(spider, redis_server, tmp_path / "items.jsonl")
+    hits = site.hits_total()
+
+    began = time.monotonic()
+    late = await worker(spider, redis_server)
+    assert time.monotonic() - began < 1.0
+    assert late.stopped is False
+    assert late.stats.pages_crawled == 0
+    assert site.hits_total() == hits
+
+
+def crawler_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crawler", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_workers_from_the_command_line_then_status(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base=site.base(), n=LEAVES))
+    feed = tmp_path / "items.jsonl"
+    ran = crawler_cli(
+        "run", "leaves.py", "--frontier", redis_server.url, "--crawl-id", "cli", "--workers",
+        "2", "-o", str(feed), "-s", "obey_robots=false", "-s", "allow_private_addresses=true",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+    status = crawler_cli("status", "cli", "--frontier", redis_server.url, "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    found = json.loads(status.stdout)
+    assert found["state"] == "finished"
+    assert found["stats"]["items_scraped"] == LEAVES
+    assert found["stats"]["pages_crawled"] == LEAVES + 1
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://localhost:6379/0", "a frontier is a redis://"),
+        ("redis://:s3cret@localhost:99999/0", "port is not a number"),
+    ],
+)
+def test_a_bad_frontier_url_is_one_line_without_its_password(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    ran = crawler_cli("run", "whatever", "--frontier", url, cwd=tmp_path)
+    assert ran.returncode == 2
+    assert says in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1
+    assert "s3cret" not in ran.stderr
+
+
+def test_an_unreachable_redis_is_one_line_without_its_password(tmp_path: Path) -> None:
+    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base="http://127.0.0.1:9", n=1))
+    missing = f"unix://:s3cret@{tmp_path / 'nothing.sock'}"
+    ran = crawler_cli("run", "leaves.py", "--frontier", missing, cwd=tmp_path, timeout=120)
+    assert ran.returncode == 2, ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert "s3cret" not in ran.stderr
+
+
+def _hits_per_url(site: TestSite) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for hit in site.log:
+        key = (hit.host, hit.path)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
