@@ -131,6 +131,16 @@ class Cluster:
         self.start("exporter", "-o", str(self.feed))
         return crawlers
 
+    def reach(self, pages: int, timeout: float = 60) -> None:
+        """Return once the server has answered ``pages`` pages; fail at once if a worker exits
+        before that (a broken start), or after ``timeout``."""
+        reached = self.site.reached(pages)
+        deadline = time.monotonic() + timeout
+        while not reached.wait(0.05):  # a bounded wait on the event, to look at the workers
+            ended = [worker for worker in self.workers if worker.done.is_set()]
+            if ended or time.monotonic() > deadline:
+                raise AssertionError(f"{pages} pages not reached; ended: {ended}\n{self.logs()}")
+
     def wait(self, timeout: float = 60) -> dict[str, int]:
         deadline = time.monotonic() + timeout
         for worker in self.workers:
@@ -210,7 +220,7 @@ def test_a_sigkilled_worker_loses_nothing_and_its_leases_come_back_within_the_tt
     site = ClusterSite(pages=2000)
     with running(cluster_folder, redis_server, site) as cluster:
         victim, *_ = cluster.start_all()
-        assert site.reached(600).wait(60), cluster.logs()
+        cluster.reach(600)
         killed_at = time.monotonic()
         victim.process.kill()
         codes = cluster.wait()
@@ -244,7 +254,7 @@ def test_a_stalled_worker_cannot_commit_after_its_lease_expired(
     site = ClusterSite(pages=1500)
     with running(cluster_folder, redis_server, site) as cluster:
         sleeper, *_ = cluster.start_all()
-        assert site.reached(400).wait(60), cluster.logs()
+        cluster.reach(400)
         sleeper.process.send_signal(signal.SIGSTOP)
         time.sleep(2 * TTL)  # the stall itself: the scenario's duration, not a synchronisation
         sleeper.process.send_signal(signal.SIGCONT)
@@ -262,7 +272,7 @@ def test_workers_ride_out_a_redis_crash_and_lose_or_duplicate_nothing(
     site = ClusterSite(pages=1500)
     with running(cluster_folder, redis_server, site) as cluster:
         cluster.start_all()
-        assert site.reached(500).wait(60), cluster.logs()
+        cluster.reach(500)
         redis_server.kill()
         served = len(site.hits())
         time.sleep(3.0)  # the outage itself (longer than the TTL), not a synchronisation
