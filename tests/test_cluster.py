@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,6 +159,17 @@ class Cluster:
                 worker.process.kill()
                 worker.process.wait()
 
+    def status(self) -> dict[str, Any]:
+        """``crawler status ID --json``: what Redis holds of the crawl."""
+        command = [sys.executable, "-m", "crawler", "status", self.crawl_id,
+                   "--frontier", self.redis.url, "--json"]  # fmt: skip
+        done = subprocess.run(
+            command, cwd=self.folder, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        found: dict[str, Any] = json.loads(done.stdout)
+        return found
+
     def pages(self) -> list[int]:
         text = self.feed.read_text() if self.feed.exists() else ""
         return [json.loads(line)["page"] for line in text.splitlines()]
@@ -189,6 +201,15 @@ def check_every_page_once(cluster: Cluster) -> None:
     duplicated = len(pages) - len(set(pages))
     missing = set(range(cluster.site.pages)) - set(pages)
     assert (duplicated, len(missing)) == (0, 0), f"{sorted(missing)[:20]}\n{cluster.logs()}"
+
+
+def check_committed(cluster: Cluster) -> None:
+    """Redis agrees with the feed: finished, nothing left, each page committed once."""
+    found = cluster.status()
+    stats = found["stats"]
+    pages = cluster.site.pages
+    assert (found["state"], found["queued"], found["leased"]) == ("finished", 0, 0), found
+    assert (stats["pages_crawled"], stats["items_scraped"]) == (pages, pages), stats
 
 
 def check_politeness(log: list[Hit], per_host: int = PER_HOST) -> None:
@@ -227,6 +248,7 @@ def test_a_sigkilled_worker_loses_nothing_and_its_leases_come_back_within_the_tt
         log = site.hits()
     assert codes[victim.name] == -signal.SIGKILL
     check_every_page_once(cluster)
+    check_committed(cluster)
     check_politeness(log)
     survivors = [w for w in cluster.workers if w is not victim]
     slowest = check_finish(cluster, log, survivors)
@@ -244,7 +266,6 @@ def test_a_sigkilled_worker_loses_nothing_and_its_leases_come_back_within_the_tt
     back = max(refetched_at, default=killed_at) - killed_at
     assert back <= TTL + 1.0, f"leases came back {back:.2f} s after the kill"
     assert len(again) <= 16 + 200
-    # Redis agrees with the feed: the crawl finished and counted every page once.
     print(f"kill: {len(again)} refetched, back after {back:.2f} s, last exit +{slowest:.2f} s")
 
 
@@ -262,6 +283,7 @@ def test_a_stalled_worker_cannot_commit_after_its_lease_expired(
         log = site.hits()
     assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
     check_every_page_once(cluster)
+    check_committed(cluster)
     check_politeness(log)
     check_finish(cluster, log, cluster.workers)
 
@@ -282,6 +304,7 @@ def test_workers_ride_out_a_redis_crash_and_lose_or_duplicate_nothing(
     assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
     assert len(log) > served
     check_every_page_once(cluster)
+    check_committed(cluster)
     check_politeness(log)
 
 
@@ -336,6 +359,7 @@ def test_one_retry_after_pauses_the_host_for_every_worker(
         log = site.hits()
     assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
     check_every_page_once(cluster)
+    check_committed(cluster)
     check_politeness(log)
     (refused,) = [hit for hit in log if hit.status == 429]
     # The worker that got the 429 pauses the host in Redis a moment after the server answered;
