@@ -41,6 +41,10 @@ class Admission:
     def __repr__(self) -> str:
         return f"<Admission spider={self.spider.name!r} {self.scope!r} recent={self._recent!r}>"
 
+    def forget_recent(self) -> None:
+        """Let go of the recent URLs: links admitted lately may have been dropped since."""
+        self._recent = RecentSet(RECENT_URLS)
+
     def admit(self, request: Request, parent: Request | None) -> Request | None:
         # The key is the URL's hash: an int is a tenth of the memory of the URL, and 64-bit
         # hashes of ~100k recent URLs do not collide in practice.

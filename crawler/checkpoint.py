@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from crawler.exporters import FeedExporter, feed_key
-from crawler.frontier import Frontier
+from crawler.frontier import Flushed, Frontier
 from crawler.spider_state import SpiderState
 from crawler.stats import Stats
 
@@ -41,8 +41,9 @@ class Checkpoint:
     def __repr__(self) -> str:
         return f"<Checkpoint commits={self.commits} {self.state!r}>"
 
-    async def commit(self) -> None:
-        """Commit what is buffered, then append the committed items to the feed."""
+    async def commit(self) -> Flushed:
+        """Commit what is buffered, then append the committed items to the feed; returns what
+        the frontier committed."""
         async with self._lock:
             self.last = time.monotonic()
             self.stats.requests_total = self._requests_before + self._requests_sent()
@@ -63,3 +64,4 @@ class Checkpoint:
                 self.exporter.write(flushed.items)
                 last, offset = await self.exporter.sync()
                 self.frontier.save_feed(feed_key(self.exporter.path), last, offset)
+            return flushed

@@ -20,6 +20,7 @@ from crawler.errors import ConfigError
 from crawler.exporters import FeedExporter, exporter_for, open_private
 from crawler.feed_tail import FeedTail
 from crawler.fetcher import Fetcher
+from crawler.progress import Progress
 from crawler.runner import CrawlJob, CrawlResult, check_outputs, create_spider
 from crawler.runs import EXIT_CODES, Run, outcome_of
 from crawler.runs import now as utc_now
@@ -69,7 +70,10 @@ async def run(job: CrawlJob, settings: Settings, *, crawl: bool = True) -> Crawl
         engine = None
         if crawl:
             fetcher = Fetcher(settings)
-            engine = Engine(spider, settings, frontier=frontier, fetcher=fetcher, stats=stats)
+            progress = Progress(stats, settings.progress_interval) if job.progress else None
+            engine = Engine(
+                spider, settings, frontier=frontier, fetcher=fetcher, stats=stats, progress=progress
+            )
         stopped = await _run(frontier, engine, exporter, job)
         totals = Stats.from_dict(dict((await frontier.status()).get("stats") or {}))
     finally:
@@ -182,14 +186,18 @@ async def status(settings: Settings, crawl_id: str) -> dict[str, Any]:
     frontier = shared_frontier(settings, crawl_id)
     await frontier.attach()
     try:
-        return await frontier.status()
+        found = await frontier.status()
     finally:
         await frontier.close()
+    if not found.get("spider"):
+        raise ConfigError(f"no crawl {crawl_id!r} on this frontier")
+    return found
 
 
 async def stop(settings: Settings, crawl_id: str) -> dict[str, Any]:
     """Stop the crawl for every worker: no new leases, requests in flight finish and are
     committed, then it is "stopped" (resumable: ``crawler run`` on the same id continues)."""
+    await status(settings, crawl_id)  # no such crawl: one line, nothing created
     frontier = shared_frontier(settings, crawl_id)
     await frontier.attach()
     try:

@@ -29,6 +29,11 @@ class RecentSet:
             self.old, self.young = self.young, set()
         self.young.add(key)
 
+    def discard(self, key: Hashable) -> None:
+        """Forget the key: what it stood for was not kept after all (a refused commit)."""
+        self.young.discard(key)
+        self.old.discard(key)
+
     def seen(self, key: Hashable) -> bool:
         """Whether the key was added lately; adds it."""
         if key in self.young or key in self.old:

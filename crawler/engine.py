@@ -229,7 +229,11 @@ class Engine:
 
     async def flush(self) -> None:
         """Commit what is buffered, then append the committed items to the feed."""
-        await self.checkpoint.commit()
+        flushed = await self.checkpoint.commit()
+        if flushed.refused:
+            # A shared frontier refused outcomes (this worker stalled past its leases): their
+            # links were dropped with them, and must not look recent when the page is redone.
+            self.admission.forget_recent()
 
     async def _handle(self, request: Request) -> None:
         try:
@@ -429,7 +433,7 @@ class Engine:
                 if len(children) >= LINK_BATCH:
                     # A page of many links: they go to the frontier in batches, and other
                     # requests get the loop between them.
-                    self.stats.duplicates_filtered += self.frontier.add(children)
+                    self.stats.duplicates_filtered += self.frontier.add(children, parent=request)
                     children = []
                     await asyncio.sleep(0)
         except CrawlerError as error:
@@ -438,7 +442,7 @@ class Engine:
         except Exception:
             self.stats.callback_errors += 1
             log.exception("callback %s raised on %s", name, request.url)
-        self.stats.duplicates_filtered += self.frontier.add(children)
+        self.stats.duplicates_filtered += self.frontier.add(children, parent=request)
 
     def _too_many_links(self, links: int, request: Request) -> bool:
         limit = self.settings.max_links_per_page

@@ -21,13 +21,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from crawler.errors import LeaseLost
 from crawler.frontier import Frontier, Grant
 from crawler.request import Request
 from crawler.scheduler import CrawlStopped, Scheduler
 from crawler.settings import Settings
 from crawler.urls import host_of
 
-IDLE_POLL_S = 0.25  # an idle worker asks the gate at most 4 times a second
+IDLE_POLL_S = 0.3  # an idle worker asks at most ~3.3 times a second (and heartbeats)
 LEASE_GAP_S = 0.005  # a few free slots wait this long for more, so that one call leases many
 RUNNING, STOPPING, STOPPED = "running", "stopping", "stopped"
 
@@ -220,15 +221,19 @@ class RemoteScheduler(Scheduler):
 
     async def reacquire(self, request: Request, delay: float) -> None:
         """Wait ``delay`` seconds, then until the gate gives the request's host slot back (a
-        retry's attempt). Raises CrawlStopped if this worker stops meanwhile: the request is
-        left leased, and its lease comes back to the crawl."""
+        retry's attempt). Raises CrawlStopped if this worker stops meanwhile (the request is
+        left leased, and its lease comes back to the crawl), or if its lease was lost (this
+        worker stalled: another one holds the request now)."""
         await self._send_host_changes()
         start = self._clock() + delay
         while not self.stopping:
             changed = self._changed
             now = self._clock()
             if start <= now and self.active < self.settings.concurrency:
-                wait = await self.shared.reacquire(request)
+                try:
+                    wait = await self.shared.reacquire(request)
+                except LeaseLost:
+                    raise CrawlStopped(request.url) from None  # its new holder completes it
                 if wait <= 0:
                     self.active += 1
                     _turn.set(_Turn(request.host))

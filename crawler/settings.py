@@ -229,6 +229,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Self:
+        if self.heartbeat_s >= self.lease_ttl_s:
+            raise ValueError(
+                f"heartbeat_s={self.heartbeat_s} must be below lease_ttl_s={self.lease_ttl_s}:"
+                " a worker's leases would lapse between its heartbeats"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -61,6 +61,7 @@ LAYERS: dict[str, int] = {
     "crawler.frontier.sqlite_history": 3,
     "crawler.frontier.redis": 3,
     "crawler.frontier.redis_codec": 3,
+    "crawler.frontier.redis_log": 3,
     "crawler.exporters": 3,
     "crawler.progress": 3,
     "crawler.bookstore": 3,
@@ -128,6 +129,9 @@ SAME_LAYER: dict[tuple[str, str], tuple[bool, str]] = {
         "the Redis frontier's keys, records and commit arguments",
     ),
     ("crawler.frontier.redis_codec", "crawler.frontier"): (False, "it encodes Outcomes"),
+    ("crawler.frontier.redis", "crawler.frontier.redis_log"): (False, "its reads, a mixin"),
+    ("crawler.frontier.redis_log", "crawler.frontier"): (False, "it reads back Counts, robots"),
+    ("crawler.frontier.redis_log", "crawler.frontier.redis_codec"): (False, "records, stats"),
     ("crawler.fetcher", "crawler.transport"): (False, "the fetcher's client runs on it"),
     ("crawler.scheduler_remote", "crawler.scheduler"): (
         False,

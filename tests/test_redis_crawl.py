@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +25,12 @@ from tests.redis_server import RedisServer
 from tests.site import GRAPH_SIZE, TestSite
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = {"obey_robots": False, "allow_private_addresses": True, "lease_ttl_s": 2.0}
+BASE = {
+    "obey_robots": False,
+    "allow_private_addresses": True,
+    "lease_ttl_s": 2.0,
+    "heartbeat_s": 0.5,
+}
 LEAVES = 60
 SPIDER_FILE = """
 from crawler import Response, Spider
@@ -32,7 +38,7 @@ from crawler import Response, Spider
 
 class Leaves(Spider):
     name = "leaves"
-    start_urls = ["{base}/slow-links?delay=0.02&n={n}"]
+    start_urls = ["{base}/slow-links?delay={delay}&n={n}"]
 
     async def parse(self, response: Response):
         for request in response.follow_all(css="a[href]", callback=self.parse_leaf):
@@ -196,7 +202,7 @@ def crawler_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.Comple
 def test_workers_from_the_command_line_then_status(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base=site.base(), n=LEAVES))
+    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base=site.base(), n=LEAVES, delay=0.02))
     feed = tmp_path / "items.jsonl"
     ran = crawler_cli(
         "run", "leaves.py", "--frontier", redis_server.url, "--crawl-id", "cli", "--workers",
@@ -214,6 +220,68 @@ def test_workers_from_the_command_line_then_status(
     assert found["stats"]["pages_crawled"] == LEAVES + 1
 
 
+def cli_worker(
+    site: TestSite, redis: RedisServer, folder: Path, feed: Path, *extra: str
+) -> subprocess.Popen[str]:
+    """``crawler run`` of a slow leaves spider (one request at a time) on crawl "slow"."""
+    (folder / "leaves.py").write_text(SPIDER_FILE.format(base=site.base(), n=LEAVES, delay=0.05))
+    return subprocess.Popen(
+        [sys.executable, "-m", "crawler", "run", "leaves.py", "--frontier", redis.url,
+         "--crawl-id", "slow", "-o", str(feed), "--no-progress", "-s", "obey_robots=false",
+         "-s", "allow_private_addresses=true", "-s", "per_host_concurrency=1",
+         "-s", "heartbeat_s=0.5", "-s", "lease_ttl_s=2", *extra],
+        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_items(feed: Path, process: subprocess.Popen[str], count: int = 3) -> None:
+    """Block until the feed holds ``count`` items: the crawl is under way."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        if feed.exists() and feed.read_bytes().count(b"\n") >= count:
+            return
+        time.sleep(0.005)  # polling a file another process writes; not synchronisation
+    raise AssertionError(f"the feed never reached {count} items")
+
+
+def test_crawler_stop_ends_every_worker_with_3_and_run_resumes(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    parent = cli_worker(site, redis_server, tmp_path, feed, "--workers", "2")
+    wait_for_items(feed, parent)
+    stop = crawler_cli("stop", "slow", "--frontier", redis_server.url, cwd=tmp_path)
+    assert stop.returncode == 0, stop.stderr
+    _, stderr = parent.communicate(timeout=30)
+    assert parent.returncode == 3, stderr
+    assert 0 < len(read_feed(feed)) < LEAVES
+
+    resumed = cli_worker(site, redis_server, tmp_path, feed)
+    _, stderr = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, stderr
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+def test_a_signal_to_the_parent_of_workers_stops_them_and_the_crawl_goes_on(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    parent = cli_worker(site, redis_server, tmp_path, feed, "--workers", "2")
+    wait_for_items(feed, parent)
+    parent.send_signal(signal.SIGINT)
+    _, stderr = parent.communicate(timeout=30)
+    assert parent.returncode == 3, stderr
+    status = crawler_cli("status", "slow", "--frontier", redis_server.url, "--json", cwd=tmp_path)
+    found = json.loads(status.stdout)
+    assert (found["state"], found["leased"], found["workers"]) == ("running", 0, 0)
+    assert 0 < len(read_feed(feed)) < LEAVES
+
+    resumed = cli_worker(site, redis_server, tmp_path, feed)
+    _, stderr = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, stderr
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
 @pytest.mark.parametrize(
     ("url", "says"),
     [
@@ -224,7 +292,8 @@ def test_workers_from_the_command_line_then_status(
 def test_a_bad_frontier_url_is_one_line_without_its_password(
     tmp_path: Path, url: str, says: str
 ) -> None:
-    ran = crawler_cli("run", "whatever", "--frontier", url, cwd=tmp_path)
+    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base="http://127.0.0.1:9", n=1, delay=0))
+    ran = crawler_cli("run", "leaves.py", "--frontier", url, cwd=tmp_path)
     assert ran.returncode == 2
     assert says in ran.stderr
     assert len(ran.stderr.strip().splitlines()) == 1
@@ -232,7 +301,7 @@ def test_a_bad_frontier_url_is_one_line_without_its_password(
 
 
 def test_an_unreachable_redis_is_one_line_without_its_password(tmp_path: Path) -> None:
-    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base="http://127.0.0.1:9", n=1))
+    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base="http://127.0.0.1:9", n=1, delay=0))
     missing = f"unix://:s3cret@{tmp_path / 'nothing.sock'}"
     ran = crawler_cli("run", "leaves.py", "--frontier", missing, cwd=tmp_path, timeout=120)
     assert ran.returncode == 2, ran.stderr

@@ -7,7 +7,7 @@
 -- req     hash  id -> request record          seen  set of 8-byte fingerprints
 -- ready   zset  host -> earliest start (ms), for hosts with queued work and a free slot
 -- host    hash  host -> "active,limit,delay_ms,next_ms,known" (known: robots.txt applied)
--- lease   hash  id -> flag(1: mid-attempt) .. worker(32) .. q member;  lexp zset id -> expiry
+-- lease   hash  id -> flag(1: mid-attempt) attempt(0-9) worker(32) q member; lexp: id -> expiry
 -- workers zset  worker -> heartbeat expiry    items stream, ids "<item id>-0"
 -- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs
 
@@ -16,6 +16,7 @@ local K = {}
 local NAMES = {'meta', 'q', 'req', 'seen', 'ready', 'host', 'lease', 'lexp', 'workers',
                'items', 'counts', 'stats', 'robots', 'export', 'commits'}
 local WORKER_LEN = 32
+local MEMBER_AT = WORKER_LEN + 3  -- after the flag, the attempt digit and the worker
 
 local function bind(keys)
   for i, name in ipairs(NAMES) do K[name] = keys[i] end
@@ -83,7 +84,7 @@ end
 
 -- Drop a lease; its host slot is freed if the attempt was under way; requeue it if asked.
 local function drop_lease(id, v, requeue)
-  local member = string.sub(v, WORKER_LEN + 2)
+  local member = string.sub(v, MEMBER_AT)
   local host = host_of_member(member)
   redis.call('HDEL', K.lease, id)
   redis.call('ZREM', K.lexp, id)
@@ -97,15 +98,17 @@ local function drop_lease(id, v, requeue)
 end
 
 local function owned(v, worker)
-  return v and string.sub(v, 2, WORKER_LEN + 1) == worker
+  return v and string.sub(v, 3, WORKER_LEN + 2) == worker
 end
 
--- Attempts that ended since the worker's last call: their host slots are free again.
-local function ended(worker, id)
+-- An attempt ("id:attempt digit") ended since the worker's last call: its host slot is free
+-- again. One whose retry already took the slot over (reacquire) is ignored.
+local function ended(worker, arg)
+  local id, attempt = string.match(arg, '^(%d+):(%d)$')
   local v = redis.call('HGET', K.lease, id)
-  if not owned(v, worker) or string.sub(v, 1, 1) ~= '1' then return end
+  if not owned(v, worker) or string.sub(v, 1, 2) ~= '1' .. attempt then return end
   redis.call('HSET', K.lease, id, '0' .. string.sub(v, 2))
-  local host = host_of_member(string.sub(v, WORKER_LEN + 2))
+  local host = host_of_member(string.sub(v, MEMBER_AT))
   local h = host_get(host)
   h.active = math.max(0, h.active - 1)
   host_put(host, h)
@@ -122,7 +125,7 @@ local function reap(now)
     if not v then
       redis.call('ZREM', K.lexp, id)
     else
-      local expiry = redis.call('ZSCORE', K.workers, string.sub(v, 2, WORKER_LEN + 1))
+      local expiry = redis.call('ZSCORE', K.workers, string.sub(v, 3, WORKER_LEN + 2))
       if expiry then
         redis.call('ZADD', K.lexp, expiry, id)
       else
@@ -195,7 +198,7 @@ local function join(keys, args)
   end
   redis.call('ZADD', K.workers, now + ttl, worker)
   local seeder = 0
-  if redis.call('HGET', K.meta, 'seeded') ~= '1'
+  if args[9] == '1' and redis.call('HGET', K.meta, 'seeded') ~= '1'
       and not alive(redis.call('HGET', K.meta, 'seeder'), now) then
     redis.call('HSET', K.meta, 'seeder', worker)
     seeder = 1
@@ -256,7 +259,7 @@ local function lease(keys, args)
         for _, member in ipairs(members) do
           local id = tostring(tonumber(string.sub(member, -12)))
           redis.call('ZREM', K.q, member)
-          redis.call('HSET', K.lease, id, '1' .. worker .. member)
+          redis.call('HSET', K.lease, id, '10' .. worker .. member)
           redis.call('ZADD', K.lexp, expiry, id)
           start(h, now)
           reply[#reply + 1] = id
@@ -278,22 +281,27 @@ local function lease(keys, args)
   return reply
 end
 
--- A retry's next attempt (ARGV: now, worker, id): 0 when its host slot is taken now, -1 when
--- the lease is lost, else ms to wait before asking again.
+-- A retry's next attempt (ARGV: now, worker, id, attempt digit): 0 when its host slot is
+-- taken now, -1 when the lease is lost, else ms to wait before asking again. If the previous
+-- attempt's end has not arrived yet, the retry takes its slot over.
 local function reacquire(keys, args)
   bind(keys)
   local now = clock(args[1])
-  local worker, id = args[2], args[3]
+  local worker, id, attempt = args[2], args[3], args[4]
   local v = redis.call('HGET', K.lease, id)
   if not owned(v, worker) then return -1 end
-  if string.sub(v, 1, 1) == '1' then return 0 end
-  local host = host_of_member(string.sub(v, WORKER_LEN + 2))
+  local rest = string.sub(v, 3)
+  if string.sub(v, 1, 1) == '1' then
+    redis.call('HSET', K.lease, id, '1' .. attempt .. rest)
+    return 0
+  end
+  local host = host_of_member(string.sub(v, MEMBER_AT))
   local h = host_get(host)
   if h.active < h.limit and h.next <= now then
     start(h, now)
     host_put(host, h)
     touch(host, h)
-    redis.call('HSET', K.lease, id, '1' .. string.sub(v, 2))
+    redis.call('HSET', K.lease, id, '1' .. attempt .. rest)
     return 0
   end
   if h.next > now then return h.next - now end
@@ -379,8 +387,9 @@ local function pause_host(keys, args)
   return h.next - now
 end
 
--- What robots.txt said (ARGV: now, host, concurrency, delay_ms, robots record or ''): the
--- host's real limits; the largest delay any worker saw wins.
+-- What robots.txt said (ARGV: now, host, concurrency, delay_ms, then site, robots record
+-- pairs): the host's real limits, the largest delay any worker saw winning; the records are
+-- stored first, so no worker gets a second slot on the host before the rules are there.
 local function configure_host(keys, args)
   bind(keys)
   local host = args[2]
@@ -390,7 +399,7 @@ local function configure_host(keys, args)
   h.known = 1
   host_put(host, h)
   touch(host, h)
-  if args[5] ~= '' then redis.call('HSET', K.robots, host, args[5]) end
+  for i = 5, #args - 1, 2 do redis.call('HSET', K.robots, args[i], args[i + 1]) end
   return h.delay
 end
 
@@ -404,10 +413,22 @@ local function leave(keys, args)
     if owned(all[j + 1], worker) then drop_lease(all[j], all[j + 1], true) end
   end
   redis.call('ZREM', K.workers, worker)
+  if redis.call('HGET', K.export, '@owner') == worker then redis.call('HDEL', K.export, '@owner') end
   if redis.call('HGET', K.meta, 'seeder') == worker then
     redis.call('HSET', K.meta, 'seeder', '')
   end
   return settle(now)
+end
+
+-- The crawl's one feed exporter (ARGV: now, worker): 1 when this worker holds the role now
+-- (nobody did, or its holder is gone), 0 when another live worker holds it.
+local function claim_export(keys, args)
+  bind(keys)
+  local now = clock(args[1])
+  local owner = redis.call('HGET', K.export, '@owner')
+  if owner ~= args[2] and alive(owner, now) then return 0 end
+  redis.call('HSET', K.export, '@owner', args[2])
+  return 1
 end
 
 local function stop(keys, args)
@@ -456,4 +477,5 @@ register('pause_host', pause_host)
 register('configure_host', configure_host)
 register('leave', leave)
 register('stop', stop)
+register('claim_export', claim_export)
 register('put', put)

@@ -4,7 +4,16 @@ The only module that imports redis (redis-py's asyncio client, hiredis parser). 
 goes through the ``crawler_v1`` FUNCTION library in ``frontier.lua``; Redis server time is the
 only clock. A Redis outage: each call retries with backoff for up to ``OUTAGE_S``, then raises
 StateError; outcomes not yet committed then die with the worker, their leases expire, and other
-workers redo them (nothing was committed, so nothing is duplicated).
+workers redo them (nothing was committed, so nothing is duplicated). A commit whose reply was
+lost is sent again with its batch number, and Redis answers it from its record of that batch.
+
+Durability: Redis acknowledges a commit once it is in its append-only file. With
+``appendonly yes`` and ``appendfsync always`` it is on disk first, so a crash of redis-server
+or of its machine loses no acknowledged commit: exactly once. ``everysec`` survives a killed
+redis-server as a rule, but loses up to about 2 s of commits when the machine crashes (or when
+a slow disk held the write back), and those items may already be in the feed: duplicates on
+the rerun. Without an append-only file, or with eviction, state is lost: use
+``maxmemory-policy noeviction``, so a full Redis refuses commits instead of dropping requests.
 """
 
 from __future__ import annotations
@@ -14,22 +23,21 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from importlib import resources
 from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from crawler import jsondata
 from crawler.dedup import RecentSet
-from crawler.errors import LeaseLost, StateError
+from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.freshness import Revisit
-from crawler.frontier import Counts, Flushed, Grant, Outcome, RobotsRecord
+from crawler.frontier import Flushed, Grant, Outcome, RobotsRecord
 from crawler.frontier import redis_codec as codec
+from crawler.frontier.redis_log import RedisLog
 from crawler.request import Request
-from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
 from crawler.settings import Settings
 
 log = logging.getLogger("crawler.frontier.redis")
@@ -44,7 +52,7 @@ VERSION = hashlib.sha1(_LUA.encode(), usedforsecurity=False).hexdigest()[:12]
 LIBRARY = _LUA.replace("@VERSION@", VERSION)
 
 
-class RedisFrontier:
+class RedisFrontier(RedisLog):
     """A crawl's state in Redis, shared by its workers. ``RedisFrontier(url, crawl_id,
     settings)``; ``await open(spider_name)``; ``lease_ready(want)`` hands out requests whose
     host may be hit now, ``flush()`` commits outcomes fenced by their leases."""
@@ -72,7 +80,7 @@ class RedisFrontier:
         self._clock_ms = clock_ms
         self._client: aioredis.Redis | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self._ended: list[int] = []
+        self._ended: list[str] = []  # 'id:attempt digit'
         self._ended_soon = asyncio.Event()
         self._batch = codec.Batch()
         self._children: dict[int, list[Request]] = {}
@@ -108,13 +116,17 @@ class RedisFrontier:
     async def _retrying(self, call: Callable[[], Any], patience: float = OUTAGE_S) -> Any:
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_OUTAGE),
+                retry=retry_if_exception(_outage),
                 stop=stop_after_delay(patience),
                 wait=wait_exponential(multiplier=0.05, max=2.0),
                 reraise=True,
             ):
                 with attempt:
                     return await call()
+        except redis.exceptions.AuthenticationError as exc:
+            raise StateError(
+                f"Redis at {self._where} refused the credentials: {self._clean(exc)}"
+            ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
         except redis.exceptions.RedisError as exc:
@@ -136,19 +148,38 @@ class RedisFrontier:
 
     # -- joining and leaving ---------------------------------------------------------------
 
-    async def open(self, spider_name: str) -> dict[str, Any]:
-        """Join the crawl: load the function library if it is not this version, register this
-        worker (a heartbeat keeps it alive), and claim seeding if nobody has it."""
-        self._client = aioredis.Redis.from_url(
-            self.url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-        )
+    async def attach(self) -> None:
+        """Connect to an existing crawl without joining it (``crawler status``, ``stop``)."""
+        await self._connect()
+        if not await self._read("exists", self.keys[0]):
+            await self.close()
+            raise StateError(f"no crawl {self.crawl_id!r} at {self._where}")
+
+    async def _connect(self) -> None:
         try:
+            self._client = aioredis.Redis.from_url(
+                self.url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+            )
             await self._load_library()
+        except (TypeError, ValueError) as exc:  # an option in the URL's query is not one
+            await self.close()
+            raise ConfigError(f"frontier URL {self._where}: {self._clean(exc)}") from None
+        except BaseException:
+            await self.close()
+            raise
+
+    async def open(self, spider_name: str, *, crawl: bool = True) -> dict[str, Any]:
+        """Join the crawl: load the function library if it is not this version, register this
+        worker (a heartbeat keeps it alive), and claim seeding if nobody has it (unless not
+        ``crawl``: an exporter that only tails the items)."""
+        await self._connect()
+        try:
             settings = self.settings
             reply = await self._fcall(
                 "join", self._now(), self.worker_id, _ms(settings.lease_ttl_s), spider_name,
                 settings.per_host_concurrency, _ms(settings.download_delay),
-                int(settings.obey_robots), settings.max_pages or 0, patience=OPEN_PATIENCE_S,
+                int(settings.obey_robots), settings.max_pages or 0, int(crawl),
+                patience=OPEN_PATIENCE_S,
             )  # fmt: skip
         except BaseException:
             await self.close()
@@ -179,13 +210,14 @@ class RedisFrontier:
 
     async def _keep(self) -> None:
         """Heartbeats, and ended attempts no lease call carried within ENDED_DELAY_S."""
-        interval = self.settings.heartbeat_s
+        interval = min(self.settings.heartbeat_s, self.settings.lease_ttl_s / 3)
         loop = asyncio.get_running_loop()
         beat_at = loop.time() + interval
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, beat_at - loop.time())):
                     await self._ended_soon.wait()
+            self._ended_soon.clear()  # before the awaits: an attempt ending meanwhile sets it
             try:
                 if self._ended:
                     await asyncio.sleep(ENDED_DELAY_S)
@@ -193,12 +225,13 @@ class RedisFrontier:
                         await self.lease_ready(0)
                 if loop.time() >= beat_at:
                     beat_at = loop.time() + interval
-                    await self._heartbeat()
+                    await self.heartbeat()
             except StateError as error:
                 log.error("heartbeat: %s", error)  # the next call tries again
-            self._ended_soon.clear()
 
-    async def _heartbeat(self) -> None:
+    async def heartbeat(self) -> None:
+        """Renew this worker's leases (every ``heartbeat_s``, by the task ``open`` starts);
+        ``expired`` turns True if they had lapsed meanwhile."""
         reply = await self._fcall(
             "heartbeat", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s)
         )
@@ -207,14 +240,19 @@ class RedisFrontier:
             self.expired = True
             log.warning("worker %s expired: its leases may be others' now", self.worker_id[:8])
 
+    async def claim_export(self) -> bool:
+        """Whether this worker is now the crawl's one feed exporter (held while it lives)."""
+        return bool(await self._fcall("claim_export", self._now(), self.worker_id))
+
     async def seeding_done(self) -> None:
         self.state = (await self._fcall("seeding_done", self._now(), self.worker_id)).decode()
 
     async def stop_crawl(self) -> None:
         self.state = (await self._fcall("stop", self._now())).decode()
 
-    async def close(self) -> None:
-        """Leave: this worker's leases are queued again at once, for the others."""
+    async def close(self, *, release: bool = True) -> None:
+        """Leave: this worker's leases are queued again at once, for the others (unless not
+        ``release``: then they come back when they expire, as a killed worker's do)."""
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,7 +261,7 @@ class RedisFrontier:
         if self._client is None:
             return
         try:
-            if self.state != "new":
+            if release and self.state != "new":
                 await self._fcall("leave", self._now(), self.worker_id, patience=OPEN_PATIENCE_S)
         except StateError as error:
             log.warning("leaving the crawl: %s", error)
@@ -246,14 +284,16 @@ class RedisFrontier:
         return Grant(self.state, requests, None if wake < 0 else wake / 1000)
 
     def attempt_ended(self, request: Request) -> None:
-        assert request.id is not None
-        self._ended.append(request.id)
+        self._ended.append(f"{request.id}:{request.retries % 10}")
         self._ended_soon.set()
 
     async def reacquire(self, request: Request) -> float:
         """0.0: the request's host slot is taken now; else seconds to wait, then ask again.
         Raises LeaseLost when another worker holds the request now."""
-        reply = int(await self._fcall("reacquire", self._now(), self.worker_id, request.id))
+        attempt = request.retries % 10  # the engine counts the retry before it asks
+        reply = int(
+            await self._fcall("reacquire", self._now(), self.worker_id, request.id, attempt)
+        )
         if reply < 0:
             raise LeaseLost(f"the lease on {request.url} expired")
         return reply / 1000
@@ -264,8 +304,11 @@ class RedisFrontier:
     async def configure_host(self, host: str, concurrency: int, delay_s: float) -> None:
         """Robots.txt's limits for the host, for every worker; the robots.txt record buffered
         for it goes along, before any other worker may hit the host with more than one slot."""
-        record = self._batch.robots.pop(host, b"")
-        await self._fcall("configure_host", self._now(), host, concurrency, _ms(delay_s), record)
+        records: list[str | bytes] = []
+        for site in (f"http://{host}", f"https://{host}"):  # RobotsCache's keys
+            if (record := self._batch.robots.pop(site, None)) is not None:
+                records += [site, record]
+        await self._fcall("configure_host", self._now(), host, concurrency, _ms(delay_s), *records)
 
     async def lease(self, host: str, limit: int) -> list[Request]:
         """Up to ``limit`` requests of one host, as far as its gate allows now."""
@@ -302,6 +345,7 @@ class RedisFrontier:
         assert outcome.request.id is not None
         children = self._children.pop(outcome.request.id, [])
         self._batch.outcomes.append((outcome, children))
+        self._batch.size += 1 + len(children)
 
     def save_robots(self, host: str, record: RobotsRecord) -> None:
         self._batch.robots[host] = codec.encode_robots(record)
@@ -310,7 +354,7 @@ class RedisFrontier:
         for name, value in codec.flat_stats(stats):
             delta = value - self._sent_stats.get(name, 0)
             if delta:
-                self._batch.stats[name] = delta
+                self._batch.stats[name] = self._batch.stats.get(name, 0) + delta
             self._sent_stats[name] = value
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None:
@@ -321,8 +365,7 @@ class RedisFrontier:
 
     @property
     def pending_writes(self) -> int:
-        batch = self._batch
-        return len(batch.outcomes) + len(batch.seeds) + sum(map(len, self._children.values()))
+        return self._batch.size + len(self._batch.seeds)
 
     async def flush(self) -> Flushed:
         """One ``crawler_commit``: each outcome is fenced by its lease (a refused one drops its
@@ -338,16 +381,15 @@ class RedisFrontier:
         self.state = reply[0].decode()
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
-        for (outcome, _), first in zip(batch.outcomes, reply[4:], strict=True):
+        for (outcome, children), first in zip(batch.outcomes, reply[4:], strict=True):
             if first > 0:
                 result.items += [(first + i, data) for i, data in enumerate(outcome.items)]
+            elif first < 0:  # refused: whoever redoes the page must not find its links "seen"
+                for child in children:
+                    self._recent.discard(child.fingerprint)
         if result.refused:
             log.warning("%d outcomes refused: their leases had expired", result.refused)
         return result
-
-    async def spider_state(self) -> bytes | None:
-        data: bytes | None = await self._read("hget", self.keys[0], "spider_state")
-        return data
 
     async def last_items(self, request_id: int) -> list[bytes]:
         return []  # recrawls are not in the Redis frontier: a new crawl id crawls again
@@ -358,97 +400,12 @@ class RedisFrontier:
     def requeue_due(self, now: float, policy: Revisit) -> None:
         return None
 
-    # -- hosts, items, counts ------------------------------------------------------------------
 
-    async def robots(self, host: str) -> RobotsRecord | None:
-        data = await self._read("hget", self.keys[12], host)
-        return None if data is None else codec.decode_robots(data)
-
-    async def feed(self, path: str) -> tuple[int, int] | None:
-        data = await self._read("hget", self.keys[13], path)
-        if data is None:
-            return None
-        last, offset = data.split(b",")
-        return int(last), int(offset)
-
-    async def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]:
-        while entries := await self._read("xrange", self.keys[9], f"({item_id}-0", "+", 1000):
-            for entry_id, entry in entries:
-                item_id = int(entry_id.split(b"-")[0])
-                yield item_id, entry[b"d"]
-
-    async def status(self) -> dict[str, Any]:
-        """The crawl as Redis has it: state, queued, leased, seen, items, live workers,
-        the frontier's exact counts and the workers' committed stats summed."""
-        reply = await self._retrying(
-            lambda: self.client.fcall_ro("crawler_status", len(self.keys), *self.keys, "")
-        )
-        spider, state, queued, leased, seen, workers, items, counts, stats = reply
-        return {
-            "crawl_id": self.crawl_id, "spider": spider.decode(), "state": state.decode(),
-            "queued": queued, "leased": leased, "seen": seen, "items": items,
-            "workers": workers, "counts": _pairs(counts), "stats": codec.nested_stats(
-                (k.decode(), v.decode()) for k, v in zip(stats[::2], stats[1::2], strict=True)
-            ),
-        }  # fmt: skip
-
-    async def counts(self) -> Counts:
-        status = await self.status()
-        counts = status["counts"]
-        return Counts(
-            queued=status["queued"] + status["leased"],
-            done=counts.get("done", 0),
-            failed=counts.get("failed", 0),
-            items=counts.get("items", 0),
-            last_item=status["items"],
-        )
-
-    # -- the run log: one record per worker ---------------------------------------------------
-
-    async def runs(self) -> list[Run]:
-        fields = await self._read("hgetall", self.keys[0])
-        records = [jsondata.loads(v) for k, v in fields.items() if k.startswith(b"run:")]
-        records.sort(key=lambda r: r[1] or "")
-        return [_run(i, record) for i, record in enumerate(records, 1)]
-
-    async def last_run(self) -> Run | None:
-        runs = await self.runs()
-        return runs[-1] if runs else None
-
-    async def start_run(self, run: Run) -> Run:
-        run.id = 1
-        await self._put_run(run)
-        return run
-
-    async def resume_run(self, run: Run) -> Run:
-        run.outcome, run.finished_at, run.exit_code = RunOutcome.RUNNING, None, None
-        await self._put_run(run)
-        return run
-
-    async def finish_run(self, run: Run, stats: dict[str, Any] | None) -> None:
-        if stats is not None:
-            run.stats = stats
-        await self._put_run(run)
-
-    async def _put_run(self, run: Run) -> None:
-        record = [
-            str(run.trigger), iso(run.started_at), iso(run.scheduled_for),
-            iso(run.finished_at), str(run.outcome), run.exit_code, run.resumes, run.stats,
-        ]  # fmt: skip
-        await self._fcall("put", self._now(), f"run:{self.worker_id}", jsondata.dumps(record))
+def _outage(error: BaseException) -> bool:
+    """Worth waiting out: the server is down, restarting or out of reach (not a refusal)."""
+    auth = (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)
+    return isinstance(error, _OUTAGE) and not isinstance(error, auth)
 
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
-
-
-def _pairs(flat: list[bytes]) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
-
-
-def _run(run_id: int, record: list[Any]) -> Run:
-    trigger, started, scheduled, finished, outcome, exit_code, resumes, stats = record
-    return Run(
-        run_id, Trigger(trigger), parse_time(started), parse_time(scheduled),
-        parse_time(finished), RunOutcome(outcome), exit_code, resumes, stats,
-    )  # fmt: skip

@@ -135,13 +135,14 @@ def nested_stats(flat: Iterable[tuple[str, str]]) -> dict[str, Any]:
 class Batch:
     """What one flush sends: taken from the frontier's buffers before the call."""
 
-    ended: list[int] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)
     outcomes: list[tuple[Outcome, list[Request]]] = field(default_factory=list)
     seeds: list[Request] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
     meta: dict[str, bytes] = field(default_factory=dict)
     feeds: dict[str, bytes] = field(default_factory=dict)
     robots: dict[str, bytes] = field(default_factory=dict)
+    size: int = 0  # outcomes and their children
 
     def args(self) -> list[bytes | str | int | float]:
         """``crawler_commit``'s counted sections, after (now, worker, batch)."""

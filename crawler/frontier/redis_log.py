@@ -1,0 +1,126 @@
+"""The Redis frontier's committed state, read back: the item log a feed exporter tails, feed
+checkpoints, robots.txt records, ``spider.state``, the crawl's status and counts, and the run
+log (one record per worker). A mixin of ``RedisFrontier``, which makes the calls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from crawler import jsondata
+from crawler.frontier import Counts, RobotsRecord
+from crawler.frontier import redis_codec as codec
+from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
+
+
+class RedisLog:
+    """What ``RedisFrontier`` reads back; it provides the calls below."""
+
+    keys: list[str]
+    crawl_id: str
+    worker_id: str
+
+    def __repr__(self) -> str:
+        return f"<RedisLog crawl={self.crawl_id!r}>"
+
+    def _now(self) -> str:
+        raise NotImplementedError
+
+    async def _read(self, command: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    async def _fcall(self, name: str, *args: Any, patience: float = 0.0) -> Any:
+        raise NotImplementedError
+
+    async def spider_state(self) -> bytes | None:
+        data: bytes | None = await self._read("hget", self.keys[0], "spider_state")
+        return data
+
+    async def robots(self, host: str) -> RobotsRecord | None:
+        data = await self._read("hget", self.keys[12], host)
+        return None if data is None else codec.decode_robots(data)
+
+    async def feed(self, path: str) -> tuple[int, int] | None:
+        data = await self._read("hget", self.keys[13], path)
+        if data is None:
+            return None
+        last, offset = data.split(b",")
+        return int(last), int(offset)
+
+    async def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]:
+        while entries := await self._read("xrange", self.keys[9], f"({item_id}-0", "+", 1000):
+            for entry_id, entry in entries:
+                item_id = int(entry_id.split(b"-")[0])
+                yield item_id, entry[b"d"]
+
+    async def status(self) -> dict[str, Any]:
+        """The crawl as Redis has it: state, queued, leased, seen, items, live workers,
+        the frontier's exact counts and the workers' committed stats summed."""
+        reply = await self._read(
+            "fcall_ro", "crawler_status", len(self.keys), *self.keys, self._now()
+        )
+        spider, state, queued, leased, seen, workers, items, counts, stats = reply
+        return {
+            "crawl_id": self.crawl_id, "spider": spider.decode(), "state": state.decode(),
+            "queued": queued, "leased": leased, "seen": seen, "items": items,
+            "workers": workers, "counts": _pairs(counts), "stats": codec.nested_stats(
+                (k.decode(), v.decode()) for k, v in zip(stats[::2], stats[1::2], strict=True)
+            ),
+        }  # fmt: skip
+
+    async def counts(self) -> Counts:
+        status = await self.status()
+        counts = status["counts"]
+        return Counts(
+            queued=status["queued"] + status["leased"],
+            done=counts.get("done", 0),
+            failed=counts.get("failed", 0),
+            items=counts.get("items", 0),
+            last_item=status["items"],
+        )
+
+    # -- the run log: one record per worker ---------------------------------------------------
+
+    async def runs(self) -> list[Run]:
+        fields = await self._read("hgetall", self.keys[0])
+        records = [jsondata.loads(v) for k, v in fields.items() if k.startswith(b"run:")]
+        records.sort(key=lambda r: r[1] or "")
+        return [_run(i, record) for i, record in enumerate(records, 1)]
+
+    async def last_run(self) -> Run | None:
+        runs = await self.runs()
+        return runs[-1] if runs else None
+
+    async def start_run(self, run: Run) -> Run:
+        run.id = 1
+        await self._put_run(run)
+        return run
+
+    async def resume_run(self, run: Run) -> Run:
+        run.outcome, run.finished_at, run.exit_code = RunOutcome.RUNNING, None, None
+        await self._put_run(run)
+        return run
+
+    async def finish_run(self, run: Run, stats: dict[str, Any] | None) -> None:
+        if stats is not None:
+            run.stats = stats
+        await self._put_run(run)
+
+    async def _put_run(self, run: Run) -> None:
+        record = [
+            str(run.trigger), iso(run.started_at), iso(run.scheduled_for),
+            iso(run.finished_at), str(run.outcome), run.exit_code, run.resumes, run.stats,
+        ]  # fmt: skip
+        await self._fcall("put", self._now(), f"run:{self.worker_id}", jsondata.dumps(record))
+
+
+def _pairs(flat: list[bytes]) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+
+
+def _run(run_id: int, record: list[Any]) -> Run:
+    trigger, started, scheduled, finished, outcome, exit_code, resumes, stats = record
+    return Run(
+        run_id, Trigger(trigger), parse_time(started), parse_time(scheduled),
+        parse_time(finished), RunOutcome(outcome), exit_code, resumes, stats,
+    )  # fmt: skip

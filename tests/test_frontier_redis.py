@@ -1,0 +1,506 @@
+"""The Redis frontier's own promises, on a real redis-server: leases fenced per outcome, one
+politeness gate for every worker, the exact finish, durability across a Redis restart, redacted
+credentials, and its memory per request. Time is a test clock the functions take in ARGV."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from crawler import Request
+from crawler.errors import ConfigError, LeaseLost, StateError
+from crawler.frontier import Grant, Outcome, RequestState, RobotsRecord
+from crawler.frontier.redis import RedisFrontier
+from crawler.frontier.redis_codec import keys, redact
+from crawler.settings import Settings
+from tests.redis_server import RedisServer
+
+TTL_MS = 600_000  # on the test clock; the keeper beats every 200 s of real time: never
+
+
+class Cluster:
+    """Workers (frontier objects) on one crawl, on one test clock."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.now_ms = 5_000_000
+        self.workers: list[RedisFrontier] = []
+
+    def __repr__(self) -> str:
+        return f"<Cluster {len(self.workers)} workers at {self.now_ms} ms>"
+
+    async def join(
+        self, crawl: str = "c", spider: str = "spider", **settings: Any
+    ) -> RedisFrontier:
+        values = {"obey_robots": False, "lease_ttl_s": TTL_MS / 1000, "heartbeat_s": 599.0}
+        frontier = RedisFrontier(
+            self.server.url, crawl, Settings(**(values | settings)), clock_ms=lambda: self.now_ms
+        )
+        await frontier.open(spider)
+        self.workers.append(frontier)
+        return frontier
+
+    def advance(self, ms: int) -> None:
+        self.now_ms += ms
+
+
+@pytest.fixture
+async def cluster(redis_server: RedisServer) -> AsyncIterator[Cluster]:
+    made = Cluster(redis_server)
+    yield made
+    for worker in made.workers:
+        await worker.close()
+
+
+async def seeded(cluster: Cluster, requests: list[Request], **settings: Any) -> RedisFrontier:
+    seeder = await cluster.join(**settings)
+    assert seeder.seeder
+    seeder.add(requests)
+    await seeder.flush()
+    await seeder.seeding_done()
+    return seeder
+
+
+def pages(host: str, count: int) -> list[Request]:
+    return [Request(f"http://{host}/{i}") for i in range(count)]
+
+
+def finish(frontier: RedisFrontier, grant: Grant, *items: bytes) -> None:
+    for request in grant.requests:
+        frontier.attempt_ended(request)
+        frontier.complete(Outcome(request, RequestState.DONE, 200, items=list(items)))
+
+
+async def test_only_the_first_worker_seeds(cluster: Cluster) -> None:
+    first = await cluster.join()
+    second = await cluster.join()
+    assert (first.seeder, second.seeder) == (True, False)
+
+
+async def test_an_exporter_that_does_not_crawl_never_seeds(cluster: Cluster) -> None:
+    exporter = RedisFrontier(cluster.server.url, "c", Settings(obey_robots=False))
+    await exporter.open("spider", crawl=False)
+    cluster.workers.append(exporter)
+    assert not exporter.seeder
+    assert (await cluster.join()).seeder
+
+
+async def test_one_live_feed_exporter_per_crawl(cluster: Cluster) -> None:
+    one, two = await cluster.join(), await cluster.join()
+    assert await one.claim_export()
+    assert await one.claim_export()  # idempotent for its holder
+    assert not await two.claim_export()
+    await one.close()
+    assert await two.claim_export()
+    cluster.advance(TTL_MS + 1)  # two is gone without a word
+    assert await (await cluster.join()).claim_export()
+
+
+async def test_status_and_stop_attach_without_joining(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    grant = await worker.lease_ready(1)
+    outsider = RedisFrontier(cluster.server.url, "c", Settings(), clock_ms=lambda: cluster.now_ms)
+    await outsider.attach()
+    await outsider.stop_crawl()
+    status = await outsider.status()
+    assert (status["state"], status["workers"], status["leased"]) == ("stopping", 1, 1)
+    await outsider.close()
+    finish(worker, grant)
+    await worker.flush()
+    assert worker.state == "stopped"
+    with pytest.raises(StateError, match="no crawl 'other'"):
+        await RedisFrontier(cluster.server.url, "other", Settings()).attach()
+
+
+def test_a_heartbeat_must_be_shorter_than_the_lease() -> None:
+    with pytest.raises(ValueError, match="must be below lease_ttl_s"):
+        Settings(lease_ttl_s=1.0)
+
+
+async def test_a_crawl_id_belongs_to_one_spider(cluster: Cluster) -> None:
+    await cluster.join(spider="books")
+    with pytest.raises(StateError, match="belongs to spider 'books', not 'news'"):
+        await cluster.join(spider="news")
+
+
+async def test_a_stalled_workers_commit_is_refused_and_adds_no_item(cluster: Cluster) -> None:
+    stalled = await seeded(cluster, pages("a.test", 1))
+    grant = await stalled.lease_ready(10)
+    (request,) = grant.requests
+    cluster.advance(TTL_MS + 1)  # no heartbeat: its lease lapses
+
+    other = await cluster.join()
+    regrant = await other.lease_ready(10)
+    assert [r.url for r in regrant.requests] == [request.url]
+    stalled.add([Request("http://a.test/child")], parent=request)
+    finish(stalled, grant, b'{"by":"stalled"}')
+    flushed = await stalled.flush()
+    assert (flushed.refused, flushed.items, flushed.added) == (1, [], 0)
+
+    assert stalled.add([Request("http://a.test/child")]) == 0  # not "seen": it was refused
+    finish(other, regrant, b'{"by":"other"}')
+    assert [data for _, data in (await other.flush()).items] == [b'{"by":"other"}']
+    assert [data async for _, data in other.items_after(0)] == [b'{"by":"other"}']
+    status = await other.status()
+    assert (status["counts"]["done"], status["counts"]["refused"], status["seen"]) == (1, 1, 1)
+
+
+async def test_a_stalled_worker_learns_it_expired_from_its_heartbeat(cluster: Cluster) -> None:
+    worker = await cluster.join()
+    cluster.advance(TTL_MS + 1)
+    await cluster.join()  # reaps the dead
+    assert not worker.expired
+    await worker.heartbeat()
+    assert worker.expired
+
+
+async def test_a_lost_lease_cannot_be_reacquired_for_a_retry(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    (request,) = (await worker.lease_ready(1)).requests
+    worker.attempt_ended(request)
+    await worker.lease_ready(0)
+    request.retries += 1  # as the engine counts a retry before it waits
+    assert await worker.reacquire(request) == 0.0
+    worker.attempt_ended(request)
+    cluster.advance(TTL_MS + 1)
+    await (await cluster.join()).lease_ready(1)
+    with pytest.raises(LeaseLost):
+        await worker.reacquire(request)
+
+
+async def test_an_ended_attempt_frees_its_slot_without_another_call(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    two = await cluster.join(per_host_concurrency=1)
+    (request,) = (await one.lease_ready(16)).requests
+    one.attempt_ended(request)  # one makes no call: its keeper sends it within 50 ms
+    async with asyncio.timeout(5):  # polled: Redis announces no freed slot
+        while not (grant := await two.lease_ready(16)).requests:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert [r.url for r in grant.requests] == ["http://a.test/1"]
+
+
+async def test_a_retry_keeps_its_slot_when_its_first_attempts_end_arrives_late(
+    cluster: Cluster,
+) -> None:
+    one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    two = await cluster.join(per_host_concurrency=1)
+    (request,) = (await one.lease_ready(16)).requests
+    one.attempt_ended(request)  # not sent yet when the retry asks
+    request.retries += 1
+    assert await one.reacquire(request) == 0.0
+    await one.lease_ready(0)  # the first attempt's end: the retry holds the slot on
+    assert (await two.lease_ready(16)).requests == []
+    one.attempt_ended(request)
+    await one.lease_ready(0)
+    assert len((await two.lease_ready(16)).requests) == 1
+
+
+async def test_a_retry_waits_for_its_hosts_slot(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    (first,) = (await one.lease_ready(1)).requests
+    assert (await one.lease_ready(1)).requests == []  # the slot is taken
+    one.attempt_ended(first)
+    (other,) = (await one.lease_ready(1)).requests
+    first.retries += 1
+    assert await one.reacquire(first) == pytest.approx(0.1)  # no room: ask again soon
+    one.attempt_ended(other)
+    await one.lease_ready(0)
+    assert await one.reacquire(first) == 0.0
+
+
+async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 10), per_host_concurrency=2)
+    two = await cluster.join(per_host_concurrency=2)
+    first, second = await one.lease_ready(16), await two.lease_ready(16)
+    assert len(first.requests) + len(second.requests) == 2
+    assert (await one.lease_ready(16)).requests == []
+
+    ended = (first.requests or second.requests)[0]
+    (one if first.requests else two).attempt_ended(ended)  # a slot is free, the lease held
+    await (one if first.requests else two).lease_ready(0)
+    assert len((await two.lease_ready(16)).requests) == 1
+    assert (await one.lease_ready(16)).requests == []
+
+
+async def test_the_delay_spaces_starts_in_server_time_across_workers(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 5), download_delay=0.5)
+    two = await cluster.join(download_delay=0.5)
+    grant = await one.lease_ready(16)
+    assert len(grant.requests) == 1
+    refused = await two.lease_ready(16)
+    assert refused.requests == []
+    assert refused.wake_s == pytest.approx(0.51)  # the delay and its 10 ms guard
+    finish(one, grant)
+    await one.flush()
+    cluster.advance(509)
+    assert (await two.lease_ready(16)).requests == []
+    cluster.advance(1)
+    assert len((await two.lease_ready(16)).requests) == 1
+
+
+async def test_a_paused_host_waits_for_every_worker(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 5) + pages("b.test", 1))
+    two = await cluster.join()
+    await one.pause_host("a.test", 3.0)
+    grant = await two.lease_ready(16)
+    assert [r.host for r in grant.requests] == ["b.test"]
+    assert grant.wake_s is not None
+    assert grant.wake_s <= 3.0
+    finish(two, grant)
+    await two.flush()
+    cluster.advance(2999)
+    assert (await one.lease_ready(16)).requests == []
+    cluster.advance(1)
+    assert {r.host for r in (await one.lease_ready(16)).requests} == {"a.test"}
+
+
+async def test_an_unknown_host_has_one_slot_until_robots_configures_it(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 5), obey_robots=True, per_host_concurrency=3)
+    two = await cluster.join(obey_robots=True, per_host_concurrency=3)
+    assert len((await one.lease_ready(16)).requests) == 1
+    assert (await two.lease_ready(16)).requests == []
+
+    record = RobotsRecord(200, b"User-agent: *\nAllow: /\n", 1.0)
+    one.save_robots("http://a.test", record)  # RobotsCache keys records by site
+    await one.configure_host("a.test", 3, 0.0)
+    assert await two.robots("http://a.test") == record  # there before another worker starts
+    assert len((await two.lease_ready(16)).requests) == 2
+
+
+async def test_the_largest_delay_any_worker_saw_wins(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 5), obey_robots=True)
+    two = await cluster.join(obey_robots=True)
+    await one.configure_host("a.test", 1, 2.0)
+    await two.configure_host("a.test", 1, 1.0)
+    grant = await one.lease_ready(16)
+    assert len(grant.requests) == 1
+    finish(one, grant)
+    await one.flush()
+    assert (await two.lease_ready(16)).wake_s == pytest.approx(2.04)
+
+
+async def test_the_crawl_finishes_exactly_when_nothing_is_queued_or_leased(
+    cluster: Cluster,
+) -> None:
+    seeder = await cluster.join()
+    other = await cluster.join()
+    seeder.add(pages("a.test", 1))
+    await seeder.flush()
+    grant = await other.lease_ready(16)
+    assert grant.state == "running"
+    finish(other, grant)
+    await other.flush()
+    assert (await other.lease_ready(16)).state == "running"  # the seeder may add more
+
+    await seeder.seeding_done()
+    assert seeder.state == "finished"
+    assert (await other.lease_ready(16)).state == "finished"
+    late = await cluster.join()
+    assert (late.state, late.seeder) == ("finished", False)
+
+
+async def test_not_finished_while_a_lease_is_held(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    grant = await worker.lease_ready(16)
+    assert (await (await cluster.join()).lease_ready(16)).state == "running"
+    worker.add(pages("a.test", 2)[1:], parent=grant.requests[0])
+    finish(worker, grant)
+    await worker.flush()
+    assert worker.state == "running"
+    finish(worker, await worker.lease_ready(16))
+    await worker.flush()
+    assert worker.state == "finished"
+
+
+async def test_a_dead_seeders_successor_seeds(cluster: Cluster) -> None:
+    seeder = await cluster.join()
+    await seeder.close()
+    successor = await cluster.join()
+    assert successor.seeder
+
+
+async def test_stop_drains_leases_then_the_crawl_is_stopped_and_resumable(
+    cluster: Cluster,
+) -> None:
+    worker = await seeded(cluster, pages("a.test", 3), per_host_concurrency=1)
+    grant = await worker.lease_ready(16)
+    await worker.stop_crawl()
+    assert worker.state == "stopping"
+    assert (await worker.lease_ready(16)).requests == []
+    finish(worker, grant)
+    await worker.flush()
+    assert worker.state == "stopped"
+    resumed = await cluster.join()
+    assert resumed.state == "running"
+    assert len((await resumed.lease_ready(16)).requests) == 1
+
+
+async def test_max_pages_counts_committed_and_leased_requests(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 5), max_pages=3, per_host_concurrency=5)
+    grant = await worker.lease_ready(16)
+    assert len(grant.requests) == 3
+    finish(worker, grant)
+    await worker.flush()
+    assert worker.state == "finished"
+
+
+async def test_status_sums_what_workers_committed(cluster: Cluster) -> None:
+    one = await cluster.join()
+    two = await cluster.join()
+    one.save_stats({"pages_crawled": 3, "elapsed_s": 1.5, "status_counts": {"200": 3}})
+    two.save_stats({"pages_crawled": 4, "elapsed_s": 0.5, "status_counts": {"200": 2, "404": 1}})
+    one.save_stats({"pages_crawled": 5, "elapsed_s": 2.0, "status_counts": {"200": 5}})
+    await one.flush()
+    await two.flush()
+    status = await two.status()
+    assert status["stats"] == {
+        "pages_crawled": 9, "elapsed_s": 2.5, "status_counts": {"200": 7, "404": 1},
+    }  # fmt: skip
+    assert (status["workers"], status["state"], status["spider"]) == (2, "running", "spider")
+
+
+async def test_committed_items_survive_a_redis_kill(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 4), per_host_concurrency=4)
+    finish(worker, await worker.lease_ready(16), b'{"n":1}')
+    flushed = await worker.flush()
+    cluster.server.kill()
+    cluster.server.start()
+    assert [row async for row in worker.items_after(0)] == flushed.items
+    assert (await worker.counts()).done == 4
+
+
+async def test_a_commit_rides_out_a_redis_outage(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 2), per_host_concurrency=2)
+    finish(worker, await worker.lease_ready(16), b'{"n":1}')
+    cluster.server.kill()
+    committing = asyncio.create_task(worker.flush())
+    done, _ = await asyncio.wait([committing], timeout=0.3)
+    assert not done  # still retrying, not failed
+    cluster.server.start()
+    flushed = await committing
+    assert (len(flushed.items), flushed.refused) == (2, 0)
+    assert (await worker.counts()).items == 2
+
+
+def test_urls_are_redacted() -> None:
+    assert redact("redis://:s3cret@cache:6379/0") == "redis://***@cache:6379/0"
+    assert redact("rediss://user:s3cret@cache/0") == "rediss://***@cache/0"
+    assert redact("unix:///run/redis.sock?db=1") == "unix:///run/redis.sock?db=1"
+    assert "s3cret" not in repr(RedisFrontier("redis://:s3cret@cache", "c", Settings()))
+
+
+def test_a_bad_url_or_crawl_id_is_one_line_without_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        RedisFrontier("http://:s3cret@cache", "c", Settings())
+    assert "s3cret" not in str(caught.value)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match="crawl id"):
+        keys("{other}")
+
+
+async def test_an_unreachable_redis_is_one_line_without_the_password(
+    redis_server: RedisServer,
+) -> None:
+    url = f"unix://:s3cret@{redis_server.folder}/missing.sock"
+    with pytest.raises(StateError) as caught:
+        await RedisFrontier(url, "c", Settings()).open("spider")
+    message = str(caught.value)
+    assert "unreachable" in message
+    assert "s3cret" not in message
+    assert "\n" not in message
+
+
+async def test_a_password_protected_redis(tmp_path: Path) -> None:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    with RedisServer(folder, "--requirepass", "s3cret") as server:
+        url = f"unix://:s3cret@{server.socket}"
+        frontier = RedisFrontier(url, "c", Settings())
+        await frontier.open("spider")
+        assert (await frontier.status())["workers"] == 1
+        assert "s3cret" not in repr(frontier)
+        await frontier.close()
+        with pytest.raises(StateError) as caught:
+            await RedisFrontier(f"unix://:wrong-s3cret@{server.socket}", "c", Settings()).open("x")
+        assert "refused the credentials" in str(caught.value)
+        assert "wrong-s3cret" not in str(caught.value)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server on TLS only, with a password; yields its rediss:// URL."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+         cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    port = free_port()
+    tls = ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    tls += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no", "--requirepass", "pw1"]
+    with RedisServer(folder, *tls):
+        yield f"rediss://:pw1@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+
+
+async def test_rediss_with_a_password(tls_redis: str) -> None:
+    frontier = RedisFrontier(tls_redis, "c", Settings())
+    await frontier.open("spider")
+    frontier.add(pages("a.test", 3))
+    assert (await frontier.flush()).added == 3
+    assert "pw1" not in repr(frontier)
+    await frontier.close()
+
+
+async def test_an_unknown_url_option_is_a_config_error(redis_server: RedisServer) -> None:
+    with pytest.raises(ConfigError, match="frontier URL"):
+        await RedisFrontier(f"{redis_server.url}?db=x", "c", Settings()).open("spider")
+
+
+@pytest.fixture
+def memory_report() -> Iterator[dict[str, float]]:
+    report: dict[str, float] = {}
+    yield report
+    print(f"\nRedis memory: {report}")
+
+
+async def test_memory_per_queued_request_and_per_seen_fingerprint(
+    cluster: Cluster, memory_report: dict[str, float]
+) -> None:
+    count = 20_000
+    worker = await cluster.join()
+    # 200-byte records, as the design's figures assume: a URL, a callback, some meta
+    worker.add(
+        [
+            Request(f"http://a.test/{i:06d}", "parse_item", meta={"x": "y" * 110})
+            for i in range(count)
+        ]
+    )
+    await worker.flush()
+    client = aioredis.Redis.from_url(cluster.server.url)
+    names = keys("c")
+    sizes = {name: await client.memory_usage(key, samples=0) for name, key in zip(
+        ("q", "req", "seen"), (names[1], names[2], names[3]), strict=True)}  # fmt: skip
+    await client.aclose()
+    memory_report["bytes_per_queued_request"] = (sizes["q"] + sizes["req"]) / count
+    memory_report["bytes_per_seen_fingerprint"] = sizes["seen"] / count
+    assert memory_report["bytes_per_queued_request"] <= 600
+    assert memory_report["bytes_per_seen_fingerprint"] <= 64
