@@ -209,6 +209,8 @@ def check_committed(cluster: Cluster) -> None:
     stats = found["stats"]
     pages = cluster.site.pages
     assert (found["state"], found["queued"], found["leased"]) == ("finished", 0, 0), found
+    counts = found["counts"]
+    assert (counts.get("done"), counts.get("items"), found["items"]) == (pages, pages, pages), found
     assert (stats["pages_crawled"], stats["items_scraped"]) == (pages, pages), stats
 
 
