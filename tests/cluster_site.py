@@ -69,8 +69,8 @@ class ClusterSite:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._page_hits = 0
-        self._waiters: list[tuple[int, threading.Event]] = []
+        self._page_hits: Counter[str] = Counter()  # per User-Agent, and "" for all
+        self._waiters: list[tuple[str, int, threading.Event]] = []
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -95,15 +95,21 @@ class ClusterSite:
 
     # -- what the tests wait on and read -----------------------------------------------------
 
-    def reached(self, count: int) -> threading.Event:
-        """An event set once the server has answered ``count`` page requests."""
+    def reached(self, count: int, agent: str = "") -> threading.Event:
+        """An event set once the server has answered ``count`` page requests (of this
+        User-Agent's, when given)."""
         event = threading.Event()
         with self._lock:
-            if self._page_hits >= count:
+            if self._page_hits[agent] >= count:
                 event.set()
             else:
-                self._waiters.append((count, event))
+                self._waiters.append((agent, count, event))
         return event
+
+    def served(self, agent: str = "") -> int:
+        """Page requests answered so far (this User-Agent's, when given)."""
+        with self._lock:
+            return self._page_hits[agent]
 
     def hits(self) -> list[Hit]:
         with self._lock:
@@ -218,9 +224,10 @@ class ClusterSite:
         with self._lock:
             self.log.append(hit)
             if hit.status == 200 and hit.path.startswith(PAGE):
-                self._page_hits += 1
-            due = [event for count, event in self._waiters if self._page_hits >= count]
-            self._waiters = [(c, e) for c, e in self._waiters if self._page_hits < c]
+                self._page_hits.update(("", hit.agent))
+            hits = self._page_hits
+            due = [event for agent, count, event in self._waiters if hits[agent] >= count]
+            self._waiters = [(a, c, e) for a, c, e in self._waiters if hits[a] < c]
         for event in due:
             event.set()
 
