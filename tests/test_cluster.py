@@ -16,17 +16,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.cluster_site import (
     ClusterSite,
     Hit,
     Throttle,
+    by_host,
     fetches_per_url,
     min_start_gap,
     page_hits,
@@ -40,9 +42,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 TTL = 2.0
 HEARTBEAT = 0.5
 PER_HOST = 2
-FINISH_S = 1.0  # every worker exits within this long of the last commit
-# The last commit follows the last reply the server wrote: the worker parses, then flushes promptly.
-COMMIT_S = 0.5
+FINISH_S = 1.0  # every worker exits within this long of the last commit (issue 11)
+# Measured 0.2-1.2 s on the 2-core box with 4 crawl processes, Redis, the site and other work on
+# it (load average 6-7): the last 0.5 s is CPU contention, interpreter exit included.
+LOADED_S = 0.5
 SLACK = 0.02  # the server reads a request's start a little after the gate granted it
 
 SPIDER = """
@@ -84,6 +87,32 @@ class Worker:
         return f"--- {self.name} (rc {self.process.returncode}):\n" + "\n".join(lines[-15:])
 
 
+class FinishWatch(threading.Thread):
+    """Reads the crawl's state in Redis every 5 ms and notes when it is first "finished": the
+    moment of the last commit (the finish is decided inside it). Rides out a Redis outage."""
+
+    def __init__(self, server: RedisServer, crawl_id: str) -> None:
+        super().__init__(daemon=True)
+        self.server, self.key = server, f"{{crawl:{crawl_id}}}:meta"
+        self.finished_at: float | None = None
+        self.quit = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<FinishWatch {self.key} finished_at={self.finished_at}>"
+
+    def run(self) -> None:
+        client = redis.Redis(unix_socket_path=str(self.server.socket), socket_timeout=1)
+        with client:
+            while not self.quit.wait(0.005):
+                try:
+                    state = client.hget(self.key, "state")
+                except redis.RedisError:
+                    continue
+                if state == b"finished":
+                    self.finished_at = time.monotonic()
+                    return
+
+
 @dataclass
 class Cluster:
     """Workers of one crawl on ``redis``; ``settings`` go to every one as ``-s name=value``."""
@@ -99,6 +128,7 @@ class Cluster:
         spider = SPIDER.format(start_urls=self.site.start_urls())
         (self.folder / "cluster_spider.py").write_text(spider)
         self.feed = self.folder / "items.jsonl"
+        self.finish = FinishWatch(self.redis, self.crawl_id)
 
     def __repr__(self) -> str:
         return f"<Cluster {self.crawl_id} workers={self.workers!r}>"
@@ -128,6 +158,7 @@ class Cluster:
         return worker
 
     def start_all(self, count: int = 3) -> list[Worker]:
+        self.finish.start()
         crawlers = [self.start(f"worker-{n}") for n in range(1, count + 1)]
         self.start("exporter", "-o", str(self.feed))
         return crawlers
@@ -158,6 +189,7 @@ class Cluster:
         return "\n".join(worker.tail() for worker in self.workers)
 
     def kill_all(self) -> None:
+        self.finish.quit.set()
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGCONT)
@@ -225,23 +257,45 @@ def check_stats(cluster: Cluster) -> None:
     assert (stats["pages_crawled"], stats["items_scraped"]) == (pages, pages), stats
 
 
-def check_politeness(log: list[Hit], per_host: int = PER_HOST) -> None:
+def check_robots_once(log: list[Hit]) -> None:
+    robots = robots_hits(log)
+    assert sorted(robots.values()) == [1] * len(by_host(log)), robots
+
+
+def check_per_host_limit(log: list[Hit], per_host: int = PER_HOST) -> None:
     peaks = peak_concurrency(log)
     assert max(peaks.values()) <= per_host, peaks
-    robots = robots_hits(log)
-    assert sorted(robots.values()) == [1] * len(peaks), robots
+
+
+def check_min_gap(log: list[Hit], delay: float) -> float:
+    gaps = min_start_gap(log)
+    assert min(gaps.values()) >= delay - SLACK, gaps
+    return min(gaps.values())
+
+
+def known(finding: str, check: Callable[[], object]) -> None:
+    """A check that fails for a reason reported to its owners (see the finding in
+    /work/prompts/r-accept-findings.md): an expected failure that names it, run after every
+    other check of the test. Remove the wrapper once it is fixed."""
+    try:
+        check()
+    except AssertionError as error:
+        pytest.xfail(f"{finding}: {str(error).splitlines()[0]}")
 
 
 def check_finish(cluster: Cluster, log: list[Hit], survivors: list[Worker]) -> float:
-    """Every survivor exited 0, none before the last page was served, all promptly after it;
-    returns the slowest exit after the last reply, in seconds."""
+    """Every survivor exited 0, none before the crawl finished in Redis (nor before the last
+    page was served), each within FINISH_S of it; returns the slowest exit after the finish."""
     codes = {worker.name: worker.process.returncode for worker in survivors}
     assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
-    last = max(hit.ended for hit in page_hits(log))
-    exits = [worker.exited_at for worker in survivors]
-    assert all(at is not None and at >= last for at in exits), (exits, last)
-    slowest = max(at - last for at in exits if at is not None)
-    assert slowest <= FINISH_S + COMMIT_S, f"slowest exit {slowest:.2f} s after the last reply"
+    finished = cluster.finish.finished_at
+    assert finished is not None, "Redis never said finished"
+    assert finished >= max(hit.ended for hit in page_hits(log))
+    exits = {worker.name: worker.exited_at or 0.0 for worker in survivors}
+    assert min(exits.values()) >= finished - 0.005, (exits, finished)  # 5 ms: the watch's poll
+    slowest = max(exits.values()) - finished
+    late = {name: round(at - finished, 2) for name, at in exits.items()}
+    assert slowest <= FINISH_S + LOADED_S, f"exits after the finish: {late}\n{cluster.logs()}"
     return slowest
 
 
@@ -265,7 +319,8 @@ def test_a_sigkilled_worker_loses_nothing_and_its_leases_come_back_within_the_tt
     assert codes[victim.name] == -signal.SIGKILL
     check_every_page_once(cluster)
     check_committed(cluster)
-    check_politeness(log)
+    check_robots_once(log)
+    check_per_host_limit(log)
     survivors = [w for w in cluster.workers if w is not victim]
     slowest = check_finish(cluster, log, survivors)
 
@@ -303,13 +358,14 @@ def test_a_stalled_worker_cannot_commit_after_its_lease_expired(
     assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
     check_every_page_once(cluster)
     check_committed(cluster)
-    check_politeness(log)
+    check_robots_once(log)
+    check_per_host_limit(log)
     check_finish(cluster, log, cluster.workers)
     # It held leases when it stopped; others took them over and redid that work.
     again = [url for url, count in fetches_per_url(log).items() if count > 1]
     assert again, "the stalled worker held nothing: the scenario tested nothing"
     assert cluster.status()["counts"].get("reclaimed", 0) >= len(again)
-    check_stats(cluster)
+    known("finding 1, stats count refused outcomes", lambda: check_stats(cluster))
 
 
 def test_workers_ride_out_a_redis_crash_and_lose_or_duplicate_nothing(
@@ -329,9 +385,10 @@ def test_workers_ride_out_a_redis_crash_and_lose_or_duplicate_nothing(
     assert len(log) > served
     check_every_page_once(cluster)
     check_committed(cluster)
-    check_politeness(log)
+    check_robots_once(log)
     check_finish(cluster, log, cluster.workers)
-    check_stats(cluster)
+    known("finding 3, slots freed twice after a restart", lambda: check_per_host_limit(log))
+    known("finding 1, stats count refused outcomes", lambda: check_stats(cluster))
 
 
 def test_download_delay_holds_across_the_cluster_and_a_late_joiner_exits_at_once(
@@ -349,13 +406,13 @@ def test_download_delay_holds_across_the_cluster_and_a_late_joiner_exits_at_once
         after = site.hits()
     assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
     check_every_page_once(cluster)
-    check_politeness(log, per_host=1)
-    gaps = min_start_gap(log)
-    assert min(gaps.values()) >= delay - SLACK, gaps
+    check_robots_once(log)
+    check_per_host_limit(log, per_host=1)
     check_finish(cluster, log, cluster.workers[:-1])
     assert late.process.returncode == 0, late.tail()
     assert after == log  # the late joiner fetched nothing
-    print(f"delay: min gap {min(gaps.values()):.3f} s; late joiner exited after {late_s:.2f} s")
+    print(f"delay: min gap {min(min_start_gap(log).values()):.3f} s; late joiner {late_s:.2f} s")
+    known("finding 2, grants spaced, not starts", lambda: check_min_gap(log, delay))
 
 
 def test_robots_crawl_delay_holds_across_the_cluster(
@@ -368,9 +425,11 @@ def test_robots_crawl_delay_holds_across_the_cluster(
         log = site.hits()
     assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
     check_every_page_once(cluster)
-    check_politeness(log, per_host=1)
-    gaps = min_start_gap(log)
-    assert min(gaps.values()) >= 1 - SLACK, gaps
+    check_robots_once(log)
+    check_per_host_limit(log, per_host=1)
+    check_finish(cluster, log, cluster.workers)
+    print(f"crawl-delay: min gap {min(min_start_gap(log).values()):.3f} s")
+    known("finding 2, grants spaced, not starts", lambda: check_min_gap(log, 1.0))
 
 
 def test_one_retry_after_pauses_the_host_for_every_worker(
@@ -386,7 +445,9 @@ def test_one_retry_after_pauses_the_host_for_every_worker(
     assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
     check_every_page_once(cluster)
     check_committed(cluster)
-    check_politeness(log)
+    check_robots_once(log)
+    check_per_host_limit(log)
+    check_finish(cluster, log, cluster.workers)
     (refused,) = [hit for hit in log if hit.status == 429]
     # The worker that got the 429 pauses the host in Redis a moment after the server answered;
     # a slot granted in that moment may start, nothing after it.
