@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,3 +462,26 @@ def test_one_retry_after_pauses_the_host_for_every_worker(
         f"429: {len(early)} starts within 0.1 s of it, "
         f"next after {later[0].started - refused.ended:.2f} s"
     )
+
+
+def test_every_worker_reaches_the_start_hosts_on_loopback(
+    redis_server: RedisServer, cluster_folder: Path
+) -> None:
+    """The address guard lets a crawl reach its start hosts even when they are private (here
+    loopback) with ``allow_private_addresses`` off: on every worker, not only the seeder."""
+    site = ClusterSite(pages=200)
+    # 4 processes x 4 = the site's 16 slots: every worker gets its share of the pages.
+    settings = {"allow_private_addresses": "false", "concurrency": 4}
+    with running(cluster_folder, redis_server, site, **settings) as cluster:
+        cluster.start_all()
+        codes = cluster.wait()
+        log = site.hits()
+    assert set(codes.values()) == {0}, f"{codes}\n{cluster.logs()}"
+    check_per_host_limit(log)
+
+    def every_worker_fetched() -> None:
+        check_committed(cluster)  # no page failed
+        check_robots_once(log)
+        assert len({hit.agent for hit in log}) > 1, Counter(hit.agent for hit in log)
+
+    known("finding 5, only the seeder exempts start hosts", every_worker_fetched)
