@@ -366,22 +366,8 @@ def status(crawl_id: str, frontier: str | None, config: Path | None, as_json: bo
     if as_json:
         click.echo(jsondata.dumps(found, indent=True))
         return
-    counts, stats = found.get("counts") or {}, found.get("stats") or {}
-    click.echo(
-        f"crawl {crawl_id} ({found.get('spider')}): {found.get('state')}; {found.get('queued', 0)}"
-        f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"
-        f" {found.get('workers', 0)} workers live"
-    )
-    click.echo(
-        f"committed: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed,"
-        f" {counts.get('skipped', 0)} skipped, {counts.get('items', 0)} items;"
-        f" {counts.get('refused', 0)} outcomes refused (stale leases),"
-        f" {counts.get('reclaimed', 0)} leases reclaimed"
-    )
-    click.echo(
-        f"workers' stats: {stats.get('pages_crawled', 0)} pages, {stats.get('retries', 0)}"
-        f" retries, {stats.get('bytes_received', 0)} bytes"
-    )
+    for line in cluster.describe(crawl_id, found):
+        click.echo(line)
 
 
 @main.command()

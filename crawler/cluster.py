@@ -49,17 +49,27 @@ def shared_frontier(settings: Settings, crawl_id: str) -> SharedFrontier:
     return RedisFrontier(settings.frontier, crawl_id, settings)
 
 
+def check_job(job: CrawlJob) -> None:
+    """Refuse what a shared crawl cannot take, before anything starts."""
+    if job.state is not None:
+        raise ConfigError("--state and --frontier: a shared crawl is kept in its frontier only")
+    check_outputs(job)
+
+
 async def run(job: CrawlJob, settings: Settings, *, crawl: bool = True) -> CrawlResult:
     """This process's part in the shared crawl: crawl (unless ``crawl=False``: the parent of
     ``--workers`` only exports), and export the feed when ``job.feed`` is given. Returns this
     process's stats; ``totals`` are the crawl's, as committed by every worker."""
-    if job.state is not None:
-        raise ConfigError("--state and --frontier: a shared crawl is kept in its frontier only")
-    check_outputs(job)
+    check_job(job)
     spider = create_spider(job)
     crawl_id = crawl_id_of(settings, spider.name)
     frontier = shared_frontier(settings, crawl_id)
     started_at = utc_now()
+    if settings.autothrottle and crawl:
+        log.info(
+            "autothrottle on a shared frontier paces this worker's extra hops only; the"
+            " cluster's pace is download_delay, Crawl-delay and Retry-After"
+        )
     await frontier.open(spider.name, crawl=crawl)
     stats = Stats()
     exporter: FeedExporter | None = None
@@ -192,6 +202,23 @@ async def status(settings: Settings, crawl_id: str) -> dict[str, Any]:
     if not found.get("spider"):
         raise ConfigError(f"no crawl {crawl_id!r} on this frontier")
     return found
+
+
+def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
+    """``crawler status``'s lines: the state, the frontier's exact counters (what was
+    committed), and the workers' summed stats."""
+    counts, stats = found.get("counts") or {}, found.get("stats") or {}
+    return [
+        f"crawl {crawl_id} ({found.get('spider')}): {found.get('state')}; {found.get('queued', 0)}"
+        f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"
+        f" {found.get('workers', 0)} workers live",
+        f"committed: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed,"
+        f" {counts.get('skipped', 0)} skipped, {counts.get('items', 0)} items;"
+        f" {counts.get('refused', 0)} outcomes refused (stale leases),"
+        f" {counts.get('reclaimed', 0)} leases reclaimed",
+        f"workers' stats: {stats.get('pages_crawled', 0)} pages, {stats.get('retries', 0)}"
+        f" retries, {stats.get('bytes_received', 0)} bytes",
+    ]
 
 
 async def stop(settings: Settings, crawl_id: str) -> dict[str, Any]:

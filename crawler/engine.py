@@ -107,6 +107,9 @@ class Engine:
             hosts_added=self.scheduler.hosts_added,
         )
         self._finished = asyncio.Event()
+        # A shared frontier is not asked to commit stats alone every second: an idle worker's
+        # calls stay few (they are committed with its next outcomes, and at its end).
+        self._commit_idle = not frontier.shared
         self.fetch_durations = FetchDurations()  # read by the metrics endpoint
         self.ticked_at: float | None = None  # when _tick last ran (monotonic): /healthz reads it
         # Read once: the per-response DEBUG line costs nothing at INFO.
@@ -220,7 +223,9 @@ class Engine:
                 async with asyncio.timeout(TICK_S):
                     await self._finished.wait()
             self.ticked_at = time.monotonic()
-            if time.monotonic() - self.checkpoint.last >= FLUSH_INTERVAL_S:
+            if time.monotonic() - self.checkpoint.last >= FLUSH_INTERVAL_S and (
+                self._commit_idle or self.frontier.pending_writes
+            ):
                 await self.flush()
             for host in self.scheduler.evict_idle(KEEP_HOSTS):
                 self.robots.forget(host)

@@ -2,12 +2,19 @@
 decides which request may start, so politeness holds for every worker together.
 
 A worker holds only requests it may start now: ``next_request`` leases as many as it has free
-global slots (``lease_ready(want)``) and hands them out at once. A grant is its request's first
-turn on its host; a later hop on a host (the page after its robots.txt, a redirect) waits the
-host's delay here and then pushes the host's next start one delay on for the whole cluster
-(``pause_host``). A hop to another host (a redirect off-site, its robots.txt) is spaced only
-locally: an approximation, as that host's slot is not this request's. Autothrottle adapts
-only these local hops; the cluster-wide pace is ``download_delay``, Crawl-delay and Retry-After.
+global slots (``lease_ready(want)``) and hands them out at once.
+
+A grant is its request's first turn on its host, if it starts within the gate's guard of the
+lease call; a grant this busy process took longer to start is handed back and granted again,
+spaced from its real start. A later hop on a host (the page after its robots.txt, a redirect)
+waits the host's delay here, then pushes the host's next start one delay on for the whole
+cluster (``pause_host``). A hop to another host (a redirect off-site, its robots.txt) is spaced
+only locally: an approximation, as that host's slot is not this request's. What no scheduler
+sees is the time between a turn and the request's bytes on the wire (a new connection, an event
+loop held by a slow callback): past the gate's guard, it shortens the gap the host sees.
+
+Autothrottle adapts only these local hops; the cluster-wide pace is ``download_delay``,
+Crawl-delay and Retry-After.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from crawler.urls import host_of
 
 IDLE_POLL_S = 0.3  # an idle worker asks at most ~3.3 times a second (and heartbeats)
 LEASE_GAP_S = 0.005  # a few free slots wait this long for more, so that one call leases many
+MIN_WAKE_S = 0.002  # a host due "now" that another worker took: never a busy loop
 RUNNING, STOPPING, STOPPED = "running", "stopping", "stopped"
 
 
@@ -55,7 +63,7 @@ class SharedFrontier(Frontier, Protocol):
 
     def attempt_ended(self, request: Request) -> None: ...
 
-    async def reacquire(self, request: Request) -> float: ...
+    async def reacquire(self, request: Request, *, retake: bool = False) -> float: ...
 
     async def pause_host(self, host: str, seconds: float) -> None: ...
 
@@ -68,10 +76,19 @@ class SharedFrontier(Frontier, Protocol):
 
 @dataclass(slots=True)
 class _Turn:
-    """The turn a grant gives its request on its host, until the first hop there takes it."""
+    """The turn a grant gives its request on its host, until the first hop there takes it.
+    ``asked``: when the call that granted it was sent (local monotonic seconds)."""
 
+    request: Request
     host: str
+    asked: float
     used: bool = False
+
+
+def guard_s(delay: float) -> float:
+    """How late a grant may start and still keep the host's spacing: the gate adds this much
+    to every delay (max(10 ms, 2 % of it))."""
+    return max(0.010, delay * 0.02) if delay > 0 else 0.0
 
 
 # Set by next_request() right before it returns a request: the engine starts the request's
@@ -94,16 +111,18 @@ class RemoteScheduler(Scheduler):
         self.shared = frontier
         self.state = RUNNING
         self.lease_calls = 0
+        self.late_grants = 0  # grants started too late, handed back and granted again
         self._granted: deque[Request] = deque()
         self._pauses: dict[str, float] = {}  # Retry-After waits not sent to the gate yet
         self._limits: dict[str, tuple[int, float]] = {}  # robots.txt limits not sent yet
         self._last_lease = -LEASE_GAP_S
+        self._asked = 0.0  # when the last lease call was sent
 
     def __repr__(self) -> str:
         return (
             f"<RemoteScheduler state={self.state} active={self.active}/{self.settings.concurrency}"
             f" in_flight={self.in_flight} granted={len(self._granted)}"
-            f" lease_calls={self.lease_calls}>"
+            f" lease_calls={self.lease_calls} late_grants={self.late_grants}>"
         )
 
     async def start(self, dispatched_before: int = 0) -> None:
@@ -145,11 +164,14 @@ class RemoteScheduler(Scheduler):
                 # Nothing to start: what this worker holds may be all the crawl has left.
                 await self._flush()
                 continue
-            wake = IDLE_POLL_S if grant.wake_s is None else min(grant.wake_s, IDLE_POLL_S)
+            wake = IDLE_POLL_S
+            if grant.wake_s is not None:
+                wake = min(max(grant.wake_s, MIN_WAKE_S), IDLE_POLL_S)
             await self._wait(changed, wake)
         return None
 
     async def _lease(self, want: int) -> Grant:
+        self._asked = self._clock()
         grant = await self.shared.lease_ready(want)
         self._last_lease = self._clock()
         self.lease_calls += 1
@@ -173,7 +195,7 @@ class RemoteScheduler(Scheduler):
         self.active += 1
         self.in_flight += 1
         self.dispatched += 1
-        _turn.set(_Turn(request.host))
+        _turn.set(_Turn(request, request.host, self._asked))
         return request
 
     def release(self, request: Request) -> None:
@@ -187,16 +209,36 @@ class RemoteScheduler(Scheduler):
         """A hop of a dispatched attempt goes to ``url``'s host: the grant's own turn at once;
         any later hop after the host's delay, pushing the cluster's next start on that host
         (see the module's docstring)."""
-        await self._send_host_changes()
         host = host_of(url)
+        slot = self.slot(host)
         grant = _turn.get()
         if grant is not None and not grant.used and grant.host == host:
             grant.used = True
-            self.slot(host).sent(self._clock())
+            if slot.delay > 0 and self._clock() - grant.asked > guard_s(slot.delay):
+                # Granted longer ago than the gate's guard (this process was busy): starting
+                # now could come less than a delay before the host's next grant elsewhere.
+                await self._retake(grant.request)
+            slot.sent(self._clock())
             return
+        await self._send_host_changes()  # robots.txt's limits and record, for the others
         await super().turn(url)
-        if (delay := self.slot(host).delay) > 0:
-            await self.shared.pause_host(host, delay)
+        if slot.delay > 0:
+            await self.shared.pause_host(host, slot.delay + guard_s(slot.delay))
+
+    async def _retake(self, request: Request) -> None:
+        """Give a late grant's slot back and wait for the gate to grant it again, spaced from
+        now. Raises CrawlStopped if this worker stops meanwhile."""
+        self.late_grants += 1
+        while not self.stopping:
+            changed = self._changed
+            try:
+                wait = await self.shared.reacquire(request, retake=True)
+            except LeaseLost:
+                raise CrawlStopped(request.url) from None
+            if wait <= 0:
+                return
+            await self._wait(changed, wait)
+        raise CrawlStopped(request.url)
 
     def configure_host(self, host: str, crawl_delay: float | None) -> None:
         """robots.txt's limits for the host, here and (sent with the next call) at the gate,
@@ -230,13 +272,14 @@ class RemoteScheduler(Scheduler):
             changed = self._changed
             now = self._clock()
             if start <= now and self.active < self.settings.concurrency:
+                asked = self._clock()
                 try:
                     wait = await self.shared.reacquire(request)
                 except LeaseLost:
                     raise CrawlStopped(request.url) from None  # its new holder completes it
                 if wait <= 0:
                     self.active += 1
-                    _turn.set(_Turn(request.host))
+                    _turn.set(_Turn(request, request.host, asked))
                     return
                 start = self._clock() + wait
                 continue

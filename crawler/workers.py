@@ -5,7 +5,8 @@ Each child is ``python -m crawler run SPIDER`` in its own process group, without
 parent writes the feed when given one (it is the crawl's exporter, and crawls nothing itself).
 The frontier's URL reaches the children in their environment, never on a command line that
 ``ps`` shows. The parent forwards SIGINT and SIGTERM to every child (each stops in two steps, as
-``crawler run`` does), and exits with the worst child's exit code.
+``crawler run`` does), and exits with the worst child's exit code; ``--stats`` gets the crawl's
+``crawler status --json``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from crawler import cluster
-from crawler.exporters import FeedExporter
+from crawler import cluster, jsondata
+from crawler.exporters import FeedExporter, open_private
 from crawler.runner import CrawlJob, create_spider
 from crawler.runs import (
     EXIT_BAD_INPUT,
@@ -81,6 +83,7 @@ def worker_environment(settings: Settings, crawl_id: str) -> dict[str, str]:
 async def run(job: CrawlJob, settings: Settings, command: list[str], count: int) -> int:
     """Start ``count`` children running ``command``, export the feed meanwhile when the job has
     one, and return the worst child's exit code once every child has exited."""
+    cluster.check_job(job)
     spider_name = create_spider(job).name
     crawl_id = cluster.crawl_id_of(settings, spider_name)
     env = worker_environment(settings, crawl_id)
@@ -108,7 +111,16 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
             await frontier.close()
         if exporter is not None:
             exporter.close()
+    if job.stats is not None:
+        _write_status(job.stats, await cluster.status(settings, crawl_id))
     return worst([child.returncode or 0 for child in children])
+
+
+def _write_status(path: Path, found: dict[str, Any]) -> None:
+    """--stats of the parent: the crawl's state, exact counters and the workers' stats."""
+    with open_private(path) as file:
+        file.truncate()
+        file.write(jsondata.dumps(found, indent=True))
 
 
 def _forward(children: list[asyncio.subprocess.Process]) -> Callable[[signal.Signals], None]:

@@ -142,15 +142,19 @@ async def test_a_stalled_workers_commit_is_refused_and_adds_no_item(cluster: Clu
     assert [r.url for r in regrant.requests] == [request.url]
     stalled.add([Request("http://a.test/child")], parent=request)
     finish(stalled, grant, b'{"by":"stalled"}')
+    stalled.save_stats({"pages_crawled": 1, "items_scraped": 1, "requests_total": 1})
     flushed = await stalled.flush()
     assert (flushed.refused, flushed.items, flushed.added) == (1, [], 0)
 
     assert stalled.add([Request("http://a.test/child")]) == 0  # not "seen": it was refused
     finish(other, regrant, b'{"by":"other"}')
+    other.save_stats({"pages_crawled": 1, "items_scraped": 1, "requests_total": 1})
     assert [data for _, data in (await other.flush()).items] == [b'{"by":"other"}']
     assert [data async for _, data in other.items_after(0)] == [b'{"by":"other"}']
     status = await other.status()
     assert (status["counts"]["done"], status["counts"]["refused"], status["seen"]) == (1, 1, 1)
+    # the cluster's stats are what was committed; requests sent are what was sent
+    assert status["stats"] == {"pages_crawled": 1, "items_scraped": 1, "requests_total": 2}
 
 
 async def test_a_stalled_worker_learns_it_expired_from_its_heartbeat(cluster: Cluster) -> None:
@@ -214,6 +218,19 @@ async def test_a_retry_waits_for_its_hosts_slot(cluster: Cluster) -> None:
     one.attempt_ended(other)
     await one.lease_ready(0)
     assert await one.reacquire(first) == 0.0
+
+
+async def test_a_grant_started_late_is_retaken_and_spaced_from_then(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 3), download_delay=0.5)
+    (late,) = (await one.lease_ready(16)).requests
+    cluster.advance(200)  # the worker could not start it at once
+    assert await one.reacquire(late, retake=True) == pytest.approx(0.31)  # 0.5 s + 10 ms
+    cluster.advance(310)
+    assert await one.reacquire(late) == 0.0
+    cluster.advance(509)
+    assert (await one.lease_ready(16)).requests == []  # spaced from the retaken start
+    cluster.advance(1)
+    assert len((await one.lease_ready(16)).requests) == 1
 
 
 async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None:
@@ -355,14 +372,14 @@ async def test_max_pages_counts_committed_and_leased_requests(cluster: Cluster) 
 async def test_status_sums_what_workers_committed(cluster: Cluster) -> None:
     one = await cluster.join()
     two = await cluster.join()
-    one.save_stats({"pages_crawled": 3, "elapsed_s": 1.5, "status_counts": {"200": 3}})
-    two.save_stats({"pages_crawled": 4, "elapsed_s": 0.5, "status_counts": {"200": 2, "404": 1}})
-    one.save_stats({"pages_crawled": 5, "elapsed_s": 2.0, "status_counts": {"200": 5}})
+    one.save_stats({"requests_total": 3, "elapsed_s": 1.5, "status_counts": {"200": 3}})
+    two.save_stats({"requests_total": 4, "elapsed_s": 0.5, "status_counts": {"200": 2, "404": 1}})
+    one.save_stats({"requests_total": 5, "elapsed_s": 2.0, "status_counts": {"200": 5}})
     await one.flush()
     await two.flush()
     status = await two.status()
     assert status["stats"] == {
-        "pages_crawled": 9, "elapsed_s": 2.5, "status_counts": {"200": 7, "404": 1},
+        "requests_total": 9, "elapsed_s": 2.5, "status_counts": {"200": 7, "404": 1},
     }  # fmt: skip
     assert (status["workers"], status["state"], status["spider"]) == (2, "running", "spider")
 
@@ -388,6 +405,20 @@ async def test_a_commit_rides_out_a_redis_outage(cluster: Cluster) -> None:
     flushed = await committing
     assert (len(flushed.items), flushed.refused) == (2, 0)
     assert (await worker.counts()).items == 2
+
+
+async def test_a_commit_waits_while_redis_is_out_of_memory(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    admin = aioredis.Redis.from_url(cluster.server.url)
+    used = (await admin.info("memory"))["used_memory"]
+    await admin.config_set("maxmemory", used + 100_000)
+    worker.add([Request(f"http://b.test/{i}", meta={"x": "y" * 200}) for i in range(2000)])
+    committing = asyncio.create_task(worker.flush())
+    done, _ = await asyncio.wait([committing], timeout=0.5)
+    assert not done  # noeviction refuses it: the worker waits, it does not crash or drop it
+    await admin.config_set("maxmemory", 0)
+    assert (await committing).added == 2000
+    await admin.aclose()
 
 
 def test_urls_are_redacted() -> None:

@@ -5,6 +5,7 @@ finish, and a late joiner. Judged from the test site's log, the feed and Redis."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from crawler import Response, Spider
 from crawler import cluster as shared
@@ -82,6 +84,23 @@ def leaves_spider(site: TestSite, started: asyncio.Event | None = None) -> type[
     return Leaves
 
 
+def fan_spider(site: TestSite, n: int) -> type[Spider]:
+    """One page of ``n`` links on each host of the site; an item per leaf."""
+
+    class Fan(Spider):
+        name = "fan"
+        start_urls = tuple(site.url(f"/fan/{n}", i) for i in range(len(site.hosts)))
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            for request in response.follow_all(css="a[href]", callback=self.parse_leaf):
+                yield request
+
+        async def parse_leaf(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    return Fan
+
+
 async def worker(
     spider: type[Spider], redis: RedisServer, feed: Path | None = None, **settings: Any
 ) -> CrawlResult:
@@ -130,6 +149,49 @@ async def test_two_workers_and_one_exporter_write_every_item_once(
     assert first.totals.items_scraped == LEAVES
     assert (first.stopped, second.stopped) == (False, False)
     assert all(count == 1 for count in _hits_per_url(site).values())
+
+
+async def test_two_workers_keep_the_delay_between_any_two_requests_to_a_host(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site.robots = "User-agent: *\nAllow: /\n"
+    delay = 0.2
+    spider = fan_spider(site, n=6)
+    settings = {"obey_robots": True, "download_delay": delay, "concurrency": 8}
+    await asyncio.gather(
+        worker(spider, redis_server, tmp_path / "items.jsonl", **settings),
+        worker(spider, redis_server, **settings),
+    )
+
+    for host in site.hosts:
+        starts = sorted(hit.started for hit in site.log if hit.host == host)
+        assert len(starts) == 1 + 1 + 6  # robots.txt, the fan page, its leaves
+        gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+        assert min(gaps) >= delay - 0.02, (host, gaps)  # robots.txt and the page included
+        assert site.hits("/robots.txt", host) == 1
+
+
+async def test_every_worker_returns_within_a_second_of_the_finish(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    returned: list[float] = []
+
+    async def timed(feed: Path | None) -> None:
+        await worker(leaves_spider(site), redis_server, feed, concurrency=4)
+        returned.append(time.time())
+
+    await asyncio.gather(timed(tmp_path / "items.jsonl"), timed(None), timed(None))
+
+    client = redis.Redis(unix_socket_path=str(redis_server.socket))
+    try:
+        finished_ms = float(client.hget("{crawl:leaves}:meta", "ended_ms") or 0)
+    finally:
+        client.close()
+    # Redis's clock is this machine's: the finish was decided at the last commit.
+    assert all(0 <= at - finished_ms / 1000 < 1.0 for at in returned), (finished_ms, returned)
+    assert sorted(item["leaf"] for item in read_feed(tmp_path / "items.jsonl")) == list(
+        range(LEAVES)
+    )
 
 
 async def test_a_second_exporter_is_refused_in_one_line(
@@ -207,10 +269,13 @@ def test_workers_from_the_command_line_then_status(
     ran = crawler_cli(
         "run", "leaves.py", "--frontier", redis_server.url, "--crawl-id", "cli", "--workers",
         "2", "-o", str(feed), "-s", "obey_robots=false", "-s", "allow_private_addresses=true",
-        cwd=tmp_path,
+        "--stats", str(tmp_path / "stats.json"), cwd=tmp_path,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert (stats["state"], stats["counts"]["items"]) == ("finished", LEAVES)
+    assert stats["counts"]["done"] == LEAVES + 1
 
     status = crawler_cli("status", "cli", "--frontier", redis_server.url, "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr

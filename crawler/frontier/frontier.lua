@@ -281,9 +281,9 @@ local function lease(keys, args)
   return reply
 end
 
--- A retry's next attempt (ARGV: now, worker, id, attempt digit): 0 when its host slot is
--- taken now, -1 when the lease is lost, else ms to wait before asking again. If the previous
--- attempt's end has not arrived yet, the retry takes its slot over.
+-- A retry's next attempt (ARGV: now, worker, id, attempt digit, retake): 0 when its host slot
+-- is taken now, -1 when the lease is lost, else ms to wait before asking again. If the
+-- previous attempt's end has not arrived yet, the retry takes its slot over.
 local function reacquire(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -291,12 +291,18 @@ local function reacquire(keys, args)
   local v = redis.call('HGET', K.lease, id)
   if not owned(v, worker) then return -1 end
   local rest = string.sub(v, 3)
-  if string.sub(v, 1, 1) == '1' then
-    redis.call('HSET', K.lease, id, '1' .. attempt .. rest)
-    return 0
-  end
   local host = host_of_member(string.sub(v, MEMBER_AT))
   local h = host_get(host)
+  if string.sub(v, 1, 1) == '1' then
+    if args[5] ~= '1' then
+      redis.call('HSET', K.lease, id, '1' .. attempt .. rest)
+      return 0
+    end
+    -- retake: a grant that did not start in time gives its slot back and asks again, so the
+    -- host's spacing counts from now
+    h.active = math.max(0, h.active - 1)
+    redis.call('HSET', K.lease, id, '0' .. string.sub(v, 2))
+  end
   if h.active < h.limit and h.next <= now then
     start(h, now)
     host_put(host, h)
@@ -304,6 +310,8 @@ local function reacquire(keys, args)
     redis.call('HSET', K.lease, id, '1' .. attempt .. rest)
     return 0
   end
+  host_put(host, h)
+  touch(host, h)
   if h.next > now then return h.next - now end
   return 100
 end
@@ -354,6 +362,10 @@ local function commit(keys, args)
     for _ = 1, tonumber(take()) do
       local fp, host, prio, record = take(), take(), take(), take()
       if ok then add_child(fp, host, prio, record, reply) end
+    end
+    for _ = 1, tonumber(take()) do  -- the stats it counts, committed with it or not at all
+      local field, delta = take(), take()
+      if ok then redis.call('HINCRBY', K.stats, field, delta) end
     end
     reply[#reply + 1] = first
   end

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -31,11 +31,11 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from crawler.dedup import RecentSet
 from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.freshness import Revisit
-from crawler.frontier import Flushed, Grant, Outcome, RobotsRecord
+from crawler.frontier import Flushed, Grant
 from crawler.frontier import redis_codec as codec
+from crawler.frontier.redis_buffer import CommitBuffer
 from crawler.frontier.redis_log import RedisLog
 from crawler.request import Request
 from crawler.settings import Settings
@@ -45,14 +45,13 @@ log = logging.getLogger("crawler.frontier.redis")
 OUTAGE_S = 60.0  # how long a call rides out a Redis outage before the worker gives up
 OPEN_PATIENCE_S = 3.0  # at start-up: an unreachable Redis is reported soon
 ENDED_DELAY_S = 0.05  # ended attempts wait this long for a lease call to carry them
-_RECENT = 65_536
 _OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 _LUA = resources.files("crawler.frontier").joinpath("frontier.lua").read_text(encoding="utf-8")
 VERSION = hashlib.sha1(_LUA.encode(), usedforsecurity=False).hexdigest()[:12]
 LIBRARY = _LUA.replace("@VERSION@", VERSION)
 
 
-class RedisFrontier(RedisLog):
+class RedisFrontier(CommitBuffer, RedisLog):
     """A crawl's state in Redis, shared by its workers. ``RedisFrontier(url, crawl_id,
     settings)``; ``await open(spider_name)``; ``lease_ready(want)`` hands out requests whose
     host may be hit now, ``flush()`` commits outcomes fenced by their leases."""
@@ -76,16 +75,12 @@ class RedisFrontier(RedisLog):
         self.expired = False
         self.state = "new"
         self.finished = False  # a finished crawl is not recrawled: a new crawl id is
-        self.pending_hosts: set[str] = set()
         self._clock_ms = clock_ms
         self._client: aioredis.Redis | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._ended: list[str] = []  # 'id:attempt digit'
         self._ended_soon = asyncio.Event()
-        self._batch = codec.Batch()
-        self._children: dict[int, list[Request]] = {}
-        self._recent = RecentSet(_RECENT)
-        self._sent_stats: dict[str, float] = {}
+        CommitBuffer.__init__(self)
         self._batches = 0
         self._run_id: int | None = None
 
@@ -129,6 +124,8 @@ class RedisFrontier(RedisLog):
             ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
+        except redis.exceptions.ResponseError as exc:
+            raise StateError(f"Redis at {self._where} refused a call: {self._clean(exc)}") from None
         except redis.exceptions.RedisError as exc:
             raise StateError(f"Redis at {self._where} failed: {self._clean(exc)}") from None
         raise AssertionError("unreachable: tenacity re-raises the last error")
@@ -235,20 +232,27 @@ class RedisFrontier(RedisLog):
         reply = await self._fcall(
             "heartbeat", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s)
         )
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         if reply[1] and not self.expired:
             self.expired = True
             log.warning("worker %s expired: its leases may be others' now", self.worker_id[:8])
+
+    def _saw(self, state: bytes) -> None:
+        """A call's reply said the crawl's state. Replies on separate connections may arrive out
+        of order, and Redis never leaves finished (nor stopped, but by a join): neither does
+        this worker's view."""
+        if self.state not in {"finished", "stopped"}:
+            self.state = state.decode()
 
     async def claim_export(self) -> bool:
         """Whether this worker is now the crawl's one feed exporter (held while it lives)."""
         return bool(await self._fcall("claim_export", self._now(), self.worker_id))
 
     async def seeding_done(self) -> None:
-        self.state = (await self._fcall("seeding_done", self._now(), self.worker_id)).decode()
+        self._saw(await self._fcall("seeding_done", self._now(), self.worker_id))
 
     async def stop_crawl(self) -> None:
-        self.state = (await self._fcall("stop", self._now())).decode()
+        self._saw(await self._fcall("stop", self._now()))
 
     async def close(self, *, release: bool = True) -> None:
         """Leave: this worker's leases are queued again at once, for the others (unless not
@@ -278,7 +282,7 @@ class RedisFrontier(RedisLog):
     async def _lease(self, want: int, host: str) -> Grant:
         ended, self._ended = self._ended, []
         reply = await self._fcall("lease", self._now(), self.worker_id, want, host, *ended)
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         wake = int(reply[1])
         requests = [codec.decode_request(reply[i], reply[i + 1]) for i in range(2, len(reply), 2)]
         return Grant(self.state, requests, None if wake < 0 else wake / 1000)
@@ -287,12 +291,16 @@ class RedisFrontier(RedisLog):
         self._ended.append(f"{request.id}:{request.retries % 10}")
         self._ended_soon.set()
 
-    async def reacquire(self, request: Request) -> float:
+    async def reacquire(self, request: Request, *, retake: bool = False) -> float:
         """0.0: the request's host slot is taken now; else seconds to wait, then ask again.
-        Raises LeaseLost when another worker holds the request now."""
+        ``retake``: a granted request that could not start in time gives its slot back first,
+        so the host's delay counts from its real start. Raises LeaseLost when another worker
+        holds the request now."""
         attempt = request.retries % 10  # the engine counts the retry before it asks
         reply = int(
-            await self._fcall("reacquire", self._now(), self.worker_id, request.id, attempt)
+            await self._fcall(
+                "reacquire", self._now(), self.worker_id, request.id, attempt, int(retake)
+            )
         )
         if reply < 0:
             raise LeaseLost(f"the lease on {request.url} expired")
@@ -321,51 +329,7 @@ class RedisFrontier(RedisLog):
     async def _read(self, command: str, *args: Any) -> Any:
         return await self._retrying(lambda: getattr(self.client, command)(*args))
 
-    # -- buffered writes and the commit --------------------------------------------------------
-
-    def add(self, requests: Sequence[Request], *, parent: Request | None = None) -> int:
-        duplicates = 0
-        fresh = []
-        for request in requests:
-            if not request.dont_filter and self._recent.seen(request.fingerprint):
-                duplicates += 1
-                continue
-            fresh.append(request)
-            self.pending_hosts.add(request.host)
-        if parent is not None and parent.id is not None:
-            self._children.setdefault(parent.id, []).extend(fresh)
-        else:
-            self._batch.seeds.extend(fresh)
-        return duplicates
-
-    def requeue(self, requests: Sequence[Request]) -> None:
-        self.add(requests)
-
-    def complete(self, outcome: Outcome) -> None:
-        assert outcome.request.id is not None
-        children = self._children.pop(outcome.request.id, [])
-        self._batch.outcomes.append((outcome, children))
-        self._batch.size += 1 + len(children)
-
-    def save_robots(self, host: str, record: RobotsRecord) -> None:
-        self._batch.robots[host] = codec.encode_robots(record)
-
-    def save_stats(self, stats: dict[str, Any]) -> None:
-        for name, value in codec.flat_stats(stats):
-            delta = value - self._sent_stats.get(name, 0)
-            if delta:
-                self._batch.stats[name] = self._batch.stats.get(name, 0) + delta
-            self._sent_stats[name] = value
-
-    def save_feed(self, path: str, last_item: int, offset: int) -> None:
-        self._batch.feeds[path] = f"{last_item},{offset}".encode()
-
-    def save_spider_state(self, data: bytes) -> None:
-        self._batch.meta["spider_state"] = data
-
-    @property
-    def pending_writes(self) -> int:
-        return self._batch.size + len(self._batch.seeds)
+    # -- the commit ------------------------------------------------------------------------
 
     async def flush(self) -> Flushed:
         """One ``crawler_commit``: each outcome is fenced by its lease (a refused one drops its
@@ -378,7 +342,7 @@ class RedisFrontier(RedisLog):
         reply = await asyncio.shield(
             self._fcall("commit", self._now(), self.worker_id, self._batches, *args)
         )
-        self.state = reply[0].decode()
+        self._saw(reply[0])
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
         for (outcome, children), first in zip(batch.outcomes, reply[4:], strict=True):
@@ -402,8 +366,12 @@ class RedisFrontier(RedisLog):
 
 
 def _outage(error: BaseException) -> bool:
-    """Worth waiting out: the server is down, restarting or out of reach (not a refusal)."""
-    auth = (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)
+    """Worth waiting out: the server is down, restarting, out of reach or out of memory (not
+    a refusal of the credentials or of the call)."""
+    if isinstance(error, redis.exceptions.ResponseError):
+        # noeviction: a full Redis refuses each write as a whole, until it has room again
+        return isinstance(error, redis.exceptions.OutOfMemoryError)
+    auth = redis.exceptions.AuthenticationError
     return isinstance(error, _OUTAGE) and not isinstance(error, auth)
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from crawler import jsondata
 from crawler.errors import ConfigError
-from crawler.frontier import Outcome, RobotsRecord
+from crawler.frontier import Outcome, RequestState, RobotsRecord
 from crawler.request import Request
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -131,6 +131,20 @@ def nested_stats(flat: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return out
 
 
+# Stats the cluster counts from the committed outcomes themselves, not from the workers' sums:
+# so they equal what was committed, whatever a refused or killed worker had counted.
+COUNTED_BY_COMMIT = frozenset({"pages_crawled", "items_scraped"})
+
+
+def counted(outcome: Outcome) -> dict[str, int]:
+    """What the engine's stats count for this outcome (COUNTED_BY_COMMIT): a page when its
+    callback ran (``Stats.pages_crawled``), its items once they passed the pipelines."""
+    ran = outcome.state is RequestState.DONE and (
+        outcome.change is None or outcome.change.runs_callback
+    )
+    return {"pages_crawled": int(ran), "items_scraped": len(outcome.items)}
+
+
 @dataclass(slots=True)
 class Batch:
     """What one flush sends: taken from the frontier's buffers before the call."""
@@ -153,6 +167,8 @@ class Batch:
             out.append(len(children))
             for child in children:
                 out += child_args(child)
+            count = [(name, n) for name, n in counted(outcome).items() if n]
+            out += [len(count), *(value for pair in count for value in pair)]
         out.append(len(self.seeds))
         for seed in self.seeds:
             out += child_args(seed)

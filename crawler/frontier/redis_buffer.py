@@ -1,0 +1,75 @@
+"""The Redis frontier's buffered writes: what the next ``crawler_commit`` sends. New links wait
+with their parent until its outcome is complete, so that they are fenced by its lease."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from crawler.dedup import RecentSet
+from crawler.frontier import Outcome, RobotsRecord
+from crawler.frontier import redis_codec as codec
+from crawler.request import Request
+
+RECENT = 65_536  # fingerprints a worker remembers, to skip a round trip for most duplicates
+
+
+class CommitBuffer:
+    """A mixin of ``RedisFrontier``: ``add``, ``complete`` and the ``save_*`` of the Frontier
+    protocol; ``flush`` takes ``_batch``."""
+
+    def __init__(self) -> None:
+        self.pending_hosts: set[str] = set()
+        self._batch = codec.Batch()
+        self._children: dict[int, list[Request]] = {}  # parent id -> links of a running callback
+        self._recent = RecentSet(RECENT)
+        self._sent_stats: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"<CommitBuffer pending={self.pending_writes}>"
+
+    def add(self, requests: Sequence[Request], *, parent: Request | None = None) -> int:
+        duplicates = 0
+        fresh = []
+        for request in requests:
+            if not request.dont_filter and self._recent.seen(request.fingerprint):
+                duplicates += 1
+                continue
+            fresh.append(request)
+            self.pending_hosts.add(request.host)
+        if parent is not None and parent.id is not None:
+            self._children.setdefault(parent.id, []).extend(fresh)
+        else:
+            self._batch.seeds.extend(fresh)
+        return duplicates
+
+    def requeue(self, requests: Sequence[Request]) -> None:
+        self.add(requests)
+
+    def complete(self, outcome: Outcome) -> None:
+        assert outcome.request.id is not None
+        children = self._children.pop(outcome.request.id, [])
+        self._batch.outcomes.append((outcome, children))
+        self._batch.size += 1 + len(children)
+
+    def save_robots(self, host: str, record: RobotsRecord) -> None:
+        self._batch.robots[host] = codec.encode_robots(record)
+
+    def save_stats(self, stats: dict[str, Any]) -> None:
+        for name, value in codec.flat_stats(stats):
+            if name in codec.COUNTED_BY_COMMIT:
+                continue
+            delta = value - self._sent_stats.get(name, 0)
+            if delta:
+                self._batch.stats[name] = self._batch.stats.get(name, 0) + delta
+            self._sent_stats[name] = value
+
+    def save_feed(self, path: str, last_item: int, offset: int) -> None:
+        self._batch.feeds[path] = f"{last_item},{offset}".encode()
+
+    def save_spider_state(self, data: bytes) -> None:
+        self._batch.meta["spider_state"] = data
+
+    @property
+    def pending_writes(self) -> int:
+        return self._batch.size + len(self._batch.seeds)
