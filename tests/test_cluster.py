@@ -181,7 +181,10 @@ class Cluster:
         deadline = time.monotonic() + timeout
         for worker in self.workers:
             if not worker.done.wait(max(0.0, deadline - time.monotonic())):
-                raise AssertionError(f"{worker!r} still running after {timeout} s\n{self.logs()}")
+                found = self.status()
+                raise AssertionError(
+                    f"{worker!r} still running after {timeout} s; Redis: {found}\n{self.logs()}"
+                )
         return {worker.name: worker.process.returncode for worker in self.workers}
 
     def busiest(self) -> Worker:
