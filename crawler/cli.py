@@ -263,7 +263,9 @@ def _run_shared(
         sys.exit(_run_async(workers.run(job, settings, command, count)))
     try:
         result = _run_async(cluster.run(job, settings))
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except KeyboardInterrupt:
+        _stopped_early()  # before the worker's own signal handlers were in place
+    except asyncio.CancelledError:
         click.echo("stopped at once; the frontier holds everything committed so far", err=True)
         sys.exit(summary.EXIT_FORCED)
     _summary(result, job.feed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from crawler import jsondata
@@ -27,6 +28,7 @@ from crawler.runs import now as utc_now
 from crawler.scheduler_remote import RemoteScheduler, SharedFrontier
 from crawler.settings import Settings
 from crawler.signals import StopSignals
+from crawler.spider import Spider
 from crawler.stats import Stats
 
 if TYPE_CHECKING:
@@ -61,37 +63,20 @@ async def run(job: CrawlJob, settings: Settings, *, crawl: bool = True) -> Crawl
     ``--workers`` only exports), and export the feed when ``job.feed`` is given. Returns this
     process's stats; ``totals`` are the crawl's, as committed by every worker."""
     check_job(job)
-    spider = create_spider(job)
-    crawl_id = crawl_id_of(settings, spider.name)
-    frontier = shared_frontier(settings, crawl_id)
-    started_at = utc_now()
-    if settings.autothrottle and crawl:
-        log.info(
-            "autothrottle on a shared frontier paces this worker's extra hops only; the"
-            " cluster's pace is download_delay, Crawl-delay and Retry-After"
-        )
-    await frontier.open(spider.name, crawl=crawl)
-    stats = Stats()
-    exporter: FeedExporter | None = None
-    fetcher: Fetcher | None = None
-    try:
-        if job.feed is not None:
-            exporter = await claim_feed(frontier, job, settings, crawl_id)
-        engine = None
-        if crawl:
-            fetcher = Fetcher(settings)
-            progress = Progress(stats, settings.progress_interval) if job.progress else None
-            engine = Engine(
-                spider, settings, frontier=frontier, fetcher=fetcher, stats=stats, progress=progress
+    stopper = _Stopper()
+    # From the start: a stop signal while this worker joins is a graceful stop too.
+    signals = StopSignals.handled(stopper.first, stopper.again) if job.signals else nullcontext()
+    with signals:
+        spider = create_spider(job)
+        crawl_id = crawl_id_of(settings, spider.name)
+        frontier = shared_frontier(settings, crawl_id)
+        started_at = utc_now()
+        if settings.autothrottle and crawl:
+            log.info(
+                "autothrottle on a shared frontier paces this worker's extra hops only; the"
+                " cluster's pace is download_delay, Crawl-delay and Retry-After"
             )
-        stopped = await _run(frontier, engine, exporter, job)
-        totals = Stats.from_dict(dict((await frontier.status()).get("stats") or {}))
-    finally:
-        if fetcher is not None:
-            await fetcher.close()
-        await frontier.close()
-        if exporter is not None:
-            exporter.close()
+        stats, stopped, totals = await _join(job, settings, spider, frontier, stopper, crawl=crawl)
     outcome = outcome_of(stats, stopped=stopped)
     record = Run(0, job.trigger, started_at=started_at, scheduled_for=job.scheduled_for)
     record.outcome, record.exit_code, record.finished_at = outcome, EXIT_CODES[outcome], utc_now()
@@ -99,6 +84,73 @@ async def run(job: CrawlJob, settings: Settings, *, crawl: bool = True) -> Crawl
     if job.stats is not None:
         _write_stats(job, record, totals, crawl_id)
     return CrawlResult(stats, stopped, None, record, totals)
+
+
+async def _join(
+    job: CrawlJob,
+    settings: Settings,
+    spider: Spider,
+    frontier: SharedFrontier,
+    stopper: _Stopper,
+    *,
+    crawl: bool,
+) -> tuple[Stats, bool, Stats]:
+    """Join the crawl, take part until it ends or this process stops, and leave; returns this
+    process's stats, whether it was stopped, and the crawl's committed totals."""
+    await frontier.open(spider.name, crawl=crawl)
+    stats = Stats()
+    exporter: FeedExporter | None = None
+    fetcher: Fetcher | None = None
+    try:
+        if job.feed is not None:
+            exporter = await claim_feed(frontier, job, settings, frontier.crawl_id)
+        engine = None
+        if crawl:
+            fetcher = Fetcher(settings)
+            progress = Progress(stats, settings.progress_interval) if job.progress else None
+            engine = Engine(
+                spider, settings, frontier=frontier, fetcher=fetcher, stats=stats, progress=progress
+            )
+            stopper.attach(engine)
+        stopped = await _run(frontier, engine, exporter, job, stopper.until)
+        totals = Stats.from_dict(dict((await frontier.status()).get("stats") or {}))
+    finally:
+        if fetcher is not None:
+            await fetcher.close()
+        await frontier.close()
+        if exporter is not None:
+            exporter.close()
+    return stats, stopped, totals
+
+
+class _Stopper:
+    """SIGINT/SIGTERM for a worker's whole run: the first stops scheduling (the engine's, once
+    there is one) and ends the feed with what is committed; a second cancels at once."""
+
+    def __init__(self) -> None:
+        self.until = asyncio.Event()
+        self.engine: Engine | None = None
+        self.task = asyncio.current_task()
+
+    def __repr__(self) -> str:
+        return f"<_Stopper stopping={self.until.is_set()} engine={self.engine is not None}>"
+
+    def attach(self, engine: Engine) -> None:
+        self.engine = engine
+        if self.until.is_set():
+            engine.stop()
+
+    def first(self, signum: signal.Signals) -> None:
+        log.warning(
+            "%s: finishing requests in flight, then stopping (again to stop now)", signum.name
+        )
+        self.until.set()
+        if self.engine is not None:
+            self.engine.stop()
+
+    def again(self, signum: signal.Signals) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 async def claim_feed(
@@ -120,33 +172,17 @@ async def _run(
     engine: Engine | None,
     exporter: FeedExporter | None,
     job: CrawlJob,
+    until: asyncio.Event,
 ) -> bool:
-    """Crawl and tail the feed side by side; returns whether this run was stopped (a signal
-    to this process, or ``crawler stop``)."""
-    until = asyncio.Event()  # this process stops: the feed gets what is committed, and ends
-    task = asyncio.current_task()
-    scheduler = engine.scheduler if engine is not None else None
-
-    def first(signum: signal.Signals) -> None:
-        log.warning("%s: finishing requests in flight, then stopping (again to stop now)", signum)
-        if engine is not None:
-            engine.stop()
-        until.set()
-
-    def again(signum: signal.Signals) -> None:
-        if task is not None:
-            task.cancel()
-
+    """Crawl and tail the feed side by side until the crawl ends or ``until`` is set (this
+    process stops); returns whether this run was stopped (here, or by ``crawler stop``)."""
     tail = None
     if exporter is not None:
         tail = feed_tail(frontier, exporter, engine)
         await tail.open(overwrite=job.overwrite_feed)
-    if not job.signals:
-        stopped = await _together(engine, tail, until)
-        return stopped or (scheduler is not None and scheduler.stopping)
-    with StopSignals.handled(first, again) as got:
-        stopped = await _together(engine, tail, until)
-    return stopped or got.count > 0 or (scheduler is not None and scheduler.stopping)
+    stopped = await _together(engine, tail, until)
+    scheduler = engine.scheduler if engine is not None else None
+    return stopped or until.is_set() or (scheduler is not None and scheduler.stopping)
 
 
 async def _together(engine: Engine | None, tail: FeedTail | None, until: asyncio.Event) -> bool:

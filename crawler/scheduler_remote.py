@@ -44,6 +44,7 @@ RUNNING, STOPPING, STOPPED = "running", "stopping", "stopped"
 class SharedFrontier(Frontier, Protocol):
     """A frontier many workers use at once (``RedisFrontier``): it owns the politeness gate."""
 
+    crawl_id: str
     worker_id: str
     seeder: bool
     expired: bool
@@ -151,7 +152,7 @@ class RemoteScheduler(Scheduler):
                 return None
             want = self._free()
             if want <= 0:
-                await self._wait(changed, None)
+                await self._wait(changed, IDLE_POLL_S)  # a request of its own ends first
                 continue
             gap = self._last_lease + LEASE_GAP_S - self._clock()
             if gap > 0 and want < self.settings.concurrency // 2:
@@ -229,14 +230,16 @@ class RemoteScheduler(Scheduler):
         """Give a late grant's slot back and wait for the gate to grant it again, spaced from
         now. Raises CrawlStopped if this worker stops meanwhile."""
         self.late_grants += 1
+        retake = True  # the first call gives the slot back; the next ones only ask for it
         while not self.stopping:
             changed = self._changed
             try:
-                wait = await self.shared.reacquire(request, retake=True)
+                wait = await self.shared.reacquire(request, retake=retake)
             except LeaseLost:
                 raise CrawlStopped(request.url) from None
             if wait <= 0:
                 return
+            retake = False
             await self._wait(changed, wait)
         raise CrawlStopped(request.url)
 

@@ -38,8 +38,10 @@ from crawler.signals import StopSignals
 
 log = logging.getLogger("crawler.workers")
 
-# A child killed by a signal (a negative return code) counts as a crash.
 WORST_FIRST = (EXIT_FORCED, EXIT_FAILED, EXIT_LOCKED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_FINISHED)
+# A child that a stop signal ended before it could handle one (it was still starting) stopped;
+# one killed by any other signal crashed.
+STOPPED_BY = {-signal.SIGINT, -signal.SIGTERM}
 
 
 def worst(codes: Sequence[int]) -> int:
@@ -47,8 +49,13 @@ def worst(codes: Sequence[int]) -> int:
 
     >>> worst([0, 3, 0])
     3
+    >>> worst([0, -9])
+    1
     """
-    seen = {EXIT_FAILED if code < 0 or code not in WORST_FIRST else code for code in codes}
+    seen = {
+        EXIT_STOPPED if code in STOPPED_BY else code if code in WORST_FIRST else EXIT_FAILED
+        for code in codes
+    }
     return next((code for code in WORST_FIRST if code in seen), EXIT_FINISHED)
 
 
@@ -90,6 +97,7 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
     frontier = None
     exporter: FeedExporter | None = None
     children: list[asyncio.subprocess.Process] = []
+    codes: list[int] = []
     if job.feed is not None:
         # The feed is claimed before any child starts: a second exporter is refused in one line.
         frontier = cluster.shared_frontier(settings, crawl_id)
@@ -97,14 +105,19 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
     try:
         if frontier is not None:
             exporter = await cluster.claim_feed(frontier, job, settings, crawl_id)
-        for _ in range(count):
-            children.append(
-                await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
-            )
-        pids = " ".join(str(child.pid) for child in children)
-        log.info("started %d workers of crawl %r: pids %s", count, crawl_id, pids)
-        with StopSignals.handled(_forward(children), _forward(children)):
+        forward = _forward(children)
+        with StopSignals.handled(forward, forward) as got:
+            # A signal before every child is started: the rest are not started.
+            while len(children) < count and not got.count:
+                child = await asyncio.create_subprocess_exec(
+                    *command, env=env, start_new_session=True
+                )
+                children.append(child)
+            pids = " ".join(str(child.pid) for child in children)
+            log.info("started %d workers of crawl %r: pids %s", len(children), crawl_id, pids)
             await _supervise(children, frontier, exporter, job)
+        if got.count:
+            codes.append(EXIT_STOPPED)  # even if no child was started yet
     finally:
         _forward(children)(signal.SIGTERM)  # only those still running: the parent broke
         if frontier is not None:
@@ -113,7 +126,7 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
             exporter.close()
     if job.stats is not None:
         _write_status(job.stats, await cluster.status(settings, crawl_id))
-    return worst([child.returncode or 0 for child in children])
+    return worst(codes + [child.returncode or 0 for child in children])
 
 
 def _write_status(path: Path, found: dict[str, Any]) -> None:

@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 from crawler import Request
 from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.frontier import Grant, Outcome, RequestState, RobotsRecord
-from crawler.frontier.redis import RedisFrontier
-from crawler.frontier.redis_codec import keys, redact
+from crawler.frontier.redis import LIBRARY, VERSION, RedisFrontier
+from crawler.frontier.redis_codec import Batch, keys, redact
 from crawler.settings import Settings
 from tests.redis_server import RedisServer
 
@@ -233,6 +233,25 @@ async def test_a_grant_started_late_is_retaken_and_spaced_from_then(cluster: Clu
     assert len((await one.lease_ready(16)).requests) == 1
 
 
+async def test_a_request_granted_again_to_its_worker_ignores_the_old_grants_calls(
+    cluster: Cluster,
+) -> None:
+    worker = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
+    (old,) = (await worker.lease_ready(1)).requests
+    cluster.advance(TTL_MS + 1)  # the worker's heartbeat lapses: Redis takes the request back
+    (new,) = (await worker.lease_ready(1)).requests  # and grants it to the same worker again
+    assert (new.url, new is old) == (old.url, False)
+    worker.attempt_ended(old)  # the old grant's attempt ends late: it must not free new's slot
+    worker.complete(Outcome(old, RequestState.DONE, 200, items=[b'{"old":1}']))
+    assert (await worker.flush()).refused == 1
+    other = await cluster.join(per_host_concurrency=1)
+    assert (await other.lease_ready(16)).requests == []  # the slot is new's
+    worker.attempt_ended(new)
+    worker.complete(Outcome(new, RequestState.DONE, 200, items=[b'{"new":1}']))
+    assert [data for _, data in (await worker.flush()).items] == [b'{"new":1}']
+    assert len((await other.lease_ready(16)).requests) == 1
+
+
 async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None:
     one = await seeded(cluster, pages("a.test", 10), per_host_concurrency=2)
     two = await cluster.join(per_host_concurrency=2)
@@ -419,6 +438,33 @@ async def test_a_commit_waits_while_redis_is_out_of_memory(cluster: Cluster) -> 
     await admin.config_set("maxmemory", 0)
     assert (await committing).added == 2000
     await admin.aclose()
+
+
+async def test_a_commit_sent_again_after_a_lost_reply_applies_once(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    (request,) = (await worker.lease_ready(1)).requests
+    client = aioredis.Redis.from_url(cluster.server.url)
+    lease = await client.hget(worker.keys[6], str(request.id))
+    grant = lease[34:46].decode()  # flag, attempt, worker (32), grant (12): frontier.lua
+    batch = Batch(outcomes=[(Outcome(request, RequestState.DONE, 200, items=[b"{}"]), [], grant)])
+    batch.seeds.append(Request("http://a.test/new"))
+    call = ("crawler_commit", len(worker.keys), *worker.keys, cluster.now_ms, worker.worker_id, 7)
+    first = await client.fcall(*call, *batch.args())
+    again = await client.fcall(*call, *batch.args())  # as a retry after a dropped connection
+    await client.aclose()
+    assert again == first
+    counts = await worker.counts()
+    assert (counts.done, counts.items, counts.queued) == (1, 1, 1)
+
+
+async def test_an_older_function_library_is_replaced(redis_server: RedisServer) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.function_load(LIBRARY.replace(VERSION, "old"), replace=True)
+    frontier = RedisFrontier(redis_server.url, "c", Settings())
+    await frontier.open("spider")
+    assert await client.fcall_ro("crawler_version", 0) == VERSION.encode()
+    await frontier.close()
+    await client.aclose()
 
 
 def test_urls_are_redacted() -> None:

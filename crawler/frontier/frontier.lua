@@ -7,7 +7,8 @@
 -- req     hash  id -> request record          seen  set of 8-byte fingerprints
 -- ready   zset  host -> earliest start (ms), for hosts with queued work and a free slot
 -- host    hash  host -> "active,limit,delay_ms,next_ms,known" (known: robots.txt applied)
--- lease   hash  id -> flag(1: mid-attempt) attempt(0-9) worker(32) q member; lexp: id -> expiry
+-- lease   hash  id -> flag(1: mid-attempt) attempt(0-9) worker(32) grant(12) q member
+-- lexp    zset  id -> lease expiry            (a grant number is unique: stale calls miss)
 -- workers zset  worker -> heartbeat expiry    items stream, ids "<item id>-0"
 -- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs
 
@@ -16,7 +17,8 @@ local K = {}
 local NAMES = {'meta', 'q', 'req', 'seen', 'ready', 'host', 'lease', 'lexp', 'workers',
                'items', 'counts', 'stats', 'robots', 'export', 'commits'}
 local WORKER_LEN = 32
-local MEMBER_AT = WORKER_LEN + 3  -- after the flag, the attempt digit and the worker
+local HOLDER_END = WORKER_LEN + 14  -- the worker and its grant number, after flag and attempt
+local MEMBER_AT = HOLDER_END + 1
 
 local function bind(keys)
   for i, name in ipairs(NAMES) do K[name] = keys[i] end
@@ -97,16 +99,22 @@ local function drop_lease(id, v, requeue)
   touch(host, h)
 end
 
-local function owned(v, worker)
-  return v and string.sub(v, 3, WORKER_LEN + 2) == worker
+-- Whether lease `v` is this grant (worker .. grant number) still.
+local function owned(v, holder)
+  return v and string.sub(v, 3, HOLDER_END) == holder
 end
 
--- An attempt ("id:attempt digit") ended since the worker's last call: its host slot is free
--- again. One whose retry already took the slot over (reacquire) is ignored.
+local function worker_of(v)
+  return string.sub(v, 3, WORKER_LEN + 2)
+end
+
+-- An attempt ("id:attempt digit:grant") ended since the worker's last call: its host slot is
+-- free again. One whose retry already took the slot over (reacquire), or of a grant that is
+-- gone (reaped, perhaps granted anew), is ignored.
 local function ended(worker, arg)
-  local id, attempt = string.match(arg, '^(%d+):(%d)$')
+  local id, attempt, grant = string.match(arg, '^(%d+):(%d):(%d+)$')
   local v = redis.call('HGET', K.lease, id)
-  if not owned(v, worker) or string.sub(v, 1, 2) ~= '1' .. attempt then return end
+  if not owned(v, worker .. grant) or string.sub(v, 1, 2) ~= '1' .. attempt then return end
   redis.call('HSET', K.lease, id, '0' .. string.sub(v, 2))
   local host = host_of_member(string.sub(v, MEMBER_AT))
   local h = host_get(host)
@@ -125,7 +133,7 @@ local function reap(now)
     if not v then
       redis.call('ZREM', K.lexp, id)
     else
-      local expiry = redis.call('ZSCORE', K.workers, string.sub(v, 3, WORKER_LEN + 2))
+      local expiry = redis.call('ZSCORE', K.workers, worker_of(v))
       if expiry then
         redis.call('ZADD', K.lexp, expiry, id)
       else
@@ -225,7 +233,7 @@ local function seeding_done(keys, args)
 end
 
 -- Grant up to `want` requests whose host may be hit now (ARGV: now, worker, want, host or '',
--- then the ids whose attempts ended). Returns {state, wake_ms or -1, id, record, ...}.
+-- then the attempts that ended). Returns {state, wake_ms or -1, id, grant, record, ...}.
 local function lease(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -258,11 +266,13 @@ local function lease(keys, args)
           'BYLEX', 'LIMIT', 0, room)
         for _, member in ipairs(members) do
           local id = tostring(tonumber(string.sub(member, -12)))
+          local grant = string.format('%012d', redis.call('HINCRBY', K.meta, 'grant_seq', 1))
           redis.call('ZREM', K.q, member)
-          redis.call('HSET', K.lease, id, '10' .. worker .. member)
+          redis.call('HSET', K.lease, id, '10' .. worker .. grant .. member)
           redis.call('ZADD', K.lexp, expiry, id)
           start(h, now)
           reply[#reply + 1] = id
+          reply[#reply + 1] = grant
           reply[#reply + 1] = redis.call('HGET', K.req, id)
           want = want - 1
         end
@@ -281,7 +291,7 @@ local function lease(keys, args)
   return reply
 end
 
--- A retry's next attempt (ARGV: now, worker, id, attempt digit, retake): 0 when its host slot
+-- A retry's next attempt (ARGV: now, worker, id, attempt digit, retake, grant): 0 when its slot
 -- is taken now, -1 when the lease is lost, else ms to wait before asking again. If the
 -- previous attempt's end has not arrived yet, the retry takes its slot over.
 local function reacquire(keys, args)
@@ -289,7 +299,7 @@ local function reacquire(keys, args)
   local now = clock(args[1])
   local worker, id, attempt = args[2], args[3], args[4]
   local v = redis.call('HGET', K.lease, id)
-  if not owned(v, worker) then return -1 end
+  if not owned(v, worker .. args[6]) then return -1 end
   local rest = string.sub(v, 3)
   local host = host_of_member(string.sub(v, MEMBER_AT))
   local h = host_get(host)
@@ -338,9 +348,9 @@ local function commit(keys, args)
   local reply = {'', 0, 0, 0}  -- state, refused, added, duplicates; then per outcome
   local names = {['2'] = 'done', ['3'] = 'failed', ['4'] = 'skipped'}
   for _ = 1, tonumber(take()) do
-    local id, state, count = take(), take(), tonumber(take())
+    local id, grant, state, count = take(), take(), take(), tonumber(take())
     local v = redis.call('HGET', K.lease, id)
-    local ok = owned(v, worker)
+    local ok = owned(v, worker .. grant)
     local first = -1
     if ok then
       drop_lease(id, v, false)
@@ -422,7 +432,7 @@ local function leave(keys, args)
   local worker = args[2]
   local all = redis.call('HGETALL', K.lease)
   for j = 1, #all, 2 do
-    if owned(all[j + 1], worker) then drop_lease(all[j], all[j + 1], true) end
+    if worker_of(all[j + 1]) == worker then drop_lease(all[j], all[j + 1], true) end
   end
   redis.call('ZREM', K.workers, worker)
   if redis.call('HGET', K.export, '@owner') == worker then redis.call('HDEL', K.export, '@owner') end

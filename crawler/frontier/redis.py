@@ -284,11 +284,17 @@ class RedisFrontier(CommitBuffer, RedisLog):
         reply = await self._fcall("lease", self._now(), self.worker_id, want, host, *ended)
         self._saw(reply[0])
         wake = int(reply[1])
-        requests = [codec.decode_request(reply[i], reply[i + 1]) for i in range(2, len(reply), 2)]
+        requests = []
+        for i in range(2, len(reply), 3):
+            request = codec.decode_request(reply[i], reply[i + 2])
+            self._grants[int(reply[i])] = (request, reply[i + 1].decode())
+            requests.append(request)
         return Grant(self.state, requests, None if wake < 0 else wake / 1000)
 
     def attempt_ended(self, request: Request) -> None:
-        self._ended.append(f"{request.id}:{request.retries % 10}")
+        if (grant := self._grant_of(request)) is None:
+            return  # an earlier grant of the request, which Redis took back: its slot went with it
+        self._ended.append(f"{request.id}:{request.retries % 10}:{grant}")
         self._ended_soon.set()
 
     async def reacquire(self, request: Request, *, retake: bool = False) -> float:
@@ -299,7 +305,13 @@ class RedisFrontier(CommitBuffer, RedisLog):
         attempt = request.retries % 10  # the engine counts the retry before it asks
         reply = int(
             await self._fcall(
-                "reacquire", self._now(), self.worker_id, request.id, attempt, int(retake)
+                "reacquire",
+                self._now(),
+                self.worker_id,
+                request.id,
+                attempt,
+                int(retake),
+                self._grant_of(request) or "0",
             )
         )
         if reply < 0:
@@ -345,7 +357,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self._saw(reply[0])
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
-        for (outcome, children), first in zip(batch.outcomes, reply[4:], strict=True):
+        for (outcome, children, _), first in zip(batch.outcomes, reply[4:], strict=True):
             if first > 0:
                 result.items += [(first + i, data) for i, data in enumerate(outcome.items)]
             elif first < 0:  # refused: whoever redoes the page must not find its links "seen"

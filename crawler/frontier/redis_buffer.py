@@ -24,6 +24,9 @@ class CommitBuffer:
         self._children: dict[int, list[Request]] = {}  # parent id -> links of a running callback
         self._recent = RecentSet(RECENT)
         self._sent_stats: dict[str, float] = {}
+        # request id -> (the Request granted, its grant number): a request Redis took back and
+        # granted again is a new Request object, and only that one's calls name the new grant
+        self._grants: dict[int, tuple[Request, str]] = {}
 
     def __repr__(self) -> str:
         return f"<CommitBuffer pending={self.pending_writes}>"
@@ -49,8 +52,17 @@ class CommitBuffer:
     def complete(self, outcome: Outcome) -> None:
         assert outcome.request.id is not None
         children = self._children.pop(outcome.request.id, [])
-        self._batch.outcomes.append((outcome, children))
+        grant = self._grant_of(outcome.request)
+        if grant is not None:
+            del self._grants[outcome.request.id]
+        self._batch.outcomes.append((outcome, children, grant or "0"))
         self._batch.size += 1 + len(children)
+
+    def _grant_of(self, request: Request) -> str | None:
+        """The grant number of this very Request object; None for a stale one."""
+        assert request.id is not None
+        entry = self._grants.get(request.id)
+        return entry[1] if entry is not None and entry[0] is request else None
 
     def save_robots(self, host: str, record: RobotsRecord) -> None:
         self._batch.robots[host] = codec.encode_robots(record)

@@ -150,7 +150,7 @@ class Batch:
     """What one flush sends: taken from the frontier's buffers before the call."""
 
     ended: list[str] = field(default_factory=list)
-    outcomes: list[tuple[Outcome, list[Request]]] = field(default_factory=list)
+    outcomes: list[tuple[Outcome, list[Request], str]] = field(default_factory=list)  # + grant
     seeds: list[Request] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
     meta: dict[str, bytes] = field(default_factory=dict)
@@ -161,9 +161,10 @@ class Batch:
     def args(self) -> list[bytes | str | int | float]:
         """``crawler_commit``'s counted sections, after (now, worker, batch)."""
         out: list[bytes | str | int | float] = [len(self.ended), *self.ended, len(self.outcomes)]
-        for outcome, children in self.outcomes:
+        for outcome, children, grant in self.outcomes:
             assert outcome.request.id is not None
-            out += [outcome.request.id, int(outcome.state), len(outcome.items), *outcome.items]
+            out += [outcome.request.id, grant, int(outcome.state), len(outcome.items)]
+            out += outcome.items
             out.append(len(children))
             for child in children:
                 out += child_args(child)
@@ -183,6 +184,6 @@ class Batch:
 
     @property
     def hosts(self) -> set[str]:
-        return {r.host for _, children in self.outcomes for r in children} | {
+        return {r.host for _, children, _ in self.outcomes for r in children} | {
             r.host for r in self.seeds
         }
