@@ -47,7 +47,9 @@ FINISH_S = 1.0  # every worker exits within this long of the last commit (issue 
 # Measured 0.2-1.2 s on the 2-core box with 4 crawl processes, Redis, the site and other work on
 # it (load average 6-7): the last 0.5 s is CPU contention, interpreter exit included.
 LOADED_S = 0.5
-SLACK = 0.02  # the server reads a request's start a little after the gate granted it
+# The server (a thread of this loaded test process) reads a request's start a little late: up to
+# ~20 ms on a quiet box (tests/test_politeness.py), more with 4 crawl processes beside it.
+SLACK = 0.03
 
 SPIDER = """
 from crawler import Response, Spider
@@ -382,7 +384,7 @@ def test_a_stalled_worker_cannot_commit_after_its_lease_expired(
     again = [url for url, count in fetches_per_url(log).items() if count > 1]
     assert again, "the stalled worker held nothing: the scenario tested nothing"
     assert cluster.status()["counts"].get("reclaimed", 0) >= len(again)
-    known("finding 1, stats count refused outcomes", lambda: check_stats(cluster))
+    check_stats(cluster)
     known("finding 7, slow exit (gc)", lambda: check_prompt_exit(cluster, cluster.workers))
 
 
@@ -405,8 +407,8 @@ def test_workers_ride_out_a_redis_crash_and_lose_or_duplicate_nothing(
     check_committed(cluster)
     check_robots_once(log)
     check_finish(cluster, log, cluster.workers)
-    known("finding 3, slots freed twice after a restart", lambda: check_per_host_limit(log))
-    known("finding 1, stats count refused outcomes", lambda: check_stats(cluster))
+    check_per_host_limit(log)
+    check_stats(cluster)
     known("finding 7, slow exit (gc)", lambda: check_prompt_exit(cluster, cluster.workers))
 
 
@@ -431,7 +433,7 @@ def test_download_delay_holds_across_the_cluster_and_a_late_joiner_exits_at_once
     assert late.process.returncode == 0, late.tail()
     assert after == log  # the late joiner fetched nothing
     print(f"delay: min gap {min(min_start_gap(log).values()):.3f} s; late joiner {late_s:.2f} s")
-    known("finding 2, grants spaced, not starts", lambda: check_min_gap(log, delay))
+    check_min_gap(log, delay)
     known("finding 7, slow exit (gc)", lambda: check_prompt_exit(cluster, cluster.workers[:-1]))
 
 
@@ -449,7 +451,7 @@ def test_robots_crawl_delay_holds_across_the_cluster(
     check_per_host_limit(log, per_host=1)
     check_finish(cluster, log, cluster.workers)
     print(f"crawl-delay: min gap {min(min_start_gap(log).values()):.3f} s")
-    known("finding 2, grants spaced, not starts", lambda: check_min_gap(log, 1.0))
+    check_min_gap(log, 1.0)
     known("finding 7, slow exit (gc)", lambda: check_prompt_exit(cluster, cluster.workers))
 
 
