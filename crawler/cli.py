@@ -228,12 +228,13 @@ def run(
         _fail(str(exc))
     except KeyboardInterrupt:
         _stopped_early()
+    # What start-up built (modules, the settings model, the spider) lives as long as the
+    # process: out of the collector's sight, its full collections (and the last one, at exit)
+    # stay short.
+    gc.freeze()
     if settings.frontier is not None:
         _run_shared(job, settings, workers, spider=spider, spiders_dir=spiders_dir)
     try:
-        # What start-up built (modules, the settings model, the spider) lives as long as the
-        # process: out of the collector's sight, its full collections stay short.
-        gc.freeze()
         result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("stopped at once; the state holds everything committed so far", err=True)

@@ -22,7 +22,7 @@ from crawler.exporters import FeedExporter, exporter_for, open_private
 from crawler.feed_tail import FeedTail
 from crawler.fetcher import Fetcher
 from crawler.progress import Progress
-from crawler.runner import CrawlJob, CrawlResult, check_outputs, create_spider
+from crawler.runner import CrawlJob, CrawlResult, check_outputs, create_spider, monitor
 from crawler.runs import EXIT_CODES, Run, outcome_of
 from crawler.runs import now as utc_now
 from crawler.scheduler_remote import RemoteScheduler, SharedFrontier
@@ -97,6 +97,7 @@ async def _join(
 ) -> tuple[Stats, bool, Stats]:
     """Join the crawl, take part until it ends or this process stops, and leave; returns this
     process's stats, whether it was stopped, and the crawl's committed totals."""
+    serve = monitor(settings)  # a taken metrics_port is refused before joining
     await frontier.open(spider.name, crawl=crawl)
     stats = Stats()
     exporter: FeedExporter | None = None
@@ -112,7 +113,11 @@ async def _join(
                 spider, settings, frontier=frontier, fetcher=fetcher, stats=stats, progress=progress
             )
             stopper.attach(engine)
-        stopped = await _run(frontier, engine, exporter, job, stopper.until)
+        if engine is None:
+            stopped = await _run(frontier, engine, exporter, job, stopper.until)
+        else:
+            async with serve(engine):  # /metrics and /healthz, with metrics_port
+                stopped = await _run(frontier, engine, exporter, job, stopper.until)
         totals = Stats.from_dict(dict((await frontier.status()).get("stats") or {}))
     finally:
         if fetcher is not None:

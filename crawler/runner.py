@@ -210,7 +210,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 else None
             )
             # Begun once nothing can refuse to start: a run on record is a run that crawled.
-            monitor = _monitor(settings)
+            serve = monitor(settings)
             current = await _begin_run(frontier, job, saved, started_at)
             if current.resumes:
                 log.info("resuming run %d kept in %s", current.id, state_path)
@@ -229,7 +229,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
                 exporter=exporter,
                 progress=progress,
             )
-            async with monitor(engine):
+            async with serve(engine):
                 stopped = await _run_recorded(engine, frontier, current, job.signals)
             earlier = [run.stats for run in await frontier.runs() if run.id != current.id]
         finally:
@@ -246,7 +246,7 @@ async def run(job: CrawlJob, settings: Settings | None = None) -> CrawlResult:
     return CrawlResult(stats, stopped, job.state, current, totals, requeued=requeued)
 
 
-def _monitor(settings: Settings) -> Callable[[Engine], AbstractAsyncContextManager[None]]:
+def monitor(settings: Settings) -> Callable[[Engine], AbstractAsyncContextManager[None]]:
     """What serves the crawl's ``/metrics`` and ``/healthz`` while it runs, its port checked
     now; nothing without ``metrics_port`` (and aiohttp's web server is not even imported)."""
     if not settings.metrics_port:

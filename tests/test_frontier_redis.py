@@ -241,6 +241,7 @@ async def test_a_request_granted_again_to_its_worker_ignores_the_old_grants_call
     cluster.advance(TTL_MS + 1)  # the worker's heartbeat lapses: Redis takes the request back
     (new,) = (await worker.lease_ready(1)).requests  # and grants it to the same worker again
     assert (new.url, new is old) == (old.url, False)
+    assert worker.expired  # it beat again before it was granted anything
     worker.attempt_ended(old)  # the old grant's attempt ends late: it must not free new's slot
     worker.complete(Outcome(old, RequestState.DONE, 200, items=[b'{"old":1}']))
     assert (await worker.flush()).refused == 1

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from crawler import Response, Spider
+from crawler import Response, Spider, workers
 from crawler import cluster as shared
 from crawler.errors import ConfigError
 from crawler.runner import CrawlJob, CrawlResult, resolve_settings
@@ -194,6 +194,23 @@ async def test_every_worker_returns_within_a_second_of_the_finish(
     )
 
 
+async def test_every_worker_may_reach_the_start_hosts_on_loopback(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    spider = leaves_spider(site)
+    # Two slots each, four for the host: both workers take part.
+    guarded = {"allow_private_addresses": False, "concurrency": 2, "per_host_concurrency": 4}
+    first, second = await asyncio.gather(
+        worker(spider, redis_server, feed, **guarded), worker(spider, redis_server, **guarded)
+    )
+
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+    assert first.stats.failures == second.stats.failures == 0
+    assert first.stats.pages_crawled > 0  # both did some
+    assert second.stats.pages_crawled > 0
+
+
 async def test_a_second_exporter_is_refused_in_one_line(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -261,6 +278,7 @@ def crawler_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow
 def test_workers_from_the_command_line_then_status(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -309,6 +327,7 @@ def wait_for_items(feed: Path, process: subprocess.Popen[str], count: int = 3) -
     raise AssertionError(f"the feed never reached {count} items")
 
 
+@pytest.mark.slow
 def test_crawler_stop_ends_every_worker_with_3_and_run_resumes(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -327,6 +346,7 @@ def test_crawler_stop_ends_every_worker_with_3_and_run_resumes(
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
 
 
+@pytest.mark.slow
 def test_a_signal_to_the_parent_of_workers_stops_them_and_the_crawl_goes_on(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -380,3 +400,33 @@ def _hits_per_url(site: TestSite) -> dict[tuple[str, str], int]:
         key = (hit.host, hit.path)
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def test_the_parent_exits_with_its_worst_childs_code() -> None:
+    assert workers.worst([0, 0]) == 0
+    assert workers.worst([0, 3, 0]) == 3
+    assert workers.worst([3, 1, 130]) == 130
+    assert workers.worst([0, -signal.SIGTERM]) == 3  # ended by a stop signal while starting
+    assert workers.worst([0, -signal.SIGKILL]) == 1
+    assert workers.worst([]) == 0
+
+
+def test_a_childs_command_line_holds_no_frontier_url(tmp_path: Path) -> None:
+    overrides = {"frontier": "redis://:s3cret@h:6379/0", "crawl_id": "c", "concurrency": "4"}
+    command = workers.worker_command(
+        "leaves.py",
+        overrides=overrides,
+        arguments={"start": "x"},
+        config=None,
+        spiders_dir=tmp_path,
+        trigger="manual",
+    )
+    assert "s3cret" not in " ".join(command)
+    assert command[command.index("-s") + 1] == "concurrency=4"
+    assert "-o" not in command
+    assert "--workers" not in command
+    settings = resolve_settings(
+        CrawlJob(spider=Spider, overrides={"frontier": overrides["frontier"]})
+    )
+    env = workers.worker_environment(settings, "c")
+    assert (env["CRAWLER_FRONTIER"], env["CRAWLER_CRAWL_ID"]) == (overrides["frontier"], "c")

@@ -1,7 +1,7 @@
 #!lua name=crawler_v1
 -- The Redis frontier's only writer: every change to a crawl's state is one of these functions,
 -- so each is atomic. Every call gets the crawl's keys (one hash tag, one slot) in the order of
--- crawler/frontier/redis_codec.py KEYS, and ARGV[1] = '' (server time) or a test clock in ms.
+-- crawler/frontier/redis_codec.py KEY_NAMES, and ARGV[1] = '' (server time) or a test clock in ms.
 --
 -- q       zset  host \0 priority(10) id(12), scores 0: per-host ranges BYLEX, best first
 -- req     hash  id -> request record          seen  set of 8-byte fingerprints
@@ -233,7 +233,8 @@ local function seeding_done(keys, args)
 end
 
 -- Grant up to `want` requests whose host may be hit now (ARGV: now, worker, want, host or '',
--- then the attempts that ended). Returns {state, wake_ms or -1, id, grant, record, ...}.
+-- then the attempts that ended). Returns {state, wake_ms or -1 (-2: heartbeat first), id,
+-- grant, record, ...}.
 local function lease(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -247,7 +248,11 @@ local function lease(keys, args)
     reply[1] = settle(now)
     return reply
   end
-  local expiry = redis.call('ZSCORE', K.workers, worker) or (now + 1000)
+  local expiry = redis.call('ZSCORE', K.workers, worker)
+  if not expiry then  -- its heartbeat lapsed: nothing for it until it beats again
+    reply[1], reply[2] = settle(now), -2
+    return reply
+  end
   local hosts
   if only ~= '' then
     hosts = {only}
@@ -328,7 +333,7 @@ end
 
 -- Commit outcomes with their items and children, each fenced by its lease, and the seeds,
 -- stats deltas, spider state, feed checkpoints and robots.txt records. ARGV: now, worker,
--- batch, then counted sections (see redis_codec.commit_args). A batch already applied (a
+-- batch, then counted sections (see redis_codec.Batch.args). A batch already applied (a
 -- reply lost to a connection drop) returns its first reply: nothing is applied twice.
 local function commit(keys, args)
   bind(keys)

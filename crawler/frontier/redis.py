@@ -81,8 +81,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self._ended: list[str] = []  # 'id:attempt digit'
         self._ended_soon = asyncio.Event()
         CommitBuffer.__init__(self)
-        self._batches = 0
-        self._run_id: int | None = None
+        self._batches = 0  # commit numbers: a commit sent again is known by its number
 
     def __repr__(self) -> str:
         return (
@@ -282,6 +281,9 @@ class RedisFrontier(CommitBuffer, RedisLog):
     async def _lease(self, want: int, host: str) -> Grant:
         ended, self._ended = self._ended, []
         reply = await self._fcall("lease", self._now(), self.worker_id, want, host, *ended)
+        if int(reply[1]) == -2:  # this worker's heartbeat lapsed: it beats, then asks again
+            await self.heartbeat()
+            reply = await self._fcall("lease", self._now(), self.worker_id, want, host)
         self._saw(reply[0])
         wake = int(reply[1])
         requests = []
