@@ -152,7 +152,7 @@ class Engine:
         counts = await self.frontier.counts()
         self.stats.queued = counts.queued
         if isinstance(self.scheduler, RemoteScheduler):
-            await self._seed_shared(self.scheduler.shared)
+            await self._seed_shared(self.scheduler)
             recrawl = False  # a shared crawl is recrawled under a new crawl id
         else:
             recrawl = self.recrawl.start()
@@ -183,12 +183,20 @@ class Engine:
         await self.flush()
         await self.flush()  # the feed checkpoint of the last batch
 
-    async def _seed_shared(self, frontier: SharedFrontier) -> None:
+    async def _seed_shared(self, scheduler: RemoteScheduler) -> None:
         """On a shared frontier one worker seeds (``frontier.seeder``), and says so once its
-        start requests are committed: until then the crawl cannot be finished."""
-        if frontier.seeder:
+        start requests are committed: until then the crawl cannot be finished. A worker the
+        frontier makes the seeder later (its seeder died) seeds from the scheduler's loop."""
+        frontier = scheduler.shared
+
+        async def seed() -> None:
             await self._seed()  # its last flush commits the last start requests
             await frontier.seeding_done()
+
+        scheduler.seed = seed
+        if frontier.seeder:
+            scheduler.seeded = True
+            await seed()
         elif not self.settings.allow_private_addresses:
             await self._exempt_starts()
 

@@ -113,6 +113,10 @@ class RemoteScheduler(Scheduler):
         self.state = RUNNING
         self.lease_calls = 0
         self.late_grants = 0  # grants started too late, handed back and granted again
+        # Runs the start requests when the frontier makes this worker the seeder mid-crawl (its
+        # seeder died before it was done); set by the engine.
+        self.seed: Callable[[], Awaitable[None]] | None = None
+        self.seeded = False
         self._granted: deque[Request] = deque()
         self._pauses: dict[str, float] = {}  # Retry-After waits not sent to the gate yet
         self._limits: dict[str, tuple[int, float]] = {}  # robots.txt limits not sent yet
@@ -159,6 +163,9 @@ class RemoteScheduler(Scheduler):
                 await asyncio.sleep(gap)
                 continue
             grant = await self._lease(want)
+            if self.shared.seeder and not self.seeded and self.seed is not None:
+                self.seeded = True
+                await self.seed()  # the seeder died before it was done: this worker seeds
             if grant.requests or grant.state != RUNNING:
                 continue
             if self.frontier.pending_writes:
