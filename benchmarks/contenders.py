@@ -1,4 +1,5 @@
-"""The contenders: how to run our crawler, Scrapy (in its own venv) and the bare httpx loop."""
+"""The contenders: how to run our crawler, Scrapy (in its own venv), the bare httpx loop and the
+bare aiohttp loop (on asyncio and on uvloop)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 WORK_DIR = BENCH_DIR / ".work"
 SCRAPY_VENV = WORK_DIR / "scrapy-venv"
 SCRAPY_REQUIREMENT = "scrapy>=2.13,<3"  # 2.13 brought the async start() the spider uses
-NAMES = ("crawler", "scrapy", "bare")
+NAMES = ("crawler", "scrapy", "bare", "aiohttp")  # "aiohttp" runs as aiohttp and aiohttp-uv
+AIOHTTP_LOOPS = {"aiohttp": "asyncio", "aiohttp-uv": "uvloop"}
 CONCURRENCY = 64
 PER_HOST_CONCURRENCY = 16
 
@@ -83,14 +85,23 @@ def contenders(names: Sequence[str]) -> list[Contender]:
             chosen.append(Contender(name, _crawler_command(cli)))
         elif name == "scrapy":
             chosen.append(Contender(name, _scrapy_command(ensure_scrapy())))
+        elif name == "aiohttp":
+            _require("the bare aiohttp loop", ("aiohttp", "selectolax", "uvloop"))
+            chosen += [
+                Contender(label, _aiohttp_command(loop)) for label, loop in AIOHTTP_LOOPS.items()
+            ]
         else:
-            missing = [m for m in ("httpx", "selectolax") if importlib.util.find_spec(m) is None]
-            if missing:
-                raise BenchError(f"the bare loop needs {missing} in {sys.executable}")
+            _require("the bare loop", ("httpx", "selectolax"))
             chosen.append(Contender(name, _bare_command))
     if not chosen:
         raise BenchError("no contender can run")
     return chosen
+
+
+def _require(what: str, modules: Sequence[str]) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BenchError(f"{what} needs {missing} in {sys.executable}")
 
 
 def _crawler_command(cli: Path) -> Callable[[Path, Path, int | None], list[str]]:
@@ -124,3 +135,14 @@ def _bare_command(out: Path, stats: Path, max_pages: int | None) -> list[str]:
     argv += ["--concurrency", str(CONCURRENCY)]
     argv += ["--per-host-concurrency", str(PER_HOST_CONCURRENCY)]
     return argv + (["--max-pages", str(max_pages)] if max_pages else [])
+
+
+def _aiohttp_command(loop: str) -> Callable[[Path, Path, int | None], list[str]]:
+    def command(out: Path, stats: Path, max_pages: int | None) -> list[str]:
+        argv = [sys.executable, str(BENCH_DIR / "bare_aiohttp.py"), "-o", str(out)]
+        argv += ["--stats", str(stats), "--loop", loop]
+        argv += ["--concurrency", str(CONCURRENCY)]
+        argv += ["--per-host-concurrency", str(PER_HOST_CONCURRENCY)]
+        return argv + (["--max-pages", str(max_pages)] if max_pages else [])
+
+    return command

@@ -1,6 +1,6 @@
-"""The benchmark runner: our crawler against Scrapy and a bare httpx loop, on one local site.
+"""The benchmark runner: our crawler against Scrapy and bare httpx and aiohttp loops, on one site.
 
-    python benchmarks/run.py [--pages 3000 --hosts 4 --runs 3 --only crawler,scrapy,bare]
+    python benchmarks/run.py [--pages 3000 --hosts 4 --runs 3 --only crawler,scrapy,bare,aiohttp]
     python benchmarks/run.py --scale        # peak RSS with 100k and 1M URLs queued
 
 It generates the site (cached under benchmarks/.work/), serves it with nginx, creates Scrapy's venv
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from contenders import (
+    AIOHTTP_LOOPS,
     BENCH_DIR,
     NAMES,
     WORK_DIR,
@@ -186,31 +187,36 @@ def _ratio(value: float, baseline: float | None) -> str:
 
 
 def throughput_table(runs: list[Run], names: list[str]) -> str:
-    """pages/s (median, min, max over valid runs), CPU, peak RSS, and ratios to Scrapy and bare."""
+    """pages/s (median, min, max over valid runs), CPU, peak RSS, and ratios to Scrapy, the bare
+    httpx loop and the faster of the bare aiohttp loops (asyncio or uvloop)."""
     medians = {
         n: _median([r.pages_per_s for r in runs if r.contender == n and r.valid]) for n in names
     }
+    aiohttp = [medians[n] for n in AIOHTTP_LOOPS if n in medians and not math.isnan(medians[n])]
+    best_aiohttp = max(aiohttp) if aiohttp else None
+    width = max(8, *(len(n) for n in names))
     header = (
-        f"{'crawler':<8} {'valid':>5} {'pages/s':>8} {'min':>7} {'max':>7} {'own p/s':>8} "
-        f"{'wall s':>7} {'CPU s':>7} {'RSS MiB':>8} {'/scrapy':>8} {'/bare':>6}"
+        f"{'crawler':<{width}} {'valid':>5} {'pages/s':>8} {'min':>7} {'max':>7} {'own p/s':>8} "
+        f"{'wall s':>7} {'CPU s':>7} {'RSS MiB':>8} {'/scrapy':>8} {'/bare':>6} {'/aiohttp':>8}"
     )
     lines = [header, "-" * len(header)]
     for name in names:
         mine = [r for r in runs if r.contender == name]
         good = [r for r in mine if r.valid]
         if not good:
-            lines.append(f"{name:<8} {f'0/{len(mine)}':>5}  INVALID: no valid run")
+            lines.append(f"{name:<{width}} {f'0/{len(mine)}':>5}  INVALID: no valid run")
             continue
         rates = [r.pages_per_s for r in good]
         own = [r.own_pages_per_s for r in good if r.own_pages_per_s is not None]
         lines.append(
-            f"{name:<8} {f'{len(good)}/{len(mine)}':>5} {_median(rates):>8.0f} {min(rates):>7.0f} "
-            f"{max(rates):>7.0f} {_median(own):>8.0f} "
+            f"{name:<{width}} {f'{len(good)}/{len(mine)}':>5} {_median(rates):>8.0f} "
+            f"{min(rates):>7.0f} {max(rates):>7.0f} {_median(own):>8.0f} "
             f"{_median([r.measurement.wall_s for r in good]):>7.2f} "
             f"{_median([r.measurement.cpu_s for r in good]):>7.2f} "
             f"{_median([r.measurement.peak_rss_mib for r in good]):>8.0f} "
             f"{_ratio(medians[name], medians.get('scrapy')):>8} "
-            f"{_ratio(medians[name], medians.get('bare')):>6}"
+            f"{_ratio(medians[name], medians.get('bare')):>6} "
+            f"{_ratio(medians[name], best_aiohttp):>8}"
         )
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from crawler.dedup import RecentSet
-from crawler.errors import SkipReason, SpiderError
+from crawler.errors import SpiderError
 from crawler.freshness import own_interval
 from crawler.request import Request
 from crawler.scope import Scope
@@ -50,9 +50,11 @@ class Admission:
         # hashes of ~100k recent URLs do not collide in practice.
         key = None
         if not request.dont_filter and not request.body:
-            key = hash((request.method, request.url.partition("#")[0]))
+            url = request.url.partition("#")[0]
+            key = hash(url) if request.method == "GET" else hash((request.method, url))
             if key in self._recent:
-                self.stats.skipped(SkipReason.DUPLICATE)
+                # Most links of a page: the counter directly, not through Stats.skipped.
+                self.stats.duplicates_filtered += 1
                 return None
         why = self._problem(request)
         if why is not None:

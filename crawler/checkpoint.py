@@ -41,6 +41,11 @@ class Checkpoint:
     def __repr__(self) -> str:
         return f"<Checkpoint commits={self.commits} {self.state!r}>"
 
+    @property
+    def busy(self) -> bool:
+        """Whether a commit is under way (or waiting for the one before it)."""
+        return self._lock.locked()
+
     async def commit(self) -> Flushed:
         """Commit what is buffered, then append the committed items to the feed; returns what
         the frontier committed."""

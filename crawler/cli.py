@@ -3,7 +3,6 @@ and schedule."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import keyword
@@ -13,12 +12,15 @@ import sys
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
-from crawler import cluster, jsondata, loader, runner, runs, summary, workers
+# Only what every command needs is imported here; the crawl stack (the runner, the fetcher and
+# their libraries, the settings model) is imported by the commands that use it, so that
+# `crawler --help` and `crawler list` answer at once. tests/test_startup.py keeps it so.
+from crawler import loader, runs, summary
 from crawler.errors import (
     AddressRefused,
     ConfigError,
@@ -28,15 +30,15 @@ from crawler.errors import (
     SkipReason,
     SpiderLoadError,
 )
-from crawler.exporters import STDOUT
-from crawler.fetcher import Fetcher
 from crawler.logs import SafeFormatter
-from crawler.request import Request
-from crawler.response import Response
-from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, product_token, robots_url
-from crawler.selectors import SelectorError
-from crawler.settings import Settings, load_settings, parse_overrides, read_config_file
-from crawler.spider import check_arguments
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from crawler.fetcher import Fetcher
+    from crawler.response import Response
+    from crawler.runner import CrawlJob, CrawlResult
+    from crawler.settings import Settings
 
 T = TypeVar("T")
 
@@ -80,16 +82,21 @@ def _stopped_early() -> NoReturn:
     sys.exit(summary.EXIT_STOPPED)
 
 
-def _run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where it is installed (it is a dependency except on Windows)."""
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's, where it is installed (it is a dependency except on Windows)."""
     try:
         import uvloop  # noqa: PLC0415 - optional: absent on Windows
-
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:
-        loop_factory = None
+        return None
+    return uvloop.new_event_loop
+
+
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop where it is installed."""
+    import asyncio  # noqa: PLC0415 - as the crawl stack: by the commands that run a loop
+
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner_:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner_:
             return runner_.run(coro)
     except CrawlerError as exc:
         _fail(str(exc), exc.exit_code)  # 2 bad input, 4 locked, 1 a crawl that broke
@@ -202,9 +209,20 @@ def run(
     shared = {"frontier": frontier, "crawl_id": crawl_id}
     overrides += tuple(f"{key}={value}" for key, value in shared.items() if value is not None)
     broken: list[SpiderLoadError] = []
+    # What start-up builds (modules, the settings model, the spider) lives as long as the
+    # process: the collector's passes over it while it loads are wasted (about a tenth of the
+    # import time), and once it is frozen out of the collector's sight, full collections stay
+    # short.
+    gc.disable()
     # Until the crawl's own signal handlers are in place, a Ctrl-C is a KeyboardInterrupt here
-    # (importing the spider may take a while): nothing has been fetched or written yet.
+    # (importing the crawl stack and the spider takes a while): nothing has been fetched or
+    # written yet.
     try:
+        import asyncio  # noqa: PLC0415 - with the crawl stack
+
+        from crawler import runner  # noqa: PLC0415 - the crawl stack, for this command only
+        from crawler.settings import parse_overrides  # noqa: PLC0415 - with the runner
+
         job = runner.CrawlJob(
             spider=loader.load(spider, spiders_dir, broken),
             overrides=parse_overrides(list(overrides)),
@@ -219,6 +237,7 @@ def run(
             scheduled_for=runs.parse_scheduled_for(scheduled_for) if scheduled_for else None,
         )
         settings = runner.resolve_settings(job)  # bad settings fail here, before anything opens
+        _loop_factory()  # uvloop too is imported while a Ctrl-C means "nothing began"
         for error in broken:
             click.echo(f"warning: {error}; skipped", err=True)
         _configure_logging(settings.log_level)
@@ -228,10 +247,9 @@ def run(
         _fail(str(exc))
     except KeyboardInterrupt:
         _stopped_early()
-    # What start-up built (modules, the settings model, the spider) lives as long as the
-    # process: out of the collector's sight, its full collections (and the last one, at exit)
-    # stay short.
-    gc.freeze()
+    finally:
+        gc.freeze()
+        gc.enable()
     if settings.frontier is not None:
         _run_shared(job, settings, workers, spider=spider, spiders_dir=spiders_dir)
     try:
@@ -248,10 +266,14 @@ def run(
 
 
 def _run_shared(
-    job: runner.CrawlJob, settings: Settings, count: int | None, *, spider: str, spiders_dir: Path
+    job: CrawlJob, settings: Settings, count: int | None, *, spider: str, spiders_dir: Path
 ) -> NoReturn:
     """``crawler run`` on a shared frontier: this process is one worker (and the exporter with
     -o), or with ``--workers N`` the parent of N of them."""
+    import asyncio  # noqa: PLC0415 - with the crawl stack
+
+    from crawler import cluster, workers  # noqa: PLC0415 - the shared crawl, for this command only
+
     if count is not None:
         command = workers.worker_command(
             spider,
@@ -292,20 +314,24 @@ def _configure_logging(level: str) -> None:
 
 
 def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
+    from crawler.settings import parse_overrides  # noqa: PLC0415 - the settings model
+
     try:
         return parse_overrides(list(pairs))
     except SettingsError:
         _fail("-a takes KEY=VALUE, e.g. -a category=poetry")
 
 
-def _summary(result: runner.CrawlResult, feed: Path | None) -> None:
+def _summary(result: CrawlResult, feed: Path | None) -> None:
+    from crawler.exporters import STDOUT  # noqa: PLC0415 - loaded by the crawl already
+
     for line in summary.lines(result.stats, stopped=result.stopped, requeued=result.requeued):
         click.echo(line, err=True)
     if feed is not None:
         click.echo(f"items written to {'stdout' if feed == STDOUT else feed}", err=True)
 
 
-def _totals(result: runner.CrawlResult) -> None:
+def _totals(result: CrawlResult) -> None:
     """The run's place in the state's history, and the totals over every run of it."""
     if result.state is None:
         return
@@ -327,6 +353,8 @@ def _totals(result: runner.CrawlResult) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON: every run with its stats.")
 def list_runs(state: Path, as_json: bool) -> None:
     """List the runs kept in a state file: trigger, times, outcome, exit code, counters."""
+    from crawler import jsondata, runner  # noqa: PLC0415 - the state's reader, for this command
+
     try:
         history, holder = runner.run_history(state)
     except CrawlerError as exc:
@@ -365,6 +393,8 @@ def _shared_settings(frontier: str | None, config: Path | None) -> Settings:
 @click.option("--json", "as_json", is_flag=True, help="JSON: state, counts, workers, stats.")
 def status(crawl_id: str, frontier: str | None, config: Path | None, as_json: bool) -> None:
     """Show a shared crawl: its state, queue, leases, live workers and committed stats."""
+    from crawler import cluster, jsondata  # noqa: PLC0415 - the shared crawl, for this command
+
     found = _run_async(cluster.status(_shared_settings(frontier, config), crawl_id))
     if as_json:
         click.echo(jsondata.dumps(found, indent=True))
@@ -380,6 +410,8 @@ def status(crawl_id: str, frontier: str | None, config: Path | None, as_json: bo
 def stop(crawl_id: str, frontier: str | None, config: Path | None) -> None:
     """Stop a shared crawl for every worker: requests in flight finish and are committed, then
     each worker exits 3. ``crawler run`` on the same ID resumes it."""
+    from crawler import cluster  # noqa: PLC0415 - the shared crawl, for this command
+
     found = _run_async(cluster.stop(_shared_settings(frontier, config), crawl_id))
     click.echo(f"crawl {crawl_id}: {found.get('state')}", err=True)
 
@@ -443,6 +475,10 @@ def fetch(
 ) -> None:
     """Fetch one page with the crawl's client and settings (for writing selectors); like a
     crawl, it obeys robots.txt unless -s obey_robots=false."""
+    from crawler.fetcher import Fetcher  # noqa: PLC0415 - the crawl's client, for this command
+    from crawler.robots import product_token  # noqa: PLC0415 - with the fetcher
+    from crawler.selectors import SelectorError  # noqa: PLC0415 - with the fetcher
+
     settings = _settings(overrides, config)
     if urlsplit(url).scheme not in ("http", "https"):
         _fail(f"{url!r} is not an http:// or https:// URL")
@@ -475,6 +511,12 @@ def fetch(
 
 
 def _settings(overrides: tuple[str, ...], config: Path | None) -> Settings:
+    from crawler.settings import (  # noqa: PLC0415 - the settings model, for the commands using it
+        load_settings,
+        parse_overrides,
+        read_config_file,
+    )
+
     try:
         return load_settings(read_config_file(config), None, parse_overrides(list(overrides)))
     except CrawlerError as exc:
@@ -501,6 +543,8 @@ def shell(url: str | None, overrides: tuple[str, ...], config: Path | None) -> N
 async def _fetch_one(fetcher: Fetcher, url: str, robots_token: str | None) -> Response:
     """The page at ``url``; with a ``robots_token``, only if robots.txt lets that crawler have
     it (as a crawl would)."""
+    from crawler.request import Request  # noqa: PLC0415 - `crawler fetch` only
+    from crawler.response import Response  # noqa: PLC0415 - `crawler fetch` only
 
     async def robots_check(hop: str) -> SkipReason | None:
         if robots_token is None or await _robots_allow(fetcher, hop, robots_token):
@@ -526,6 +570,10 @@ _OBEY_HINT = "-s obey_robots=false fetches it anyway"
 async def _robots_allow(fetcher: Fetcher, url: str, token: str) -> bool:
     """Whether the robots.txt of ``url``'s site lets crawler ``token`` fetch it (RFC 9309,
     as a crawl reads it); an unavailable robots.txt is an error, as it disallows all for now."""
+    from crawler.request import Request  # noqa: PLC0415 - `crawler fetch` only
+    from crawler.response import Response  # noqa: PLC0415 - `crawler fetch` only
+    from crawler.robots import ROBOTS_MAX_BYTES, RobotsRules, robots_url  # noqa: PLC0415
+
     try:
         answer = await fetcher.fetch(Request(robots_url(url)), keep_bytes=ROBOTS_MAX_BYTES)
         if not isinstance(answer, Response):
@@ -593,6 +641,9 @@ def _bind(make: Callable[[], T], where: str) -> T:
 @spiders_dir_option
 def demo(output: Path, spiders_dir: Path) -> None:
     """Serve the sandbox bookstore on loopback and crawl it with the books spider."""
+    import asyncio  # noqa: PLC0415 - with the crawl stack
+
+    from crawler import runner  # noqa: PLC0415 - the crawl stack, for this command only
     from crawler.sandbox import SandboxServer  # noqa: PLC0415 - only this command needs it
 
     try:
@@ -694,6 +745,8 @@ def _check_schedule(
     name: str, spider: str, state: Path | None, args: Mapping[str, object], spiders_dir: Path
 ) -> None:
     """What would make every run of a schedule fail, found at start-up instead."""
+    from crawler.spider import check_arguments  # noqa: PLC0415 - loaded with the spider
+
     try:
         spider_class = loader.load(spider, spiders_dir)
     except CrawlerError as exc:

@@ -52,6 +52,7 @@ log = logging.getLogger("crawler.engine")
 Call = tuple[str | None, Any]  # a spider method's name (None: there is none) and its argument
 
 FLUSH_EVERY = 200  # buffered writes that trigger a commit
+FLUSH_BACKLOG = 10 * FLUSH_EVERY  # buffered writes past which a finished request waits to commit
 FLUSH_INTERVAL_S = 1.0
 LINK_BATCH = 1000
 KEEP_HOSTS = 4096  # idle hosts' politeness and robots.txt state past this many is let go
@@ -265,8 +266,17 @@ class Engine:
             await self._settle(request)
         finally:
             self.scheduler.done(request)
-        if self.frontier.pending_writes >= FLUSH_EVERY:
+        if self._flush_due():
             await self.flush()
+
+    def _flush_due(self) -> bool:
+        """Whether this task should commit now. While a commit runs, the tasks that finish go
+        on: each waiting for it, then committing its few writes, would stall the crawl behind
+        a queue of small commits. Past FLUSH_BACKLOG writes they wait (memory stays bounded)."""
+        pending = self.frontier.pending_writes
+        if pending < FLUSH_EVERY:
+            return False
+        return not self.checkpoint.busy or pending >= FLUSH_BACKLOG
 
     async def _settle(self, request: Request) -> None:
         """Fetch, then call the spider and buffer the outcome as one step for a flush."""
@@ -348,13 +358,13 @@ class Engine:
         async def sleep(seconds: float) -> None:
             await self.scheduler.reacquire(request, seconds)
 
-        async for attempt in self.retry.attempts(sleep, before_sleep):
-            with attempt:
-                try:
-                    return await self._attempt(request)
-                finally:
-                    self.scheduler.release(request)
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+        async def attempt() -> Response | SkipReason:
+            try:
+                return await self._attempt(request)
+            finally:
+                self.scheduler.release(request)
+
+        return await self.retry.call(attempt, sleep, before_sleep)
 
     async def _attempt(self, request: Request) -> Response | SkipReason:
         if self.settings.obey_robots and (skip := await self._robots_check(request.url)):

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -31,14 +31,13 @@ from crawler.guard import AddressGuard, url_endpoint
 from crawler.request import Request
 from crawler.response import Response
 from crawler.settings import Settings, check_proxy_url
-from crawler.transport import PROXY, AiohttpTransport, HttpcoreTransport
+from crawler.transport import PROXY, AiohttpTransport, Exchange, HttpcoreTransport
 from crawler.urls import host_of, join_url
 
 log = logging.getLogger("crawler.fetcher")
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
 BeforeSend = Callable[[str], Awaitable[None]]
-EventHook = Callable[..., Awaitable[None]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -120,8 +119,8 @@ def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.lower() not in names}
 
 
-# httpx request extensions: the request's cookie session, the cookies it sends besides the
-# jar's, and its own proxy (read by AiohttpTransport).
+# What one request carries through its redirect hops besides its headers: its cookie session,
+# the cookies it sends besides the jar's, and its own proxy.
 SESSION = "crawler.cookiejar"
 OWN_COOKIES = "crawler.cookies"
 
@@ -132,34 +131,10 @@ def _session_key(request: Request) -> str | None:
     return None if key is None else jsondata.dumps(key).decode()
 
 
-def _cookie_hooks(jars: CookieJars | None) -> dict[str, list[EventHook]]:
-    """httpx event hooks that send each request the cookies due from its session's jar (and
-    its own), and keep the cookies each response sets; they run for every redirect hop."""
-    if jars is None:
-        return {}
-
-    async def send_cookies(request: httpx.Request) -> None:
-        # A Cookie header the spider set goes as it is; the jar only fills in a missing one.
-        if "cookie" in request.headers:
-            return
-        jar = jars.get(request.extensions.get(SESSION))
-        header = with_cookies(
-            jar.cookie_header(str(request.url)), request.extensions.get(OWN_COOKIES, {})
-        )
-        if header:
-            request.headers["Cookie"] = header
-
-    async def keep_cookies(response: httpx.Response) -> None:
-        jar = jars.get(response.request.extensions.get(SESSION))
-        jar.store(str(response.request.url), response.headers.get_list("set-cookie"))
-
-    return {"request": [send_cookies], "response": [keep_cookies]}
-
-
 class _NoCookies(httpx.Cookies):
     """What the client sees as its cookies: none, and nothing is kept. httpx would otherwise
     build a urllib request and response for its own jar on every response (3% of a crawl's
-    CPU); the fetcher's bounded jars do the work, through the event hooks."""
+    CPU); the fetcher's bounded jars do the work."""
 
     def __bool__(self) -> bool:
         return False
@@ -186,6 +161,46 @@ class _Client(httpx.AsyncClient):
         raise AttributeError("the fetcher's cookies are its cookie jars, not the client's")
 
 
+def _merged(defaults: dict[str, str], headers: dict[str, str]) -> dict[str, str]:
+    """A request's headers over the defaults, a default left out whatever the case of its name
+    (as httpx merges a client's headers)."""
+    if not headers:
+        return defaults
+    mine = {name.lower() for name in headers}
+    return {**{k: v for k, v in defaults.items() if k.lower() not in mine}, **headers}
+
+
+def _with_cookie_header(
+    headers: dict[str, str], jar: BoundedCookieJar, url: str, own: dict[str, str]
+) -> dict[str, str]:
+    """The headers with the Cookie header due from the jar and the request's own cookies; a
+    Cookie header the spider set goes as it is."""
+    if any(name.lower() == "cookie" for name in headers):
+        return headers
+    header = with_cookies(jar.cookie_header(url), own)
+    return {**headers, "Cookie": header} if header else headers
+
+
+class _ClientExchange:
+    """An httpx client's streamed response as an Exchange."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers = response.headers
+
+    def __repr__(self) -> str:
+        return f"<_ClientExchange {self.status} {self._response.url}>"
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_raw()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
 class Fetcher:
     """Fetches requests through one client whose pool is sized from the settings.
 
@@ -209,17 +224,21 @@ class Fetcher:
         self.cookies = self.cookie_jars.default if self.cookie_jars is not None else None
         self.guard = _guard(settings)
         self._refused: set[str] = set()  # hosts whose refusal was logged
+        self.default_headers = {
+            "User-Agent": settings.user_agent,
+            "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "Accept-Encoding": "gzip, deflate",
+        }
+        transport = transport if transport is not None else _transport(settings, self.guard)
+        # aiohttp's transport is sent to directly: httpx's client around it cost a fifth of
+        # a crawl's CPU. Any other (httpcore, a test's MockTransport) goes through the client.
+        self._direct = transport if isinstance(transport, AiohttpTransport) else None
         self.client = _Client(
-            transport=transport if transport is not None else _transport(settings, self.guard),
+            transport=transport,
             timeout=httpx.Timeout(settings.request_timeout),
             follow_redirects=False,
             trust_env=False,
-            headers={
-                "User-Agent": settings.user_agent,
-                "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-                "Accept-Encoding": "gzip, deflate",
-            },
-            event_hooks=_cookie_hooks(self.cookie_jars),
+            headers=self.default_headers,
         )
         self.requests_sent = 0
 
@@ -287,16 +306,18 @@ class Fetcher:
         extensions: dict[str, Any],
     ) -> tuple[int, httpx.Headers, bytes]:
         self.requests_sent += 1
+        jar = None if self.cookie_jars is None else self.cookie_jars.get(extensions[SESSION])
+        if jar is not None:
+            headers = _with_cookie_header(headers, jar, url, extensions[OWN_COOKIES])
         try:
             async with asyncio.timeout(self.settings.request_timeout):
-                request = self.client.build_request(
-                    method, url, headers=headers, content=body, extensions=extensions
-                )
-                response = await self.client.send(request, stream=True)
+                exchange = await self._exchange(method, url, headers, body, extensions)
                 try:
-                    content = await self._read(response, keep)
+                    if jar is not None:
+                        jar.store(url, exchange.headers.get_list("set-cookie"))
+                    content = await self._read(exchange, keep)
                 finally:
-                    await response.aclose()
+                    await exchange.aclose()
         except TimeoutError:
             raise TransientError(f"timed out after {self.settings.request_timeout}s") from None
         except AddressRefused as refused:
@@ -309,7 +330,25 @@ class Fetcher:
             raise TransientError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         except httpx.InvalidURL as exc:
             raise FetchError(f"invalid URL {url!r}: {exc}") from None
-        return response.status_code, response.headers, content
+        return exchange.status, exchange.headers, content
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        extensions: dict[str, Any],
+    ) -> Exchange:
+        if self._direct is not None:
+            return await self._direct.exchange(
+                method, url, _merged(self.default_headers, headers).items(), body,
+                proxy=extensions.get(PROXY),
+            )  # fmt: skip
+        request = self.client.build_request(
+            method, url, headers=headers, content=body, extensions=extensions
+        )
+        return _ClientExchange(await self.client.send(request, stream=True))
 
     def _own_proxy(self, request: Request) -> str | None:
         """The request's ``meta["proxy"]``, checked, and trusted by the guard as the configured
@@ -332,7 +371,7 @@ class Fetcher:
         self._refused.add(refused.endpoint)
         log.warning("%s (logged once per host; allow_private_addresses allows it)", refused)
 
-    async def _read(self, response: httpx.Response, keep: int | None) -> bytes:
+    async def _read(self, response: Exchange, keep: int | None) -> bytes:
         limit = self.settings.max_response_bytes
         encoding = response.headers.get("content-encoding", "")
         length = response.headers.get("content-length", "")
@@ -342,7 +381,7 @@ class Fetcher:
             raise ResponseTooLarge(f"Content-Length {length} > max_response_bytes={limit}")
         decoder = _BoundedDecoder(encoding, limit, cut=keep is not None)
         chunks = []
-        async for chunk in response.aiter_raw():
+        async for chunk in response.chunks():
             chunks.append(decoder.feed(chunk))
             if decoder.full:
                 break  # the rest is never read: closing the response drops the connection

@@ -9,9 +9,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from crawler.errors import SpiderLoadError
-from crawler.spider import Spider
+
+if TYPE_CHECKING:
+    from crawler.spider import Spider
 
 log = logging.getLogger("crawler.loader")
 
@@ -44,6 +47,9 @@ def _import(path: Path) -> ModuleType:
 
 def spiders_in(path: Path) -> list[Found]:
     """The named Spider subclasses defined in one file."""
+    # Loaded with the first spider file, not with this module: `crawler --help` needs neither.
+    from crawler.spider import Spider  # noqa: PLC0415 - as said above
+
     module = _import(path)
     return [
         Found(obj.name, obj, path)

@@ -81,19 +81,26 @@ class Request:
     ) -> None:
         self.url = url
         self.callback, self.callback_owner = _method_name(callback)
-        self.errback, errback_owner = _method_name(errback)
-        if errback_owner is not None and self.callback_owner is None:
-            self.callback_owner = errback_owner
-        elif errback_owner not in (None, self.callback_owner):
-            raise SpiderError("callback and errback must be methods of the same spider")
-        self.headers = dict(headers or {})
-        self.body = _encode_body(self.headers, data, json, body)
-        self.method = (method or ("POST" if self.body else "GET")).upper()
+        # A request is made for every link of every page: the common case (a GET with no
+        # errback, headers, body or cookies) skips the work it does not need.
+        self.errback = None
+        if errback is not None:
+            self.errback, errback_owner = _method_name(errback)
+            if errback_owner is not None and self.callback_owner is None:
+                self.callback_owner = errback_owner
+            elif errback_owner not in (None, self.callback_owner):
+                raise SpiderError("callback and errback must be methods of the same spider")
+        self.headers = dict(headers) if headers else {}
+        if data is None and json is None and body is None:
+            self.body = b""
+        else:
+            self.body = _encode_body(self.headers, data, json, body)
+        self.method = method.upper() if method else "POST" if self.body else "GET"
         self.meta = meta if meta is not None else {}
         self.priority = priority
         self.dont_filter = dont_filter
         self.cb_kwargs = cb_kwargs if cb_kwargs is not None else {}
-        self.cookies = dict(cookies or {})
+        self.cookies = dict(cookies) if cookies else {}
         self.depth = depth
         self.retries = 0
         # The URL of the page this request was found on, for the DEBUG log (the engine sets it

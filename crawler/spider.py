@@ -15,13 +15,12 @@ from collections.abc import (
 )
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel
-
 from crawler.errors import ConfigError, SpiderError
 from crawler.request import Request
-from crawler.settings import normalise
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from crawler.response import Response
 
 # Kept in the instance's __dict__ under names of our own: a subclass __init__ that does not call
@@ -174,6 +173,10 @@ RESERVED_ATTRIBUTES = frozenset(
 def spider_settings(spider: type[Spider]) -> dict[str, Any]:
     """The settings a spider class sets: its ``custom_settings`` over its Scrapy-style setting
     attributes (``download_delay = 2`` is ``custom_settings = {"download_delay": 2}``)."""
+    # The settings model (pydantic-settings) is loaded here, not with Spider: a spider file,
+    # and `crawler list` which imports them all, need none of it.
+    from crawler.settings import normalise  # noqa: PLC0415 - as said above
+
     attributes = {
         setting: value
         for attribute, setting in SETTING_ATTRIBUTES.items()
@@ -221,6 +224,14 @@ class StartRequests:
             yield Request(url)
 
 
+def _is_model(output: Any) -> bool:
+    # pydantic is loaded here, on a callback's first return, not with Spider: a spider file
+    # without item models, and `crawler list`, need none of it.
+    from pydantic import BaseModel  # noqa: PLC0415 - as said above
+
+    return isinstance(output, BaseModel)
+
+
 async def iterate(output: Any) -> AsyncIterator[Any]:
     """Everything a callback produced, whatever its shape: an async generator, a generator,
     a coroutine, a list, a single request or item, or None."""
@@ -231,7 +242,7 @@ async def iterate(output: Any) -> AsyncIterator[Any]:
     if inspect.isasyncgen(output) or hasattr(output, "__aiter__"):
         async for value in output:
             yield value
-    elif isinstance(output, (Request, dict, BaseModel)):
+    elif isinstance(output, (Request, dict)) or _is_model(output):
         yield output
     else:
         for value in output:

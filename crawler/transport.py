@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import httpcore
@@ -76,21 +76,55 @@ def _translate(exc: Exception, request: httpx.Request | None = None) -> httpx.Tr
     return kind(str(exc) or type(exc).__name__, request=request)
 
 
-class _Body(httpx.AsyncByteStream):
-    """An aiohttp response body as httpx reads it: raw bytes, still content-encoded."""
+class Exchange(Protocol):
+    """A response as the fetcher reads it: its status and headers, then its body as it came on
+    the wire (still content-encoded) from ``chunks()``; ``aclose()`` gives the connection back."""
+
+    status: int
+    headers: httpx.Headers
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpExchange:
+    """An aiohttp response as an Exchange; its errors reach the reader as httpx's."""
+
+    __slots__ = ("_response", "headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
+        self.status = response.status
+        self.headers = httpx.Headers(response.raw_headers)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __repr__(self) -> str:
+        return f"<AiohttpExchange {self.status} {self._response.url}>"
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        content = self._response.content
         try:
-            async for chunk in self._response.content.iter_any():
+            while chunk := await content.readany():
                 yield chunk
         except aiohttp.ClientError as exc:
             raise _translate(exc) from exc
 
     async def aclose(self) -> None:
         self._response.release()
+
+
+class _Body(httpx.AsyncByteStream):
+    """An aiohttp response body as httpx reads it: raw bytes, still content-encoded."""
+
+    def __init__(self, exchange: AiohttpExchange) -> None:
+        self._exchange = exchange
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._exchange.chunks():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._exchange.aclose()
 
 
 PROXY = "crawler.proxy"
@@ -191,28 +225,53 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             proxy=self.proxy,
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        *,
+        proxy: str | None = None,
+    ) -> AiohttpExchange:
+        """Send one request, without httpx's client around it (the fetcher's own path): the
+        response with its body unread. ``proxy``: this request's own, else the session's.
+        Raises httpx's errors, as ``handle_async_request`` does."""
         if self._session is None:
             self._session = self._open()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         try:
             response = await self._session.request(
-                request.method,
-                str(request.url),
+                method,
+                url,
                 headers=headers,
-                data=request.content or None,
+                data=body or None,
                 allow_redirects=False,
                 compress=None,
-                proxy=request.extensions.get(PROXY),  # None: the session's, if any
+                proxy=proxy,  # None: the session's, if any
             )
         except aiohttp.InvalidURL as exc:
             raise httpx.InvalidURL(str(exc)) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _translate(exc, request) from exc
+            raise _translate(exc) from exc
+        return AiohttpExchange(response)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        try:
+            exchange = await self.exchange(
+                request.method,
+                str(request.url),
+                headers,
+                request.content,
+                proxy=request.extensions.get(PROXY),
+            )
+        except httpx.TransportError as exc:
+            exc.request = request
+            raise
         return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_Body(response),
+            status_code=exchange.status,
+            headers=exchange.headers,
+            stream=_Body(exchange),
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )

@@ -210,3 +210,63 @@ async def test_retry_after_above_the_limit_fails_at_once() -> None:
     assert caught.value.retry_after == 3600.0
     assert recorder.calls == 1
     assert recorder.sleeps == []
+
+
+# --- RetryPolicy.call: the first attempt without tenacity, the same loop after it ---------------
+
+
+async def test_call_retries_as_the_attempts_loop_does() -> None:
+    """The first failure reaches tenacity as its first attempt: same hooks, sleeps and count."""
+    recorder = Recorder()
+    errors = [TransientError(f"reset {n}") for n in range(10)]
+
+    async def fail() -> None:
+        recorder.calls += 1
+        raise errors[recorder.calls - 1]
+
+    policy = RetryPolicy(_settings(max_retries=3))
+    with pytest.raises(TransientError) as caught:
+        await policy.call(fail, recorder.sleep, recorder.before_sleep)
+    assert caught.value is errors[3]
+    assert recorder.calls == 4
+    assert recorder.before == [1, 2, 3]
+    for attempt, seconds in enumerate(recorder.sleeps):
+        assert 0.5 * 2**attempt <= seconds <= 0.5 * 2**attempt + 0.5
+
+
+async def test_call_returns_a_value_after_failures_and_at_once() -> None:
+    recorder = Recorder()
+
+    async def flaky() -> str:
+        recorder.calls += 1
+        if recorder.calls < 3:
+            raise RetryableStatus(503)
+        return f"page {recorder.calls}"
+
+    policy = RetryPolicy(_settings())
+    assert await policy.call(flaky, recorder.sleep, recorder.before_sleep) == "page 3"
+    assert recorder.before == [1, 2]
+    assert await policy.call(flaky, recorder.sleep, recorder.before_sleep) == "page 4"
+    assert recorder.before == [1, 2]  # nothing slept before a first attempt that succeeded
+
+
+@pytest.mark.parametrize(
+    ("error", "max_retries"),
+    [
+        (FetchError("unsupported URL"), 3),
+        (TransientError("reset"), 0),
+        (RetryableStatus(503, retry_after=301.0), 3),  # longer than max_retry_after
+    ],
+)
+async def test_call_raises_what_is_not_retried_at_once(error: Exception, max_retries: int) -> None:
+    recorder = Recorder()
+
+    async def fail() -> None:
+        recorder.calls += 1
+        raise error
+
+    policy = RetryPolicy(_settings(max_retries=max_retries))
+    with pytest.raises(type(error)) as caught:
+        await policy.call(fail, recorder.sleep, recorder.before_sleep)
+    assert caught.value is error
+    assert (recorder.calls, recorder.sleeps, recorder.before) == (1, [], [])

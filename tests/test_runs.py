@@ -269,8 +269,9 @@ def test_a_second_run_on_a_locked_state_exits_4_at_once_and_names_the_holder(
     holder_process = start(*args, cwd=tmp_path)
     try:
         wait_for_lines(feed, 2, holder_process)
+        # The same start-up (Python, the crawl stack, the spiders) refused for another reason.
         baseline = time.monotonic()
-        crawler_cli("--version", cwd=tmp_path)
+        unknown = crawler_cli("run", "no-such-spider.py", *args[2:], cwd=tmp_path)
         python_start_s = time.monotonic() - baseline
         began = time.monotonic()
         refused = crawler_cli(*args, cwd=tmp_path)
@@ -280,6 +281,7 @@ def test_a_second_run_on_a_locked_state_exits_4_at_once_and_names_the_holder(
         holder_process.send_signal(signal.SIGINT)
         holder_process.communicate(timeout=20)
 
+    assert unknown.returncode == 2, unknown.stderr
     assert refused.returncode == 4, refused.stderr
     assert took < python_start_s + 1.0, (took, python_start_s)
     message = refused.stderr.strip()

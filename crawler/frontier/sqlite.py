@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -309,47 +309,43 @@ class SqliteFrontier:
         due: tuple[float, Revisit] | None,
         result: Flushed,
     ) -> None:
-        db = self.db
-        try:
-            await db.execute("BEGIN")
-            if due is not None or requeue:
-                result.requeued = await self._requeue_rows(requeue, due)
-            before = db.total_changes
-            await db.executemany(_INSERT, new)
-            result.added = db.total_changes - before
-            await db.executemany(_COMPLETE, plain)
-            await db.executemany(history.COMPLETE_FETCHED, fetched)
-            await db.executemany("INSERT INTO items VALUES (?,?,?)", items)
-            await db.executemany(
-                "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?)",
-                [(h, r.status, r.body, r.fetched_at) for h, r in robots.items()],
-            )
-            await db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(meta.items()))
-            if run_stats is not None:
-                await db.execute(SAVE_RUN_STATS, run_stats)
-            await db.execute("COMMIT")
-        except BaseException as exc:
-            # Also on cancellation (a second Ctrl-C): none of the batch lands, the state stays
-            # as the last commit left it.
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise self._broken(exc) from None
-            raise
+        def commit(db: sqlite3.Connection) -> None:
+            try:
+                db.execute("BEGIN")
+                if due is not None or requeue:
+                    result.requeued = _requeue_rows(db, requeue, due)
+                before = db.total_changes
+                db.executemany(_INSERT, new)
+                result.added = db.total_changes - before
+                db.executemany(_COMPLETE, plain)
+                db.executemany(history.COMPLETE_FETCHED, fetched)
+                db.executemany("INSERT INTO items VALUES (?,?,?)", items)
+                db.executemany(
+                    "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?)",
+                    [(h, r.status, r.body, r.fetched_at) for h, r in robots.items()],
+                )
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(meta.items()))
+                if run_stats is not None:
+                    db.execute(SAVE_RUN_STATS, run_stats)
+                db.execute("COMMIT")
+            except BaseException:
+                # None of the batch lands: the state stays as the last commit left it.
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
 
-    async def _requeue_rows(
-        self, requeue: list[tuple[Any, ...]], due: tuple[float, Revisit] | None
-    ) -> int:
-        """Queue a recrawl's due pages, then its seeds (inserting new ones); how many rows were
-        queued. In the flush's transaction: with the feed checkpoint of the recrawl's new feed."""
+        try:
+            await self._on_thread(commit)
+        except sqlite3.Error as exc:
+            raise self._broken(exc) from None
+
+    async def _on_thread(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``work`` on aiosqlite's thread with its connection, in one hop: each statement
+        awaited alone costs a turn of the event loop, which a busy crawl makes long."""
         db = self.db
-        before = db.total_changes
-        if due is not None:
-            await db.create_function("crawler_due", 3, history.due_function(*due))
-            await db.execute(history.REQUEUE_DUE)
-        await db.executemany(_REQUEUE, requeue)
-        return db.total_changes - before
+        connection = db._conn  # aiosqlite's own; only its thread may use it
+        await db._execute(work, connection)  # type: ignore[no-untyped-call]
 
     async def lease(self, host: str, limit: int) -> list[Request]:
         rows = await self._rows(
@@ -463,6 +459,19 @@ def read_runs(path: Path) -> list[Run] | None:
     except sqlite3.Error as exc:
         raise StateError(f"state file {path} is not a usable crawl state ({exc})") from None
     return [run_from_row(row) for row in rows]
+
+
+def _requeue_rows(
+    db: sqlite3.Connection, requeue: list[tuple[Any, ...]], due: tuple[float, Revisit] | None
+) -> int:
+    """Queue a recrawl's due pages, then its seeds (inserting new ones); how many rows were
+    queued. In the flush's transaction: with the feed checkpoint of the recrawl's new feed."""
+    before = db.total_changes
+    if due is not None:
+        db.create_function("crawler_due", 3, history.due_function(*due))
+        db.execute(history.REQUEUE_DUE)
+    db.executemany(_REQUEUE, requeue)
+    return db.total_changes - before
 
 
 def _row(fp: int | None, request: Request) -> tuple[Any, ...]:
