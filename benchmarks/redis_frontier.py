@@ -201,8 +201,6 @@ def crawl(
     if redis is not None:
         redis.flush()
         base += ["--frontier", redis.url, "--crawl-id", f"bench-{label}-{index}"]
-        # Only the seeding worker exempts the start hosts (loopback here) from the address guard.
-        base += ["-s", "allow_private_addresses=true"]
     cpu_before = redis.cpu_s() if redis is not None else 0.0
     reaped: dict[int, tuple[float, int, Any]] = {}
     started = time.perf_counter()
