@@ -35,10 +35,16 @@ class Admission:
     still taken when a shallower page links to it later.
     """
 
-    def __init__(self, spider: Spider, scope: Scope, stats: Stats) -> None:
+    def __init__(
+        self, spider: Spider, scope: Scope, stats: Stats, *, remember: bool = True
+    ) -> None:
         self.spider = spider
         self.scope = scope
         self.stats = stats
+        # On a shared frontier an outcome may be refused after its links were admitted, so a
+        # URL admitted here is no proof that it entered the crawl: there, the frontier's own
+        # set of committed URLs drops the repeats.
+        self.remember = remember
         self._recent = SeenSet(SEEN_URLS)
 
     def __repr__(self) -> str:
@@ -77,7 +83,7 @@ class Admission:
         except SpiderError as error:
             self._reject(request, str(error))
             return None
-        if key is not None:
+        if key is not None and self.remember:
             self._recent.add(key)
         return request
 
