@@ -29,6 +29,7 @@ from crawler.errors import (
     SettingsError,
     SkipReason,
     SpiderLoadError,
+    first_error,
 )
 from crawler.logs import SafeFormatter
 
@@ -100,6 +101,12 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
             return runner_.run(coro)
     except CrawlerError as exc:
         _fail(str(exc), exc.exit_code)  # 2 bad input, 4 locked, 1 a crawl that broke
+    except BaseExceptionGroup as group:
+        # A crawl of several tasks (a shared crawl's worker and its feed, --workers' children)
+        # that broke on one of our errors: that one line, as for a single task.
+        if (error := first_error(group)) is None:
+            raise
+        _fail(str(error), error.exit_code)
 
 
 spiders_dir_option = click.option(

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from crawler import jsondata
 from crawler.engine import Engine
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, CrawlerError, first_error
 from crawler.exporters import FeedExporter, exporter_for, open_private
 from crawler.feed_tail import FeedTail
 from crawler.fetcher import Fetcher
 from crawler.progress import Progress
 from crawler.runner import CrawlJob, CrawlResult, check_outputs, create_spider, monitor
-from crawler.runs import EXIT_CODES, Run, outcome_of
+from crawler.runs import EXIT_CODES, Run, RunOutcome, outcome_of
 from crawler.runs import now as utc_now
 from crawler.scheduler_remote import RemoteScheduler, SharedFrontier
 from crawler.settings import Settings
@@ -113,11 +113,20 @@ async def _join(
                 spider, settings, frontier=frontier, fetcher=fetcher, stats=stats, progress=progress
             )
             stopper.attach(engine)
-        if engine is None:
-            stopped = await _run(frontier, engine, exporter, job, stopper.until)
-        else:
-            async with serve(engine):  # /metrics and /healthz, with metrics_port
+        try:
+            if engine is None:
                 stopped = await _run(frontier, engine, exporter, job, stopper.until)
+            else:
+                async with serve(engine):  # /metrics and /healthz, with metrics_port
+                    stopped = await _run(frontier, engine, exporter, job, stopper.until)
+        except BaseExceptionGroup as group:  # the crawl and the feed run side by side
+            if (error := first_error(group)) is None:
+                raise
+            error.exit_code = EXIT_CODES[RunOutcome.CRASHED]  # not bad input: a crawl that broke
+            raise error from None
+        except CrawlerError as error:
+            error.exit_code = EXIT_CODES[RunOutcome.CRASHED]
+            raise
         totals = Stats.from_dict(dict((await frontier.status()).get("stats") or {}))
     finally:
         if fetcher is not None:

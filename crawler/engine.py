@@ -23,6 +23,7 @@ from crawler.errors import (
     SkipReason,
     StateError,
     TransientError,
+    first_error,
 )
 from crawler.exporters import FeedExporter
 from crawler.failure import Failure, HttpError
@@ -174,8 +175,8 @@ class Engine:
                     self._finished.set()
         except BaseExceptionGroup as group:
             # The state or the feed cannot be written: the crawl stops with that one error.
-            if (broken := group.subgroup((StateError, FeedError))) is not None:
-                raise _first(broken) from None
+            if (broken := first_error(group, (StateError, FeedError))) is not None:
+                raise broken from None
             raise
         finally:
             await self.parser.aclose()
@@ -495,8 +496,3 @@ def _failure(error: FetchError, request: Request) -> Failure:
     if isinstance(error, RetryableStatus) and isinstance(error.response, Response):
         return Failure(HttpError(error.response), request)
     return Failure(error, request)
-
-
-def _first(group: BaseExceptionGroup[CrawlerError]) -> CrawlerError:
-    error = group.exceptions[0]
-    return _first(error) if isinstance(error, BaseExceptionGroup) else error

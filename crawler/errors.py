@@ -137,6 +137,18 @@ class DropItem(CrawlerError):
     """Raise from a pipeline's process_item to drop the item (it is counted, not exported)."""
 
 
+def first_error(
+    group: BaseExceptionGroup[BaseException],
+    kind: type[CrawlerError] | tuple[type[CrawlerError], ...] = CrawlerError,
+) -> CrawlerError | None:
+    """The first ``kind`` error in a task group's exception group (nested ones included), or
+    None: what a crawl of several tasks reports, in one line, when one of them broke."""
+    found: BaseException | None = group.subgroup(kind)
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found if isinstance(found, CrawlerError) else None
+
+
 class SkipReason(enum.StrEnum):
     """Why a request was not fetched: expected outcomes that stats count."""
 

@@ -430,3 +430,25 @@ def test_a_childs_command_line_holds_no_frontier_url(tmp_path: Path) -> None:
     )
     env = workers.worker_environment(settings, "c")
     assert (env["CRAWLER_FRONTIER"], env["CRAWLER_CRAWL_ID"]) == (overrides["frontier"], "c")
+
+
+@pytest.mark.slow
+def test_a_closed_stdout_stops_a_shared_crawls_exporter_with_one_line(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base=site.base(), n=LEAVES, delay=0.05))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "run", "leaves.py", "--frontier", redis_server.url,
+         "--crawl-id", "piped", "-o", "-", "--no-progress", "-s", "obey_robots=false",
+         "-s", "allow_private_addresses=true", "-s", "per_host_concurrency=1"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert json.loads(process.stdout.readline())["leaf"] >= 0
+    process.stdout.close()  # as `| head -1` does
+    _, stderr = process.communicate(timeout=30)
+    assert b"Traceback" not in stderr
+    assert stderr.decode().splitlines()[-1] == (
+        "error: -o -: stdout was closed by its reader; the crawl stopped"
+    )
+    assert process.returncode == 1  # the crawl broke under way (README "Exit codes")
