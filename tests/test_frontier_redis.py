@@ -364,6 +364,48 @@ async def test_a_dead_seeders_successor_seeds(cluster: Cluster) -> None:
     assert successor.seeder
 
 
+async def test_a_live_worker_takes_seeding_over_from_a_seeder_that_died(cluster: Cluster) -> None:
+    seeder = await cluster.join()
+    other = await cluster.join()
+    seeder.add(pages("a.test", 1))
+    await seeder.flush()  # part of the start requests, then it dies before seeding_done
+    assert (await other.lease_ready(1)).requests  # still alive: it stays the seeder
+    assert not other.seeder
+    cluster.advance(TTL_MS + 1)
+    await other.heartbeat()
+    await other.lease_ready(0)
+    assert other.seeder
+    await other.seeding_done()
+    assert (await other.status())["state"] == "running"  # its lease is still out
+    assert not (await cluster.join()).seeder
+
+
+async def test_a_dead_workers_leases_are_reaped_by_a_heartbeat_and_a_stop_ends(
+    cluster: Cluster,
+) -> None:
+    exporter = await seeded(cluster, pages("a.test", 2))
+    dead = await cluster.join()
+    assert len((await dead.lease_ready(2)).requests) == 2
+    await exporter.stop_crawl()
+    assert exporter.state == "stopping"
+    cluster.advance(TTL_MS + 1)  # dead never beats again; exporter leases nothing while stopping
+    await exporter.heartbeat()
+    assert exporter.state == "stopped"
+    assert (await exporter.status())["leased"] == 0
+
+
+async def test_a_joiner_resumes_a_stop_that_waited_for_a_dead_workers_leases(
+    cluster: Cluster,
+) -> None:
+    worker = await seeded(cluster, pages("a.test", 2), per_host_concurrency=2)
+    assert len((await worker.lease_ready(2)).requests) == 2
+    await worker.stop_crawl()
+    cluster.advance(TTL_MS + 1)
+    joiner = await cluster.join()
+    assert joiner.state == "running"
+    assert len((await joiner.lease_ready(2)).requests) == 2
+
+
 async def test_stop_drains_leases_then_the_crawl_is_stopped_and_resumable(
     cluster: Cluster,
 ) -> None:

@@ -201,6 +201,7 @@ local function join(keys, args)
     return {'wrong_spider', owner}
   end
   reap(now)
+  settle(now)  -- a stop that only waited for the leases just reaped ends here, so this run resumes it
   if redis.call('HGET', K.meta, 'state') == 'stopped' then
     redis.call('HSET', K.meta, 'state', 'running')  -- a stopped crawl resumes
   end
@@ -214,13 +215,16 @@ local function join(keys, args)
   return {settle(now), seeder}
 end
 
+-- Every worker beats, crawling or not (a stopping crawl's workers lease nothing, an exporter
+-- never does): so a dead worker's leases are reaped, and the finish or stop settled, here too.
 local function heartbeat(keys, args)
   bind(keys)
   local now = clock(args[1])
   local worker, ttl = args[2], tonumber(args[3])
   local was = alive(worker, now)
+  reap(now)
   redis.call('ZADD', K.workers, now + ttl, worker)
-  return {redis.call('HGET', K.meta, 'state'), was and 0 or 1}
+  return {settle(now), was and 0 or 1}
 end
 
 local function seeding_done(keys, args)
@@ -232,9 +236,19 @@ local function seeding_done(keys, args)
   return settle(now)
 end
 
+-- A seeder that died (or left) before seeding_done: the crawling worker asking takes the role
+-- over, or the crawl could never finish. 1 when it did.
+local function take_seeding(worker, now)
+  if redis.call('HGET', K.meta, 'seeded') == '1' then return 0 end
+  local seeder = redis.call('HGET', K.meta, 'seeder')
+  if seeder == worker or alive(seeder, now) then return 0 end
+  redis.call('HSET', K.meta, 'seeder', worker)
+  return 1
+end
+
 -- Grant up to `want` requests whose host may be hit now (ARGV: now, worker, want, host or '',
--- then the attempts that ended). Returns {state, wake_ms or -1 (-2: heartbeat first), id,
--- grant, record, ...}.
+-- then the attempts that ended); only crawling workers call it. Returns {state, wake_ms or -1
+-- (-2: heartbeat first), 1 if this worker is the seeder now else 0, id, grant, record, ...}.
 local function lease(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -242,13 +256,14 @@ local function lease(keys, args)
   for i = 5, #args do ended(worker, args[i]) end
   reap(now)
   local state = redis.call('HGET', K.meta, 'state')
-  local reply = {state, -1}
+  local reply = {state, -1, 0}
+  local expiry = redis.call('ZSCORE', K.workers, worker)
+  if state == 'running' and expiry then reply[3] = take_seeding(worker, now) end
   want = math.min(want, budget())
   if state ~= 'running' or want <= 0 then
     reply[1] = settle(now)
     return reply
   end
-  local expiry = redis.call('ZSCORE', K.workers, worker)
   if not expiry then  -- its heartbeat lapsed: nothing for it until it beats again
     reply[1], reply[2] = settle(now), -2
     return reply
