@@ -412,21 +412,33 @@ def test_the_parent_exits_with_its_worst_childs_code() -> None:
 
 
 def test_a_childs_command_line_holds_no_frontier_url(tmp_path: Path) -> None:
-    overrides = {"frontier": "redis://:s3cret@h:6379/0", "crawl_id": "c", "concurrency": "4"}
+    overrides = {"FRONTIER": "redis://:s3cret@h:6379/0", "Crawl_Id": "x", "concurrency": "4"}
     command = workers.worker_command(
         "leaves.py",
+        crawl_id="c",
         overrides=overrides,
         arguments={"start": "x"},
         config=None,
         spiders_dir=tmp_path,
         trigger="manual",
     )
-    assert "s3cret" not in " ".join(command)
+    assert "s3cret" not in " ".join(command)  # -s is case-blind: so is the filter
     assert command[command.index("-s") + 1] == "concurrency=4"
+    assert command[command.index("--crawl-id") + 1] == "c"  # above custom_settings
+    assert "--frontier-from-env" in command
     assert "-o" not in command
     assert "--workers" not in command
     settings = resolve_settings(
-        CrawlJob(spider=Spider, overrides={"frontier": overrides["frontier"]})
+        CrawlJob(spider=Spider, overrides={"frontier": overrides["FRONTIER"]})
     )
-    env = workers.worker_environment(settings, "c")
-    assert (env["CRAWLER_FRONTIER"], env["CRAWLER_CRAWL_ID"]) == (overrides["frontier"], "c")
+    assert workers.worker_environment(settings)["CRAWLER_FRONTIER"] == overrides["FRONTIER"]
+
+
+def test_each_child_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
+    settings = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "9100"}))
+    command = ["crawler", "run", "x.py"]
+    ports = [workers.child_command(command, settings, i)[-1] for i in range(3)]
+    assert ports == ["metrics_port=9100", "metrics_port=9101", "metrics_port=9102"]
+    high = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "65535"}))
+    with pytest.raises(ConfigError, match="above 65535"):
+        workers.check_ports(high, 2)

@@ -5,7 +5,11 @@ that joined and stopped beating without leaving (as after SIGKILL)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+from contextlib import ExitStack
 from pathlib import Path
+
+import pytest
 
 from crawler import cluster as shared
 from crawler.frontier.redis import RedisFrontier
@@ -13,7 +17,15 @@ from crawler.runner import CrawlJob, resolve_settings
 from crawler.settings import Settings
 from tests.redis_server import RedisServer
 from tests.site import TestSite
-from tests.test_redis_crawl import BASE, LEAVES, leaves_spider, read_feed, worker
+from tests.test_redis_crawl import (
+    BASE,
+    LEAVES,
+    SPIDER_FILE,
+    crawler_cli,
+    leaves_spider,
+    read_feed,
+    worker,
+)
 
 ENDS_WITHIN_S = 30  # the crawl takes a few seconds; a hang fails here, not at pytest's timeout
 
@@ -62,4 +74,70 @@ async def test_crawler_stop_ends_while_a_dead_worker_holds_leases(
     assert status["counts"]["reclaimed"] >= 3
     resumed = await worker(spider, redis_server, feed)
     assert resumed.stopped is False
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+def spider_file(site: TestSite, folder: Path, custom: str = "") -> Path:
+    """The leaves spider as a file, with ``custom`` as its custom_settings' body."""
+    code = SPIDER_FILE.format(base=site.base(), n=LEAVES, delay=0.02)
+    if custom:
+        code = code.replace(
+            '    name = "leaves"', f'    name = "leaves"\n    custom_settings = {{{custom}}}'
+        )
+    path = folder / "leaves.py"
+    path.write_text(code)
+    return path
+
+
+PRIVATE = ("-s", "obey_robots=false", "-s", "allow_private_addresses=true")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frontier_too", [False, True])
+def test_workers_join_the_parents_crawl_whatever_the_spiders_custom_settings(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path, frontier_too: bool
+) -> None:
+    custom = '"crawl_id": "fromspider"'
+    if frontier_too:
+        custom += f', "frontier": "unix://{tmp_path / "no-such-redis.sock"}"'
+    spider_file(site, tmp_path, custom)
+    feed = tmp_path / "items.jsonl"
+    ran = crawler_cli(
+        "run", "leaves.py", "--frontier", redis_server.url, "--crawl-id", "fromcli",
+        "--workers", "2", "-o", str(feed), *PRIVATE, cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports on loopback (held while probing)."""
+    for _ in range(50):
+        with ExitStack() as held:
+            first = held.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            try:
+                for offset in range(1, count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+@pytest.mark.slow
+def test_workers_with_a_metrics_port_each_serve_their_own(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    spider_file(site, tmp_path)
+    feed = tmp_path / "items.jsonl"
+    port = free_ports(3)
+    ran = crawler_cli(
+        "run", "leaves.py", "--frontier", redis_server.url, "--workers", "3", "-o", str(feed),
+        "-s", f"metrics_port={port}", *PRIVATE, cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "Address already in use" not in ran.stderr
+    assert f"/metrics on port {port + 2}" in ran.stderr
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
