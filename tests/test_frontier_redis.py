@@ -514,6 +514,10 @@ def test_urls_are_redacted() -> None:
     assert redact("redis://:s3cret@cache:6379/0") == "redis://***@cache:6379/0"
     assert redact("rediss://user:s3cret@cache/0") == "rediss://***@cache/0"
     assert redact("unix:///run/redis.sock?db=1") == "unix:///run/redis.sock?db=1"
+    assert redact("unix:///r.sock?db=1&password=s3cret") == "unix:///r.sock?db=1&password=***"
+    assert (
+        redact("redis://h/0?Username=u&PASSWORD=s3cret") == "redis://h/0?Username=***&PASSWORD=***"
+    )
     assert "s3cret" not in repr(RedisFrontier("redis://:s3cret@cache", "c", Settings()))
 
 
@@ -536,6 +540,26 @@ async def test_an_unreachable_redis_is_one_line_without_the_password(
     assert "unreachable" in message
     assert "s3cret" not in message
     assert "\n" not in message
+
+
+async def test_a_password_in_the_query_is_never_shown(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    missing = f"unix://{redis_server.folder}/missing.sock?password=s3cret"
+    with pytest.raises(StateError) as unreachable:
+        await RedisFrontier(missing, "c", Settings()).open("spider")
+    assert "unreachable" in str(unreachable.value)
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    with (
+        RedisServer(folder, "--requirepass", "right") as server,
+        pytest.raises(StateError) as refused,
+    ):
+        await RedisFrontier(f"{server.url}?password=s3cret", "c", Settings()).open("x")
+    assert "refused the credentials" in str(refused.value)
+    for caught in (unreachable, refused):
+        assert "s3cret" not in str(caught.value)
+        assert "password=***" in str(caught.value)
 
 
 async def test_a_password_protected_redis(tmp_path: Path) -> None:
