@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -141,3 +143,24 @@ def test_workers_with_a_metrics_port_each_serve_their_own(
     assert "Address already in use" not in ran.stderr
     assert f"/metrics on port {port + 2}" in ran.stderr
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+@pytest.mark.parametrize("command", [["run", "leaves.py"], ["status", "x"], ["stop", "x"]])
+def test_a_frontier_without_the_redis_extra_is_one_line_and_exit_2(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "leaves.py").write_text(SPIDER_FILE.format(base="http://127.0.0.1:9", n=1, delay=0))
+    # As if redis-py were not installed: importing it fails.
+    code = "import sys; sys.modules['redis'] = None; from crawler.cli import main; main()"
+    ran = subprocess.run(
+        [sys.executable, "-c", code, *command, "--frontier", "redis://:s3cret@127.0.0.1:9/0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.count("\n") == 1, ran.stderr
+    assert "pip install 'crawler[redis]'" in ran.stderr
+    assert "s3cret" not in ran.stderr
