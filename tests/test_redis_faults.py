@@ -8,11 +8,13 @@ import asyncio
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from crawler import Request
 from crawler import cluster as shared
 from crawler.frontier.redis import RedisFrontier
 from crawler.runner import CrawlJob, resolve_settings
@@ -77,6 +79,31 @@ async def test_crawler_stop_ends_while_a_dead_worker_holds_leases(
     resumed = await worker(spider, redis_server, feed)
     assert resumed.stopped is False
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+async def test_only_the_seeder_runs_start_requests_and_others_reach_private_start_hosts(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    runs: list[int] = []
+
+    class Counted(leaves_spider(site)):  # type: ignore[misc, valid-type]
+        async def start_requests(self) -> AsyncIterator[Request]:
+            runs.append(1)  # a side effect (or a long list) of the spider's, once per crawl
+            async for request in super().start_requests():
+                yield request
+
+    feed = tmp_path / "items.jsonl"
+    # The start host is loopback and private addresses are refused: only start hosts pass.
+    guarded = {"allow_private_addresses": False, "concurrency": 2, "per_host_concurrency": 4}
+    first, second = await asyncio.gather(
+        worker(Counted, redis_server, feed, **guarded), worker(Counted, redis_server, **guarded)
+    )
+
+    assert runs == [1]
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+    assert first.stats.failures == second.stats.failures == 0
+    assert first.stats.pages_crawled > 0
+    assert second.stats.pages_crawled > 0
 
 
 def spider_file(site: TestSite, folder: Path, custom: str = "") -> Path:

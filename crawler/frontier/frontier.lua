@@ -10,7 +10,8 @@
 -- lease   hash  id -> flag(1: mid-attempt) attempt(0-9) worker(32) grant(12) q member
 -- lexp    zset  id -> lease expiry            (a grant number is unique: stale calls miss)
 -- workers zset  worker -> heartbeat expiry    items stream, ids "<item id>-0"
--- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs
+-- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs,
+--               starts (the seeds' origins, JSON: start hosts every worker may reach if private)
 
 local VERSION = '@VERSION@'
 local K = {}
@@ -248,7 +249,8 @@ end
 
 -- Grant up to `want` requests whose host may be hit now (ARGV: now, worker, want, host or '',
 -- then the attempts that ended); only crawling workers call it. Returns {state, wake_ms or -1
--- (-2: heartbeat first), 1 if this worker is the seeder now else 0, id, grant, record, ...}.
+-- (-2: heartbeat first), 1 if this worker is the seeder now else 0, the size of meta starts
+-- (committed with the seeds, so a grant's start host is in it), id, grant, record, ...}.
 local function lease(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -256,7 +258,7 @@ local function lease(keys, args)
   for i = 5, #args do ended(worker, args[i]) end
   reap(now)
   local state = redis.call('HGET', K.meta, 'state')
-  local reply = {state, -1, 0}
+  local reply = {state, -1, 0, redis.call('HSTRLEN', K.meta, 'starts')}
   local expiry = redis.call('ZSCORE', K.workers, worker)
   if state == 'running' and expiry then reply[3] = take_seeding(worker, now) end
   want = math.min(want, budget())

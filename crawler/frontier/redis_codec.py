@@ -63,6 +63,16 @@ def _redact_option(option: str) -> str:
     return f"{name}=***" if equals and secret else option
 
 
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a request's URL, without user info.
+
+    >>> origin("http://u:p@127.0.0.1:8001/a?b")
+    'http://127.0.0.1:8001'
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 def check_url(url: str) -> str:
     """``url`` if it names a Redis server this frontier can use; else a one-line ConfigError."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
