@@ -21,6 +21,7 @@ import redis
 from crawler import Response, Spider, workers
 from crawler import cluster as shared
 from crawler.errors import ConfigError
+from crawler.frontier.redis import RedisFrontier
 from crawler.runner import CrawlJob, CrawlResult, resolve_settings
 from tests.crawling import crawl
 from tests.redis_server import RedisServer
@@ -214,16 +215,17 @@ async def test_every_worker_may_reach_the_start_hosts_on_loopback(
 async def test_a_second_exporter_is_refused_in_one_line(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    started = asyncio.Event()
-    spider = leaves_spider(site, started)
-    exporter = asyncio.create_task(
-        worker(spider, redis_server, tmp_path / "a.jsonl", per_host_concurrency=1)
+    exporter = RedisFrontier(
+        redis_server.url, "leaves", resolve_settings(CrawlJob(spider=Spider, overrides=BASE))
     )
-    await started.wait()
+    await exporter.open("leaves", crawl=False)
+    assert await exporter.claim_export()  # a live exporter: it beats all along
+    began = time.monotonic()
     with pytest.raises(ConfigError, match="has an exporter already"):
-        await worker(spider, redis_server, tmp_path / "b.jsonl")
-    await exporter
-    assert sorted(item["leaf"] for item in read_feed(tmp_path / "a.jsonl")) == list(range(LEAVES))
+        await worker(leaves_spider(site), redis_server, tmp_path / "b.jsonl")
+    assert time.monotonic() - began >= BASE["lease_ttl_s"]  # it waited in case that one died
+    await exporter.close()
+    assert not (tmp_path / "b.jsonl").exists()
 
 
 async def test_stop_drains_every_worker_and_a_run_on_the_same_id_resumes(

@@ -34,10 +34,11 @@ from tests.test_redis_crawl import (
 ENDS_WITHIN_S = 30  # the crawl takes a few seconds; a hang fails here, not at pytest's timeout
 
 
-async def dead_worker(redis: RedisServer, crawl_id: str = "leaves") -> RedisFrontier:
-    """A worker that joined the crawl, then died without a word (its heartbeat stops)."""
-    frontier = RedisFrontier(redis.url, crawl_id, Settings(**BASE))
-    await frontier.open("leaves")
+async def dead_worker(redis: RedisServer, *, crawl: bool = True) -> RedisFrontier:
+    """A worker that joins the crawl; ``close(release=False)`` and it died without a word (its
+    heartbeat stops). ``crawl=False``: an exporter that does not crawl."""
+    frontier = RedisFrontier(redis.url, "leaves", Settings(**BASE))
+    await frontier.open("leaves", crawl=crawl)
     return frontier
 
 
@@ -78,6 +79,19 @@ async def test_crawler_stop_ends_while_a_dead_worker_holds_leases(
     assert status["counts"]["reclaimed"] >= 3
     resumed = await worker(spider, redis_server, feed)
     assert resumed.stopped is False
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+async def test_an_exporter_restarted_at_once_takes_over_its_dead_predecessors_feed(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    killed = await dead_worker(redis_server, crawl=False)
+    assert await killed.claim_export()
+    await killed.close(release=False)  # SIGKILLed; its replacement starts at once
+    feed = tmp_path / "items.jsonl"
+    async with asyncio.timeout(ENDS_WITHIN_S):
+        result = await worker(leaves_spider(site), redis_server, feed)
+    assert result.stopped is False
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
 
 
