@@ -40,7 +40,7 @@ http {{
         image/jpeg jpg;
     }}
     default_type application/octet-stream;
-    access_log off;
+    {access_log}
     log_not_found off;
     server_tokens off;
     sendfile on;
@@ -91,14 +91,20 @@ def find_nginx(install: bool = True) -> str:
     return find_nginx(install=False)
 
 
-def render_config(site_dir: Path, work_dir: Path, hosts: int, base_port: int) -> str:
-    """nginx.conf serving ``site_dir/host{h}`` on ``127.0.0.1:(base_port + h)``."""
+def render_config(
+    site_dir: Path, work_dir: Path, hosts: int, base_port: int, access_log: Path | None = None
+) -> str:
+    """nginx.conf serving ``site_dir/host{h}`` on ``127.0.0.1:(base_port + h)``; with
+    ``access_log``, one line per request there: its end time (unix seconds) and status."""
     temp_paths = "".join(f"    {name}_temp_path {work_dir}/{name};\n" for name in _TEMP_DIRS)
     servers = "".join(
         _SERVER.format(port=base_port + h, root=(site_dir / f"host{h}").resolve())
         for h in range(hosts)
     )
-    return _CONFIG.format(work=work_dir, temp_paths=temp_paths, servers=servers)
+    log = "access_log off;"
+    if access_log is not None:
+        log = f"log_format timed '$msec $status';\n    access_log {access_log} timed;"
+    return _CONFIG.format(work=work_dir, temp_paths=temp_paths, servers=servers, access_log=log)
 
 
 def _port_free(port: int) -> bool:
@@ -132,11 +138,13 @@ class Nginx:
         hosts: int,
         base_port: int = DEFAULT_BASE_PORT,
         work_dir: Path = WORK_DIR / "nginx",
+        access_log: Path | None = None,
     ) -> None:
         self.site_dir = site_dir.resolve()
         self.hosts = hosts
         self.base_port = base_port
         self.work_dir = work_dir.resolve()
+        self.access_log = access_log.resolve() if access_log is not None else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -158,7 +166,9 @@ class Nginx:
         for name in _TEMP_DIRS:
             (self.work_dir / name).mkdir(parents=True, exist_ok=True)
         config = self.work_dir / "nginx.conf"
-        config.write_text(render_config(self.site_dir, self.work_dir, self.hosts, self.base_port))
+        config.write_text(
+            render_config(self.site_dir, self.work_dir, self.hosts, self.base_port, self.access_log)
+        )
         self.error_log.write_text("")
         command = [binary, "-p", str(self.work_dir), "-e", str(self.error_log), "-c", str(config)]
         # Its own session, so a last-resort kill reaches the worker too, and Ctrl-C reaches us only.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from crawler.dedup import RecentSet
+from crawler.dedup import SeenSet
 from crawler.errors import SpiderError
 from crawler.freshness import own_interval
 from crawler.request import Request
@@ -17,7 +17,9 @@ from crawler.urls import standard_url
 
 log = logging.getLogger("crawler.engine")
 
-RECENT_URLS = 65_536
+# URL keys kept (12-24 bytes each, so at most ~50 MiB): past this many, the set starts again and
+# the frontier's seen set decides alone until it has filled up again.
+SEEN_URLS = 2_097_152
 
 
 class Admission:
@@ -27,27 +29,34 @@ class Admission:
     ``Request(...)`` one level below its parent), admission returns a new request rather than
     mutating the one the spider still holds.
 
-    Most links of a page were admitted already: a set of recent URLs drops those first, before any
-    canonicalising, fingerprinting or encoding. A URL enters that set only once admitted, so a URL
-    first met too deep is still taken when a shallower page links to it later.
+    Most links of a page were admitted already: a compact set of the URLs admitted so far drops
+    those first, before any canonicalising, fingerprinting or encoding, and before the frontier's
+    database is asked. A URL enters that set only once admitted, so a URL first met too deep is
+    still taken when a shallower page links to it later.
     """
 
-    def __init__(self, spider: Spider, scope: Scope, stats: Stats) -> None:
+    def __init__(
+        self, spider: Spider, scope: Scope, stats: Stats, *, remember: bool = True
+    ) -> None:
         self.spider = spider
         self.scope = scope
         self.stats = stats
-        self._recent = RecentSet(RECENT_URLS)
+        # On a shared frontier an outcome may be refused after its links were admitted, so a
+        # URL admitted here is no proof that it entered the crawl: there, the frontier's own
+        # set of committed URLs drops the repeats.
+        self.remember = remember
+        self._recent = SeenSet(SEEN_URLS)
 
     def __repr__(self) -> str:
         return f"<Admission spider={self.spider.name!r} {self.scope!r} recent={self._recent!r}>"
 
     def forget_recent(self) -> None:
         """Let go of the recent URLs: links admitted lately may have been dropped since."""
-        self._recent = RecentSet(RECENT_URLS)
+        self._recent = SeenSet(SEEN_URLS)
 
     def admit(self, request: Request, parent: Request | None) -> Request | None:
-        # The key is the URL's hash: an int is a tenth of the memory of the URL, and 64-bit
-        # hashes of ~100k recent URLs do not collide in practice.
+        # The key is the URL's hash: 8 bytes where the URL takes ten times that, and 64-bit
+        # hashes of millions of URLs do not collide in practice (~1 in 10^7 at 2M).
         key = None
         if not request.dont_filter and not request.body:
             url = request.url.partition("#")[0]
@@ -74,7 +83,7 @@ class Admission:
         except SpiderError as error:
             self._reject(request, str(error))
             return None
-        if key is not None:
+        if key is not None and self.remember:
             self._recent.add(key)
         return request
 

@@ -36,20 +36,31 @@ class Checkpoint:
         self._requests_before = stats.requests_total
         self._lock = asyncio.Lock()
         self.last = time.monotonic()
-        self.commits = 0
+        self.commits = 0  # begun, in order; a commit is numbered when it holds the lock
+        self._covered = 0  # the number of the last commit that succeeded
 
     def __repr__(self) -> str:
         return f"<Checkpoint commits={self.commits} {self.state!r}>"
 
     @property
     def busy(self) -> bool:
-        """Whether a commit is under way (or waiting for the one before it)."""
+        """Whether a commit is under way (or waited for)."""
         return self._lock.locked()
 
     async def commit(self) -> Flushed:
         """Commit what is buffered, then append the committed items to the feed; returns what
-        the frontier committed."""
+        the frontier committed (nothing, for a call that shared the commit of another).
+
+        Calls that come while a commit runs share the next one: it begins after they were made,
+        so it takes all they buffered. (One commit each made a queue of thousands of empty
+        commits, and of tasks waiting for them, once commits took longer on a large frontier.)
+        """
+        wanted = self.commits + 1
         async with self._lock:
+            if self._covered >= wanted:
+                return Flushed()
+            self.commits += 1
+            number = self.commits
             self.last = time.monotonic()
             self.stats.requests_total = self._requests_before + self._requests_sent()
             self.frontier.save_stats(self.stats.to_dict())
@@ -60,7 +71,6 @@ class Checkpoint:
             # The spider code quiet() held back runs from this task's next await, which comes
             # after the frontier took its buffers: its outcomes and changes go to the next commit.
             flushed = await self.frontier.flush()
-            self.commits += 1
             self.stats.duplicates_filtered += flushed.duplicates
             self.stats.queued += flushed.added
             if flushed.added:
@@ -69,4 +79,5 @@ class Checkpoint:
                 self.exporter.write(flushed.items)
                 last, offset = await self.exporter.sync()
                 self.frontier.save_feed(feed_key(self.exporter.path), last, offset)
+            self._covered = number
             return flushed

@@ -80,7 +80,7 @@ class Engine:
         self.stats = stats
         self.progress = progress
         self.scope = Scope(spider.allowed_domains, settings.max_depth)
-        self.admission = Admission(spider, self.scope, stats)
+        self.admission = Admission(spider, self.scope, stats, remember=not frontier.shared)
         self.retry = retry.RetryPolicy(settings)
         # Chosen once: a shared frontier's gate decides what starts (scheduler_remote.py).
         self.scheduler: Scheduler = (

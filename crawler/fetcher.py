@@ -308,7 +308,10 @@ class Fetcher:
         self.requests_sent += 1
         jar = None if self.cookie_jars is None else self.cookie_jars.get(extensions[SESSION])
         if jar is not None:
-            headers = _with_cookie_header(headers, jar, url, extensions[OWN_COOKIES])
+            try:
+                headers = _with_cookie_header(headers, jar, url, extensions[OWN_COOKIES])
+            except ValueError as exc:  # urllib's parse of a malformed URL (an IPv6 literal...)
+                raise FetchError(f"invalid URL {url!r}: {exc}") from None
         try:
             async with asyncio.timeout(self.settings.request_timeout):
                 exchange = await self._exchange(method, url, headers, body, extensions)

@@ -12,6 +12,7 @@ import pytest
 
 from crawler import Request, Response, Spider
 from crawler.cookies import BoundedCookieJar, NoCookieJar
+from crawler.errors import FetchError
 from crawler.fetcher import Fetcher
 from crawler.settings import Settings
 from tests.crawling import crawl
@@ -323,3 +324,15 @@ def test_the_no_cookie_jar_keeps_nothing() -> None:
     client.cookies.set("b", "2")
     assert len(jar) == 0
     client.close()
+
+
+async def test_a_malformed_url_fails_as_an_invalid_url_with_cookies_in_the_jar(
+    site: TestSite,
+) -> None:
+    fetcher = Fetcher(Settings(allow_private_addresses=True, max_retries=0))
+    try:
+        await fetcher.fetch(Request(site.url("/login")))  # a cookie in the jar
+        with pytest.raises(FetchError, match="invalid URL"):
+            await fetcher.fetch(Request("http://[::1/"))
+    finally:
+        await fetcher.close()

@@ -30,3 +30,24 @@ def test_the_compose_file_runs_the_shipped_schedule_config() -> None:
     assert '["schedule", "--config", "/app/config/schedule.toml"]' in compose
     assert "http://127.0.0.1:9100/healthz" in compose
     assert 'CRAWLER_METRICS_PORT: "9100"' in compose
+
+
+def _service(compose: str, name: str) -> str:
+    """The text of one top-level service of the compose file."""
+    block = compose.split(f"\n  {name}:\n", 1)[1]
+    return block.split("\n\n", 1)[0]
+
+
+def test_the_cluster_profile_keeps_the_documented_redis_persistence() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    redis = _service(compose, "redis")
+    for flag in ('"--appendonly", "yes"', '"--appendfsync", "always"', "noeviction"):
+        assert flag in redis
+    worker, exporter = _service(compose, "worker"), _service(compose, "exporter")
+    for service in (redis, worker, exporter):
+        assert 'profiles: ["cluster"]' in service
+    for service in (worker, exporter):
+        assert "redis://redis:6379/0" in service
+        assert "- books-cluster\n" in service
+    assert "- -o\n" in exporter
+    assert "- -o\n" not in worker  # one exporter per crawl

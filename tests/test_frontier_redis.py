@@ -253,6 +253,25 @@ async def test_a_request_granted_again_to_its_worker_ignores_the_old_grants_call
     assert len((await other.lease_ready(16)).requests) == 1
 
 
+async def test_a_link_found_again_while_its_first_finder_is_refused_enters_the_crawl(
+    cluster: Cluster,
+) -> None:
+    worker = await seeded(cluster, pages("a.test", 1))
+    (old,) = (await worker.lease_ready(1)).requests
+    worker.add([Request("http://a.test/link")], parent=old)  # a callback of a grant since lost
+    cluster.advance(TTL_MS + 1)  # an outage past the lease: Redis takes the request back
+    (new,) = (await worker.lease_ready(1)).requests  # and the same worker redoes the page
+    assert worker.add([Request("http://a.test/link")], parent=new) == 0  # not dropped as seen
+    for request in (old, new):
+        worker.attempt_ended(request)
+        worker.complete(Outcome(request, RequestState.DONE, 200))
+    flushed = await worker.flush()
+    assert (flushed.refused, flushed.added) == (1, 1)
+    assert worker.add([Request("http://a.test/link")]) == 1  # committed: a repeat is dropped here
+    (link,) = (await worker.lease_ready(16)).requests
+    assert link.url == "http://a.test/link"
+
+
 async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None:
     one = await seeded(cluster, pages("a.test", 10), per_host_concurrency=2)
     two = await cluster.join(per_host_concurrency=2)

@@ -364,12 +364,15 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self._saw(reply[0])
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
+        for request in batch.seeds:
+            self._recent.add(request.fingerprint)
         for (outcome, children, _), first in zip(batch.outcomes, reply[4:], strict=True):
+            if first < 0:
+                continue  # refused: whoever redoes the page adds its links again
             if first > 0:
                 result.items += [(first + i, data) for i, data in enumerate(outcome.items)]
-            elif first < 0:  # refused: whoever redoes the page must not find its links "seen"
-                for child in children:
-                    self._recent.discard(child.fingerprint)
+            for child in children:
+                self._recent.add(child.fingerprint)
         if result.refused:
             log.warning("%d outcomes refused: their leases had expired", result.refused)
         return result

@@ -12,7 +12,10 @@ from crawler.frontier import Outcome, RobotsRecord
 from crawler.frontier import redis_codec as codec
 from crawler.request import Request
 
-RECENT = 65_536  # fingerprints a worker remembers, to skip a round trip for most duplicates
+# Fingerprints of links a commit of this worker's got accepted, to skip sending most duplicates.
+# Only accepted ones: a link of an outcome still buffered may yet be refused with it (its lease
+# lost), and a copy of that link dropped meanwhile from another page would be lost for good.
+RECENT = 65_536
 
 
 class CommitBuffer:
@@ -22,7 +25,9 @@ class CommitBuffer:
     def __init__(self) -> None:
         self.pending_hosts: set[str] = set()
         self._batch = codec.Batch()
-        self._children: dict[int, list[Request]] = {}  # parent id -> links of a running callback
+        # links of a running callback, by its Request object: a request granted again while an
+        # older grant's callback still runs is another object, with links of its own
+        self._children: dict[int, list[Request]] = {}
         self._recent = RecentSet(RECENT)
         self._sent_stats: dict[str, float] = {}
         # request id -> (the Request granted, its grant number): a request Redis took back and
@@ -38,13 +43,13 @@ class CommitBuffer:
         duplicates = 0
         fresh = []
         for request in requests:
-            if not request.dont_filter and self._recent.seen(request.fingerprint):
+            if not request.dont_filter and request.fingerprint in self._recent:
                 duplicates += 1
                 continue
             fresh.append(request)
             self.pending_hosts.add(request.host)
         if parent is not None and parent.id is not None:
-            self._children.setdefault(parent.id, []).extend(fresh)
+            self._children.setdefault(id(parent), []).extend(fresh)
         else:
             self._batch.seeds.extend(fresh)
             self._share_start_hosts(requests)
@@ -63,7 +68,7 @@ class CommitBuffer:
 
     def complete(self, outcome: Outcome) -> None:
         assert outcome.request.id is not None
-        children = self._children.pop(outcome.request.id, [])
+        children = self._children.pop(id(outcome.request), [])
         grant = self._grant_of(outcome.request)
         if grant is not None:
             del self._grants[outcome.request.id]
