@@ -7,6 +7,7 @@ import gc
 import json
 import keyword
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Coroutine, Mapping
@@ -188,6 +189,9 @@ def main() -> None:
     type=click.IntRange(1, 256),
     help="Start N worker processes of the shared crawl; this one writes the feed (-o).",
 )
+# A --workers child: the frontier's URL is in CRAWLER_FRONTIER (not on a command line ps shows),
+# and counts as --frontier, above the spider's custom_settings.
+@click.option("--frontier-from-env", is_flag=True, hidden=True)
 def run(
     *,
     spider: str,
@@ -205,6 +209,7 @@ def run(
     frontier: str | None,
     crawl_id: str | None,
     workers: int | None,
+    frontier_from_env: bool,
 ) -> None:
     """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file).
 
@@ -213,6 +218,8 @@ def run(
     if output is not None and overwrite_output is not None:
         _fail("-o appends and -O overwrites: give one of them")
     output = output or overwrite_output
+    if frontier_from_env:
+        frontier = os.environ.get("CRAWLER_FRONTIER") or _fail("CRAWLER_FRONTIER is not set")
     shared = {"frontier": frontier, "crawl_id": crawl_id}
     overrides += tuple(f"{key}={value}" for key, value in shared.items() if value is not None)
     broken: list[SpiderLoadError] = []
@@ -284,6 +291,7 @@ def _run_shared(
     if count is not None:
         command = workers.worker_command(
             spider,
+            crawl_id=cluster.crawl_id_of(settings, job.spider.name),
             overrides={k: str(v) for k, v in job.overrides.items()},
             arguments=job.arguments,
             config=job.config,

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crawler.cluster")
 
+CLAIM_POLL_S = 0.25  # how often a new exporter asks for the role its holder may have left
+
 
 def crawl_id_of(settings: Settings, spider_name: str) -> str:
     return settings.crawl_id or spider_name
@@ -170,12 +172,26 @@ class _Stopper:
 async def claim_feed(
     frontier: SharedFrontier, job: CrawlJob, settings: Settings, crawl_id: str
 ) -> FeedExporter:
+    """Take the crawl's export role. Its holder may have died a moment ago (an exporter killed
+    and restarted at once): it holds the role until its heartbeat lapses, so this waits up to
+    ``lease_ttl_s`` for it before refusing."""
     assert job.feed is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.lease_ttl_s + CLAIM_POLL_S
     if not await frontier.claim_export():
-        raise ConfigError(
-            f"crawl {crawl_id!r} has an exporter already: only one process writes its feed;"
-            " run this worker without -o"
+        log.info(
+            "crawl %r has an exporter: waiting up to lease_ttl_s=%s s in case it died",
+            crawl_id,
+            settings.lease_ttl_s,
         )
+        while not await frontier.claim_export():
+            if loop.time() >= deadline:
+                raise ConfigError(
+                    f"crawl {crawl_id!r} has an exporter already (alive for lease_ttl_s="
+                    f"{settings.lease_ttl_s} s more): only one process writes its feed; run this"
+                    " worker without -o"
+                )
+            await asyncio.sleep(CLAIM_POLL_S)
     return exporter_for(
         job.feed, escape_formulas=settings.csv_escape_formulas, fields=settings.feed_fields
     )

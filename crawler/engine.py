@@ -196,21 +196,12 @@ class Engine:
             await frontier.seeding_done()
 
         scheduler.seed = seed
+        # The start hosts may be private (an intranet, loopback) for every worker: the seeder
+        # commits their origins with the seeds, and a grant brings them to the others.
+        scheduler.exempt = self.fetcher.guard.exempt_start
         if frontier.seeder:
             scheduler.seeded = True
             await seed()
-        elif not self.settings.allow_private_addresses:
-            await self._exempt_starts()
-
-    async def _exempt_starts(self) -> None:
-        """The start hosts may be private (an intranet, loopback) for every worker, not only
-        for the seeder: the others read the start requests for that alone, adding none."""
-        try:
-            async for value in iterate(self.spider.start_requests()):
-                if isinstance(value, Request):
-                    self.fetcher.guard.exempt_start(value.url)
-        except Exception as error:  # the seeder counts and logs the spider's error
-            log.debug("start_requests raised %s: its start hosts so far are exempted", error)
 
     async def _seed(self, *, requeue: bool = False) -> None:
         """Add the start requests; a recrawl ``requeue``s those already done."""

@@ -48,6 +48,7 @@ class SharedFrontier(Frontier, Protocol):
     worker_id: str
     seeder: bool
     expired: bool
+    start_hosts: set[str]  # the seeds' origins, as the last grant knew them
 
     async def open(self, spider_name: str, *, crawl: bool = True) -> dict[str, Any]:
         """Join the crawl; ``crawl=False`` (an exporter that does not crawl) never seeds."""
@@ -117,6 +118,10 @@ class RemoteScheduler(Scheduler):
         # seeder died before it was done); set by the engine.
         self.seed: Callable[[], Awaitable[None]] | None = None
         self.seeded = False
+        # Lets this worker reach a start host even if private (the address guard's exempt_start);
+        # set by the engine, called before a request there is handed out.
+        self.exempt: Callable[[str], None] | None = None
+        self._exempted = 0
         self._granted: deque[Request] = deque()
         self._pauses: dict[str, float] = {}  # Retry-After waits not sent to the gate yet
         self._limits: dict[str, tuple[int, float]] = {}  # robots.txt limits not sent yet
@@ -184,6 +189,11 @@ class RemoteScheduler(Scheduler):
         self._last_lease = self._clock()
         self.lease_calls += 1
         self.state = grant.state
+        starts = self.shared.start_hosts
+        if self.exempt is not None and len(starts) > self._exempted:
+            for url in starts:
+                self.exempt(url)
+            self._exempted = len(starts)
         self._granted.extend(grant.requests)
         return grant
 

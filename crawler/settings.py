@@ -207,7 +207,11 @@ class Settings(BaseSettings):
     @field_validator("frontier")
     @classmethod
     def _frontier_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_frontier_url(value)
+        if value is None:
+            return None
+        if importlib.util.find_spec("redis") is None:
+            raise ValueError("redis is not installed: pip install 'crawler[redis]'")
+        return check_frontier_url(value)
 
     @field_validator("proxy")
     @classmethod

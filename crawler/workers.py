@@ -4,8 +4,12 @@ this machine, which is how one box uses all its cores.
 Each child is ``python -m crawler run SPIDER`` in its own process group, without ``-o``: the
 parent writes the feed when given one (it is the crawl's exporter, and crawls nothing itself).
 The frontier's URL reaches the children in their environment, never on a command line that
-``ps`` shows. The parent forwards SIGINT and SIGTERM to every child (each stops in two steps, as
-``crawler run`` does), and exits with the worst child's exit code; ``--stats`` gets the crawl's
+``ps`` shows; ``--frontier-from-env`` makes it a command-line override there, and the crawl id
+is one on their command line, so a spider's ``custom_settings`` cannot send the children to
+another crawl. With ``metrics_port`` P, child i serves ``/metrics`` on P + i.
+
+The parent forwards SIGINT and SIGTERM to every child (each stops in two steps, as ``crawler
+run`` does), and exits with the worst child's exit code; ``--stats`` gets the crawl's
 ``crawler status --json``.
 """
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler import cluster, jsondata
+from crawler.errors import ConfigError
 from crawler.exporters import FeedExporter, open_private
 from crawler.runner import CrawlJob, create_spider
 from crawler.runs import (
@@ -42,6 +47,7 @@ WORST_FIRST = (EXIT_FORCED, EXIT_FAILED, EXIT_LOCKED, EXIT_BAD_INPUT, EXIT_STOPP
 # A child that a stop signal ended before it could handle one (it was still starting) stopped;
 # one killed by any other signal crashed.
 STOPPED_BY = {-signal.SIGINT, -signal.SIGTERM}
+MAX_PORT = 65535
 
 
 def worst(codes: Sequence[int]) -> int:
@@ -62,38 +68,59 @@ def worst(codes: Sequence[int]) -> int:
 def worker_command(
     spider: str,
     *,
+    crawl_id: str,
     overrides: Mapping[str, str],
     arguments: Mapping[str, str],
     config: Path | None,
     spiders_dir: Path,
     trigger: str,
 ) -> list[str]:
-    """The command line of one child: the parent's, without -o, --workers and the frontier's
-    URL (the children read it from ``CRAWLER_FRONTIER``)."""
+    """The command line of the children: the parent's, without -o, --workers and the
+    frontier's URL (they read it from ``CRAWLER_FRONTIER``), with the crawl id; the metrics
+    port is each child's own (``child_command``)."""
     command = [sys.executable, "-m", "crawler", "run", spider, "--no-progress"]
     command += ["--spiders-dir", str(spiders_dir), "--trigger", trigger]
+    command += ["--frontier-from-env", "--crawl-id", crawl_id]
     if config is not None:
         command += ["--config", str(config)]
     for key, value in overrides.items():
-        if key not in ("frontier", "crawl_id"):
+        if key.lower() not in ("frontier", "crawl_id", "metrics_port"):  # -s is case-blind
             command += ["-s", f"{key}={value}"]
     for key, value in arguments.items():
         command += ["-a", f"{key}={value}"]
     return command
 
 
-def worker_environment(settings: Settings, crawl_id: str) -> dict[str, str]:
+def worker_environment(settings: Settings) -> dict[str, str]:
     assert settings.frontier is not None
-    return {**os.environ, "CRAWLER_FRONTIER": settings.frontier, "CRAWLER_CRAWL_ID": crawl_id}
+    return {**os.environ, "CRAWLER_FRONTIER": settings.frontier}
+
+
+def child_command(command: list[str], settings: Settings, index: int) -> list[str]:
+    """Child ``index``'s command line: with ``metrics_port`` P, its /metrics is on P + index
+    (N children on one port: all but one would fail to listen)."""
+    if not settings.metrics_port:
+        return command
+    return [*command, "-s", f"metrics_port={settings.metrics_port + index}"]
+
+
+def check_ports(settings: Settings, count: int) -> None:
+    if settings.metrics_port and settings.metrics_port + count - 1 > MAX_PORT:
+        raise ConfigError(
+            f"metrics_port {settings.metrics_port} with --workers {count}: the workers serve"
+            f" /metrics on ports {settings.metrics_port} to {settings.metrics_port + count - 1},"
+            f" above {MAX_PORT}"
+        )
 
 
 async def run(job: CrawlJob, settings: Settings, command: list[str], count: int) -> int:
     """Start ``count`` children running ``command``, export the feed meanwhile when the job has
     one, and return the worst child's exit code once every child has exited."""
     cluster.check_job(job)
+    check_ports(settings, count)
     spider_name = create_spider(job).name
     crawl_id = cluster.crawl_id_of(settings, spider_name)
-    env = worker_environment(settings, crawl_id)
+    env = worker_environment(settings)
     frontier = None
     exporter: FeedExporter | None = None
     children: list[asyncio.subprocess.Process] = []
@@ -110,8 +137,15 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
             # A signal before every child is started: the rest are not started.
             while len(children) < count and not got.count:
                 child = await asyncio.create_subprocess_exec(
-                    *command, env=env, start_new_session=True
+                    *child_command(command, settings, len(children)),
+                    env=env,
+                    start_new_session=True,
                 )
+                if settings.metrics_port:
+                    port = settings.metrics_port + len(children)
+                    log.info(
+                        "worker %d (pid %d): /metrics on port %d", len(children), child.pid, port
+                    )
                 children.append(child)
             pids = " ".join(str(child.pid) for child in children)
             log.info("started %d workers of crawl %r: pids %s", len(children), crawl_id, pids)

@@ -383,6 +383,48 @@ async def test_a_dead_seeders_successor_seeds(cluster: Cluster) -> None:
     assert successor.seeder
 
 
+async def test_a_live_worker_takes_seeding_over_from_a_seeder_that_died(cluster: Cluster) -> None:
+    seeder = await cluster.join()
+    other = await cluster.join()
+    seeder.add(pages("a.test", 1))
+    await seeder.flush()  # part of the start requests, then it dies before seeding_done
+    assert (await other.lease_ready(1)).requests  # still alive: it stays the seeder
+    assert not other.seeder
+    cluster.advance(TTL_MS + 1)
+    await other.heartbeat()
+    await other.lease_ready(0)
+    assert other.seeder
+    await other.seeding_done()
+    assert (await other.status())["state"] == "running"  # its lease is still out
+    assert not (await cluster.join()).seeder
+
+
+async def test_a_dead_workers_leases_are_reaped_by_a_heartbeat_and_a_stop_ends(
+    cluster: Cluster,
+) -> None:
+    exporter = await seeded(cluster, pages("a.test", 2))
+    dead = await cluster.join()
+    assert len((await dead.lease_ready(2)).requests) == 2
+    await exporter.stop_crawl()
+    assert exporter.state == "stopping"
+    cluster.advance(TTL_MS + 1)  # dead never beats again; exporter leases nothing while stopping
+    await exporter.heartbeat()
+    assert exporter.state == "stopped"
+    assert (await exporter.status())["leased"] == 0
+
+
+async def test_a_joiner_resumes_a_stop_that_waited_for_a_dead_workers_leases(
+    cluster: Cluster,
+) -> None:
+    worker = await seeded(cluster, pages("a.test", 2), per_host_concurrency=2)
+    assert len((await worker.lease_ready(2)).requests) == 2
+    await worker.stop_crawl()
+    cluster.advance(TTL_MS + 1)
+    joiner = await cluster.join()
+    assert joiner.state == "running"
+    assert len((await joiner.lease_ready(2)).requests) == 2
+
+
 async def test_stop_drains_leases_then_the_crawl_is_stopped_and_resumable(
     cluster: Cluster,
 ) -> None:
@@ -491,6 +533,10 @@ def test_urls_are_redacted() -> None:
     assert redact("redis://:s3cret@cache:6379/0") == "redis://***@cache:6379/0"
     assert redact("rediss://user:s3cret@cache/0") == "rediss://***@cache/0"
     assert redact("unix:///run/redis.sock?db=1") == "unix:///run/redis.sock?db=1"
+    assert redact("unix:///r.sock?db=1&password=s3cret") == "unix:///r.sock?db=1&password=***"
+    assert (
+        redact("redis://h/0?Username=u&PASSWORD=s3cret") == "redis://h/0?Username=***&PASSWORD=***"
+    )
     assert "s3cret" not in repr(RedisFrontier("redis://:s3cret@cache", "c", Settings()))
 
 
@@ -513,6 +559,26 @@ async def test_an_unreachable_redis_is_one_line_without_the_password(
     assert "unreachable" in message
     assert "s3cret" not in message
     assert "\n" not in message
+
+
+async def test_a_password_in_the_query_is_never_shown(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    missing = f"unix://{redis_server.folder}/missing.sock?password=s3cret"
+    with pytest.raises(StateError) as unreachable:
+        await RedisFrontier(missing, "c", Settings()).open("spider")
+    assert "unreachable" in str(unreachable.value)
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    with (
+        RedisServer(folder, "--requirepass", "right") as server,
+        pytest.raises(StateError) as refused,
+    ):
+        await RedisFrontier(f"{server.url}?password=s3cret", "c", Settings()).open("x")
+    assert "refused the credentials" in str(refused.value)
+    for caught in (unreachable, refused):
+        assert "s3cret" not in str(caught.value)
+        assert "password=***" in str(caught.value)
 
 
 async def test_a_password_protected_redis(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import redis
 from crawler import Response, Spider, workers
 from crawler import cluster as shared
 from crawler.errors import ConfigError
+from crawler.frontier.redis import RedisFrontier
 from crawler.runner import CrawlJob, CrawlResult, resolve_settings
 from tests.crawling import crawl
 from tests.redis_server import RedisServer
@@ -214,16 +215,17 @@ async def test_every_worker_may_reach_the_start_hosts_on_loopback(
 async def test_a_second_exporter_is_refused_in_one_line(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    started = asyncio.Event()
-    spider = leaves_spider(site, started)
-    exporter = asyncio.create_task(
-        worker(spider, redis_server, tmp_path / "a.jsonl", per_host_concurrency=1)
+    exporter = RedisFrontier(
+        redis_server.url, "leaves", resolve_settings(CrawlJob(spider=Spider, overrides=BASE))
     )
-    await started.wait()
+    await exporter.open("leaves", crawl=False)
+    assert await exporter.claim_export()  # a live exporter: it beats all along
+    began = time.monotonic()
     with pytest.raises(ConfigError, match="has an exporter already"):
-        await worker(spider, redis_server, tmp_path / "b.jsonl")
-    await exporter
-    assert sorted(item["leaf"] for item in read_feed(tmp_path / "a.jsonl")) == list(range(LEAVES))
+        await worker(leaves_spider(site), redis_server, tmp_path / "b.jsonl")
+    assert time.monotonic() - began >= BASE["lease_ttl_s"]  # it waited in case that one died
+    await exporter.close()
+    assert not (tmp_path / "b.jsonl").exists()
 
 
 async def test_stop_drains_every_worker_and_a_run_on_the_same_id_resumes(
@@ -412,21 +414,24 @@ def test_the_parent_exits_with_its_worst_childs_code() -> None:
 
 
 def test_a_childs_command_line_holds_no_frontier_url(tmp_path: Path) -> None:
-    overrides = {"frontier": "redis://:s3cret@h:6379/0", "crawl_id": "c", "concurrency": "4"}
+    overrides = {"FRONTIER": "redis://:s3cret@h:6379/0", "Crawl_Id": "x", "concurrency": "4"}
     command = workers.worker_command(
         "leaves.py",
+        crawl_id="c",
         overrides=overrides,
         arguments={"start": "x"},
         config=None,
         spiders_dir=tmp_path,
         trigger="manual",
     )
-    assert "s3cret" not in " ".join(command)
+    assert "s3cret" not in " ".join(command)  # -s is case-blind: so is the filter
     assert command[command.index("-s") + 1] == "concurrency=4"
+    assert command[command.index("--crawl-id") + 1] == "c"  # above custom_settings
+    assert "--frontier-from-env" in command
     assert "-o" not in command
     assert "--workers" not in command
     settings = resolve_settings(
-        CrawlJob(spider=Spider, overrides={"frontier": overrides["frontier"]})
+        CrawlJob(spider=Spider, overrides={"frontier": overrides["FRONTIER"]})
     )
     env = workers.worker_environment(settings, "c")
     assert (env["CRAWLER_FRONTIER"], env["CRAWLER_CRAWL_ID"]) == (overrides["frontier"], "c")
@@ -452,3 +457,13 @@ def test_a_closed_stdout_stops_a_shared_crawls_exporter_with_one_line(
         "error: -o -: stdout was closed by its reader; the crawl stopped"
     )
     assert process.returncode == 1  # the crawl broke under way (README "Exit codes")
+
+
+def test_each_child_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
+    settings = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "9100"}))
+    command = ["crawler", "run", "x.py"]
+    ports = [workers.child_command(command, settings, i)[-1] for i in range(3)]
+    assert ports == ["metrics_port=9100", "metrics_port=9101", "metrics_port=9102"]
+    high = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "65535"}))
+    with pytest.raises(ConfigError, match="above 65535"):
+        workers.check_ports(high, 2)

@@ -10,7 +10,8 @@
 -- lease   hash  id -> flag(1: mid-attempt) attempt(0-9) worker(32) grant(12) q member
 -- lexp    zset  id -> lease expiry            (a grant number is unique: stale calls miss)
 -- workers zset  worker -> heartbeat expiry    items stream, ids "<item id>-0"
--- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs
+-- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs,
+--               starts (the seeds' origins, JSON: start hosts every worker may reach if private)
 
 local VERSION = '@VERSION@'
 local K = {}
@@ -201,6 +202,7 @@ local function join(keys, args)
     return {'wrong_spider', owner}
   end
   reap(now)
+  settle(now)  -- a stop that only waited for the leases just reaped ends here, so this run resumes it
   if redis.call('HGET', K.meta, 'state') == 'stopped' then
     redis.call('HSET', K.meta, 'state', 'running')  -- a stopped crawl resumes
   end
@@ -214,13 +216,16 @@ local function join(keys, args)
   return {settle(now), seeder}
 end
 
+-- Every worker beats, crawling or not (a stopping crawl's workers lease nothing, an exporter
+-- never does): so a dead worker's leases are reaped, and the finish or stop settled, here too.
 local function heartbeat(keys, args)
   bind(keys)
   local now = clock(args[1])
   local worker, ttl = args[2], tonumber(args[3])
   local was = alive(worker, now)
+  reap(now)
   redis.call('ZADD', K.workers, now + ttl, worker)
-  return {redis.call('HGET', K.meta, 'state'), was and 0 or 1}
+  return {settle(now), was and 0 or 1}
 end
 
 local function seeding_done(keys, args)
@@ -232,9 +237,20 @@ local function seeding_done(keys, args)
   return settle(now)
 end
 
+-- A seeder that died (or left) before seeding_done: the crawling worker asking takes the role
+-- over, or the crawl could never finish. 1 when it did.
+local function take_seeding(worker, now)
+  if redis.call('HGET', K.meta, 'seeded') == '1' then return 0 end
+  local seeder = redis.call('HGET', K.meta, 'seeder')
+  if seeder == worker or alive(seeder, now) then return 0 end
+  redis.call('HSET', K.meta, 'seeder', worker)
+  return 1
+end
+
 -- Grant up to `want` requests whose host may be hit now (ARGV: now, worker, want, host or '',
--- then the attempts that ended). Returns {state, wake_ms or -1 (-2: heartbeat first), id,
--- grant, record, ...}.
+-- then the attempts that ended); only crawling workers call it. Returns {state, wake_ms or -1
+-- (-2: heartbeat first), 1 if this worker is the seeder now else 0, the size of meta starts
+-- (committed with the seeds, so a grant's start host is in it), id, grant, record, ...}.
 local function lease(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -242,13 +258,14 @@ local function lease(keys, args)
   for i = 5, #args do ended(worker, args[i]) end
   reap(now)
   local state = redis.call('HGET', K.meta, 'state')
-  local reply = {state, -1}
+  local reply = {state, -1, 0, redis.call('HSTRLEN', K.meta, 'starts')}
+  local expiry = redis.call('ZSCORE', K.workers, worker)
+  if state == 'running' and expiry then reply[3] = take_seeding(worker, now) end
   want = math.min(want, budget())
   if state ~= 'running' or want <= 0 then
     reply[1] = settle(now)
     return reply
   end
-  local expiry = redis.call('ZSCORE', K.workers, worker)
   if not expiry then  -- its heartbeat lapsed: nothing for it until it beats again
     reply[1], reply[2] = settle(now), -2
     return reply

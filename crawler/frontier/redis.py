@@ -285,9 +285,14 @@ class RedisFrontier(CommitBuffer, RedisLog):
             await self.heartbeat()
             reply = await self._fcall("lease", self._now(), self.worker_id, want, host)
         self._saw(reply[0])
+        if int(reply[2]) and not self.seeder:
+            self.seeder = True
+            log.warning("the seeder left before it was done: worker %s seeds", self.worker_id[:8])
+        if int(reply[3]) != self.starts_size:
+            await self.read_start_hosts()
         wake = int(reply[1])
         requests = []
-        for i in range(2, len(reply), 3):
+        for i in range(4, len(reply), 3):
             request = codec.decode_request(reply[i], reply[i + 2])
             self._grants[int(reply[i])] = (request, reply[i + 1].decode())
             requests.append(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from crawler import jsondata
 from crawler.dedup import RecentSet
 from crawler.frontier import Outcome, RobotsRecord
 from crawler.frontier import redis_codec as codec
@@ -32,6 +33,8 @@ class CommitBuffer:
         # request id -> (the Request granted, its grant number): a request Redis took back and
         # granted again is a new Request object, and only that one's calls name the new grant
         self._grants: dict[int, tuple[Request, str]] = {}
+        self.start_hosts: set[str] = set()  # the seeds' origins: see RedisLog.read_start_hosts
+        self.starts_size = 0  # how long meta starts was when last read
 
     def __repr__(self) -> str:
         return f"<CommitBuffer pending={self.pending_writes}>"
@@ -49,7 +52,16 @@ class CommitBuffer:
             self._children.setdefault(id(parent), []).extend(fresh)
         else:
             self._batch.seeds.extend(fresh)
+            self._share_start_hosts(requests)
         return duplicates
+
+    def _share_start_hosts(self, seeds: Sequence[Request]) -> None:
+        """The seeds' origins go in the commit that adds the seeds (duplicates too: a resumed
+        crawl's), so a worker granted a request on one has them in the same reply."""
+        origins = {codec.origin(seed.url) for seed in seeds} - self.start_hosts
+        if origins:
+            self.start_hosts |= origins
+            self._batch.meta["starts"] = jsondata.dumps(sorted(self.start_hosts))
 
     def requeue(self, requests: Sequence[Request]) -> None:
         self.add(requests)

@@ -8,7 +8,7 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from crawler import jsondata
 from crawler.errors import ConfigError
@@ -21,6 +21,7 @@ KEY_NAMES = (
     "meta", "q", "req", "seen", "ready", "host", "lease", "lexp", "workers",
     "items", "counts", "stats", "robots", "export", "commits",
 )  # fmt: skip
+_SECRET_OPTIONS = frozenset({"password", "username"})  # redis-py's URL options
 _CRAWL_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 _PRIORITY_BIAS = 5_000_000_000  # priorities map to 10 digits, best (highest) first
 _FINGERPRINT = struct.Struct(">q")
@@ -37,19 +38,39 @@ def keys(crawl_id: str) -> list[str]:
 
 
 def redact(url: str) -> str:
-    """The URL with its password (and user name) replaced: what logs, errors and reprs show.
+    """The URL with its password (and user name) replaced, in the user info and in the query
+    (redis-py takes ``?password=``, the usual form for unix://): what logs, errors and reprs
+    show.
 
     >>> redact("redis://user:secret@cache:6379/0")
     'redis://***@cache:6379/0'
+    >>> redact("unix:///run/redis.sock?db=1&password=secret")
+    'unix:///run/redis.sock?db=1&password=***'
     """
+    base, mark, query = url.partition("?")
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(base)
     except ValueError:
         return "<unparsable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = "***@" + parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.username is not None or parts.password is not None:
+        base = urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    return base + mark + "&".join(map(_redact_option, query.split("&")))
+
+
+def _redact_option(option: str) -> str:
+    name, equals, _ = option.partition("=")
+    secret = unquote_plus(name).strip().lower() in _SECRET_OPTIONS
+    return f"{name}=***" if equals and secret else option
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a request's URL, without user info.
+
+    >>> origin("http://u:p@127.0.0.1:8001/a?b")
+    'http://127.0.0.1:8001'
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def check_url(url: str) -> str:

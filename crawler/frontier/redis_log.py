@@ -19,6 +19,8 @@ class RedisLog:
     keys: list[str]
     crawl_id: str
     worker_id: str
+    start_hosts: set[str]
+    starts_size: int
 
     def __repr__(self) -> str:
         return f"<RedisLog crawl={self.crawl_id!r}>"
@@ -31,6 +33,13 @@ class RedisLog:
 
     async def _fcall(self, name: str, *args: Any, patience: float = 0.0) -> Any:
         raise NotImplementedError
+
+    async def read_start_hosts(self) -> None:
+        """The seeds' origins the seeder committed (``start_hosts``): a worker that did not seed
+        may reach them too, private or not, as the seeder may."""
+        data: bytes = await self._read("hget", self.keys[0], "starts") or b"[]"
+        self.start_hosts.update(jsondata.loads(data))
+        self.starts_size = len(data)
 
     async def spider_state(self) -> bytes | None:
         data: bytes | None = await self._read("hget", self.keys[0], "spider_state")
