@@ -5,6 +5,7 @@ credentials, and its memory per request. Time is a test clock the functions take
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import socket
 import subprocess
@@ -475,17 +476,24 @@ async def test_committed_items_survive_a_redis_kill(cluster: Cluster) -> None:
     assert (await worker.counts()).done == 4
 
 
-async def test_a_commit_rides_out_a_redis_outage(cluster: Cluster) -> None:
+async def test_a_commit_rides_out_a_redis_outage(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
     worker = await seeded(cluster, pages("a.test", 2), per_host_concurrency=2)
     finish(worker, await worker.lease_ready(16), b'{"n":1}')
     cluster.server.kill()
-    committing = asyncio.create_task(worker.flush())
-    done, _ = await asyncio.wait([committing], timeout=0.3)
-    assert not done  # still retrying, not failed
-    cluster.server.start()
-    flushed = await committing
+    with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+        committing = asyncio.create_task(worker.flush())
+        done, _ = await asyncio.wait([committing], timeout=0.3)
+        assert not done  # still retrying, not failed
+        cluster.server.start()
+        flushed = await committing
     assert (len(flushed.items), flushed.refused) == (2, 0)
     assert (await worker.counts()).items == 2
+    said = [record.getMessage() for record in caplog.records]
+    assert any("retrying for up to 60 s" in line for line in said), said  # once, not per try
+    assert sum("retrying" in line for line in said) == 1
+    assert said[-1].endswith("answers again")
 
 
 async def test_a_commit_waits_while_redis_is_out_of_memory(cluster: Cluster) -> None:
@@ -667,3 +675,26 @@ async def test_memory_per_queued_request_and_per_seen_fingerprint(
     memory_report["bytes_per_seen_fingerprint"] = sizes["seen"] / count
     assert memory_report["bytes_per_queued_request"] <= 600
     assert memory_report["bytes_per_seen_fingerprint"] <= 64
+
+
+async def test_a_redis_that_may_lose_commits_is_named_at_join(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(obey_robots=False)
+    with RedisServer(tmp_path, "--appendfsync", "everysec") as server:
+        frontier = RedisFrontier(server.url, "c", settings)
+        with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+            await frontier.open("spider")
+        await frontier.close()
+    (warning,) = [r.getMessage() for r in caplog.records if "may lose" in r.getMessage()]
+    assert "appendfsync everysec" in warning
+
+
+async def test_a_redis_as_the_readme_asks_gives_no_warning(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    frontier = RedisFrontier(redis_server.url, "c", Settings(obey_robots=False))
+    with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+        await frontier.open("spider")
+    await frontier.close()
+    assert not [r for r in caplog.records if "may lose" in r.getMessage()]

@@ -29,7 +29,13 @@ from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.freshness import Revisit
@@ -113,10 +119,16 @@ class RedisFrontier(CommitBuffer, RedisLog):
                 retry=retry_if_exception(_outage),
                 stop=stop_after_delay(patience),
                 wait=wait_exponential(multiplier=0.05, max=2.0),
+                before_sleep=lambda state: self._outage_began(state, patience),
                 reraise=True,
             ):
                 with attempt:
-                    return await call()
+                    result = await call()
+                outcome = attempt.retry_state.outcome
+                if outcome is not None and not outcome.failed:
+                    if attempt.retry_state.attempt_number > 1:
+                        log.warning("Redis at %s answers again", self._where)
+                    return result
         except redis.exceptions.AuthenticationError as exc:
             raise StateError(
                 f"Redis at {self._where} refused the credentials: {self._clean(exc)}"
@@ -128,6 +140,12 @@ class RedisFrontier(CommitBuffer, RedisLog):
         except redis.exceptions.RedisError as exc:
             raise StateError(f"Redis at {self._where} failed: {self._clean(exc)}") from None
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _outage_began(self, state: RetryCallState, patience: float) -> None:
+        if state.attempt_number == 1:  # once per outage, not once per attempt
+            error = state.outcome.exception() if state.outcome is not None else None
+            why = self._clean(error) if error is not None else "no answer"
+            log.warning("Redis at %s: %s; retrying for up to %.0f s", self._where, why, patience)
 
     @property
     def _where(self) -> str:
@@ -188,6 +206,11 @@ class RedisFrontier(CommitBuffer, RedisLog):
             )
         self.state, self.seeder = reply[0].decode(), bool(reply[1])
         self._keeper = asyncio.create_task(self._keep(), name=f"heartbeat {self.worker_id[:8]}")
+        if weak := await self.weak_durability():
+            log.warning(
+                "Redis at %s has %s: a crash of Redis may lose or repeat items (see the README,"
+                " 'Many machines')", self._where, ", ".join(weak),
+            )  # fmt: skip
         return {}
 
     async def _load_library(self) -> None:
@@ -358,9 +381,13 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self.pending_hosts = set()
         self._batches += 1
         args = batch.args()
-        reply = await asyncio.shield(
+        call = asyncio.ensure_future(
             self._fcall("commit", self._now(), self.worker_id, self._batches, *args)
         )
+        # A caller cancelled meanwhile (its crawl is ending on another error) has gone: the
+        # call's own error is then read here, not reported as "never retrieved".
+        call.add_done_callback(_retrieved)
+        reply = await asyncio.shield(call)
         self._saw(reply[0])
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
@@ -385,6 +412,11 @@ class RedisFrontier(CommitBuffer, RedisLog):
 
     def requeue_due(self, now: float, policy: Revisit) -> None:
         return None
+
+
+def _retrieved(call: asyncio.Future[Any]) -> None:
+    if not call.cancelled():
+        call.exception()
 
 
 def _outage(error: BaseException) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from crawler import jsondata
+from crawler.errors import StateError
 from crawler.frontier import Counts, RobotsRecord
 from crawler.frontier import redis_codec as codec
 from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
@@ -33,6 +34,22 @@ class RedisLog:
 
     async def _fcall(self, name: str, *args: Any, patience: float = 0.0) -> Any:
         raise NotImplementedError
+
+    async def weak_durability(self) -> list[str]:
+        """What in the server's configuration weakens exactly-once across a Redis crash (the
+        README asks for ``appendonly yes``, ``appendfsync always``, ``maxmemory-policy
+        noeviction``); empty when all is so, or when the server does not allow CONFIG."""
+        try:
+            found = await self._read("config_get", "appendonly", "appendfsync", "maxmemory-policy")
+        except StateError:
+            return []
+        config = {_text(key): _text(value) for key, value in dict(found).items()}
+        wanted = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}
+        return [
+            f"{name} {config[name]}"
+            for name, value in wanted.items()
+            if name in config and config[name] != value
+        ]
 
     async def read_start_hosts(self) -> None:
         """The seeds' origins the seeder committed (``start_hosts``): a worker that did not seed
@@ -133,3 +150,7 @@ def _run(run_id: int, record: list[Any]) -> Run:
         run_id, Trigger(trigger), parse_time(started), parse_time(scheduled),
         parse_time(finished), RunOutcome(outcome), exit_code, resumes, stats,
     )  # fmt: skip
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
