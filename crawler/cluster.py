@@ -274,10 +274,13 @@ def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
     """``crawler status``'s lines: the state, the frontier's exact counters (what was
     committed), and the workers' summed stats."""
     counts, stats = found.get("counts") or {}, found.get("stats") or {}
+    state, live = found.get("state"), found.get("workers", 0)
+    if state == "running" and not live:
+        state = "running, but no worker is live (`crawler run` on this id goes on with it)"
     return [
-        f"crawl {crawl_id} ({found.get('spider')}): {found.get('state')}; {found.get('queued', 0)}"
+        f"crawl {crawl_id} ({found.get('spider')}): {state}; {found.get('queued', 0)}"
         f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"
-        f" {found.get('workers', 0)} workers live",
+        f" {live} {'worker' if live == 1 else 'workers'} live",
         f"committed: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed,"
         f" {counts.get('skipped', 0)} skipped, {counts.get('items', 0)} items;"
         f" {counts.get('refused', 0)} outcomes refused (stale leases),"

@@ -467,3 +467,14 @@ def test_each_child_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
     high = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "65535"}))
     with pytest.raises(ConfigError, match="above 65535"):
         workers.check_ports(high, 2)
+
+
+def test_status_lines_say_when_a_running_crawl_has_no_live_worker() -> None:
+    found = {"spider": "books", "state": "running", "queued": 17, "seen": 22, "workers": 0}
+    first = shared.describe("b1", found)[0]
+    assert first.startswith("crawl b1 (books): running, but no worker is live")
+    assert first.endswith("17 queued, 0 leased, 22 seen; 0 workers live")
+    found |= {"workers": 1}
+    assert shared.describe("b1", found)[0] == (
+        "crawl b1 (books): running; 17 queued, 0 leased, 22 seen; 1 worker live"
+    )
