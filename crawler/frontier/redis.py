@@ -142,7 +142,8 @@ class RedisFrontier(CommitBuffer, RedisLog):
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _outage_began(self, state: RetryCallState, patience: float) -> None:
-        if state.attempt_number == 1:  # once per outage, not once per attempt
+        # Once per outage, not per attempt; not while joining, whose failure is its own line.
+        if state.attempt_number == 1 and patience > OPEN_PATIENCE_S:
             error = state.outcome.exception() if state.outcome is not None else None
             why = self._clean(error) if error is not None else "no answer"
             log.warning("Redis at %s: %s; retrying for up to %.0f s", self._where, why, patience)
