@@ -462,7 +462,7 @@ def test_robots_crawl_delay_holds_across_the_cluster(
     check_finish(cluster, log, cluster.workers)
     print(f"crawl-delay: min gap {min(min_start_gap(log).values()):.3f} s")
     check_prompt_exit(cluster, cluster.workers)
-    known("finding 11, the page after robots.txt", lambda: check_min_gap(log, 1.0))
+    known("Crawl-delay gaps up to ~3% short under load", lambda: check_min_gap(log, 1.0))
 
 
 def test_one_retry_after_pauses_the_host_for_every_worker(
