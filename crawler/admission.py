@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from crawler.dedup import SeenSet
+from crawler.dedup import SeenSet, url_key
 from crawler.errors import SpiderError
 from crawler.freshness import own_interval
 from crawler.request import Request
@@ -36,31 +36,24 @@ class Admission:
     """
 
     def __init__(
-        self, spider: Spider, scope: Scope, stats: Stats, *, remember: bool = True
+        self, spider: Spider, scope: Scope, stats: Stats, *, committed: SeenSet | None = None
     ) -> None:
         self.spider = spider
         self.scope = scope
         self.stats = stats
-        # On a shared frontier an outcome may be refused after its links were admitted, so a
-        # URL admitted here is no proof that it entered the crawl: there, the frontier's own
-        # set of committed URLs drops the repeats.
-        self.remember = remember
-        self._recent = SeenSet(SEEN_URLS)
+        # On a shared frontier an outcome may be refused after its links were admitted, so a URL
+        # admitted here is no proof that it entered the crawl: there, the set is the frontier's
+        # own, of the links its commits got accepted (``committed``), and admission only reads it.
+        self.remember = committed is None
+        self._recent = SeenSet(SEEN_URLS) if committed is None else committed
 
     def __repr__(self) -> str:
         return f"<Admission spider={self.spider.name!r} {self.scope!r} recent={self._recent!r}>"
 
-    def forget_recent(self) -> None:
-        """Let go of the recent URLs: links admitted lately may have been dropped since."""
-        self._recent = SeenSet(SEEN_URLS)
-
     def admit(self, request: Request, parent: Request | None) -> Request | None:
-        # The key is the URL's hash: 8 bytes where the URL takes ten times that, and 64-bit
-        # hashes of millions of URLs do not collide in practice (~1 in 10^7 at 2M).
         key = None
         if not request.dont_filter and not request.body:
-            url = request.url.partition("#")[0]
-            key = hash(url) if request.method == "GET" else hash((request.method, url))
+            key = url_key(request.method, request.url)
             if key in self._recent:
                 # Most links of a page: the counter directly, not through Stats.skipped.
                 self.stats.duplicates_filtered += 1

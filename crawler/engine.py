@@ -81,7 +81,10 @@ class Engine:
         self.stats = stats
         self.progress = progress
         self.scope = Scope(spider.allowed_domains, settings.max_depth)
-        self.admission = Admission(spider, self.scope, stats, remember=not frontier.shared)
+        # A shared frontier knows which links its commits got accepted: admission drops the
+        # repeats of those only (see Admission).
+        committed = cast(SharedFrontier, frontier).committed if frontier.shared else None
+        self.admission = Admission(spider, self.scope, stats, committed=committed)
         self.retry = retry.RetryPolicy(settings)
         # Chosen once: a shared frontier's gate decides what starts (scheduler_remote.py).
         self.scheduler: Scheduler = (
@@ -247,11 +250,7 @@ class Engine:
 
     async def flush(self) -> None:
         """Commit what is buffered, then append the committed items to the feed."""
-        flushed = await self.checkpoint.commit()
-        if flushed.refused:
-            # A shared frontier refused outcomes (this worker stalled past its leases): their
-            # links were dropped with them, and must not look recent when the page is redone.
-            self.admission.forget_recent()
+        await self.checkpoint.commit()
 
     async def _handle(self, request: Request) -> None:
         try:

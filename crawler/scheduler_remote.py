@@ -28,6 +28,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from crawler.dedup import SeenSet
 from crawler.errors import LeaseLost
 from crawler.frontier import Frontier, Grant
 from crawler.request import Request
@@ -49,6 +50,7 @@ class SharedFrontier(Frontier, Protocol):
     seeder: bool
     expired: bool
     start_hosts: set[str]  # the seeds' origins, as the last grant knew them
+    committed: SeenSet  # url_key()s of the links this worker's commits got accepted
 
     async def open(self, spider_name: str, *, crawl: bool = True) -> dict[str, Any]:
         """Join the crawl; ``crawl=False`` (an exporter that does not crawl) never seeds."""

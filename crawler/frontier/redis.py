@@ -37,6 +37,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from crawler.dedup import url_key
 from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.freshness import Revisit
 from crawler.frontier import Flushed, Grant
@@ -392,15 +393,17 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self._saw(reply[0])
         result = Flushed(added=int(reply[2]), duplicates=int(reply[3]), hosts=batch.hosts)
         result.refused = int(reply[1])
-        for request in batch.seeds:
-            self._recent.add(request.fingerprint)
+        accepted = list(batch.seeds)
         for (outcome, children, _), first in zip(batch.outcomes, reply[4:], strict=True):
             if first < 0:
                 continue  # refused: whoever redoes the page adds its links again
             if first > 0:
                 result.items += [(first + i, data) for i, data in enumerate(outcome.items)]
-            for child in children:
-                self._recent.add(child.fingerprint)
+            accepted += children
+        for request in accepted:
+            self._recent.add(request.fingerprint)
+            if not request.dont_filter and not request.body:
+                self.committed.add(url_key(request.method, request.url))
         if result.refused:
             log.warning("%d outcomes refused: their leases had expired", result.refused)
         return result
