@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from crawler.dedup import SeenSet, url_key
+from crawler.dedup import SEEN_URLS, SeenSet, url_key
 from crawler.errors import SpiderError
 from crawler.freshness import own_interval
 from crawler.request import Request
@@ -16,10 +16,6 @@ from crawler.stats import Stats
 from crawler.urls import standard_url
 
 log = logging.getLogger("crawler.engine")
-
-# URL keys kept (12-24 bytes each, so at most ~50 MiB): past this many, the set starts again and
-# the frontier's seen set decides alone until it has filled up again.
-SEEN_URLS = 2_097_152
 
 
 class Admission:

@@ -10,6 +10,12 @@ _SHARDS = 256  # each grows on its own: a resize copies 1/256 of the keys, a sho
 _FIRST_SLOTS = 256
 
 
+# URL keys a crawl's set of admitted (or committed) URLs keeps, 12-24 bytes each, so at most ~50
+# MiB: past this many, the set starts again and the frontier's seen set decides alone until it
+# has filled up again.
+SEEN_URLS = 2_097_152
+
+
 def url_key(method: str, url: str) -> int:
     """The key a request's URL is known by in these sets: its hash (8 bytes where the URL takes
     ten times that; 64-bit hashes of millions of URLs do not collide in practice, ~1 in 10^7 at

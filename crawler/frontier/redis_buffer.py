@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crawler import jsondata
-from crawler.dedup import RecentSet, SeenSet
+from crawler.dedup import SEEN_URLS, RecentSet, SeenSet
 from crawler.frontier import Outcome, RobotsRecord
 from crawler.frontier import redis_codec as codec
 from crawler.request import Request
@@ -16,7 +16,6 @@ from crawler.request import Request
 # Only accepted ones: a link of an outcome still buffered may yet be refused with it (its lease
 # lost), and a copy of that link dropped meanwhile from another page would be lost for good.
 RECENT = 65_536
-COMMITTED = 2_097_152  # url keys (12-24 bytes each): past this many, the set starts again
 
 
 class CommitBuffer:
@@ -31,7 +30,7 @@ class CommitBuffer:
         self._children: dict[int, list[Request]] = {}
         self._recent = RecentSet(RECENT)
         # The same links by url_key(), for admission: it drops their repeats before any work.
-        self.committed = SeenSet(COMMITTED)
+        self.committed = SeenSet(SEEN_URLS)
         self._sent_stats: dict[str, float] = {}
         # request id -> (the Request granted, its grant number): a request Redis took back and
         # granted again is a new Request object, and only that one's calls name the new grant
