@@ -2,7 +2,12 @@
 decides which request may start, so politeness holds for every worker together.
 
 A worker holds only requests it may start now: ``next_request`` leases as many as it has free
-global slots (``lease_ready(want)``) and hands them out at once.
+global slots (``lease_ready(want)``) and hands them out at once. Besides, it keeps a small
+reserve of grants on hosts with no delay (``extra``: a quarter of ``concurrency``, at most
+RESERVE_MAX), started the moment a slot frees: a busy worker's lease call waits for its event
+loop, and without the reserve each freed slot would stay empty for that round trip. A reserved
+grant that waited longer than RESERVE_AGE_S, or whose host this worker saw paused, asks the
+gate again before it starts, so a Retry-After another worker got meanwhile holds for it too.
 
 A grant is its request's first turn on its host, if it starts within the gate's guard of the
 lease call; a grant this busy process took longer to start is handed back and granted again,
@@ -36,6 +41,8 @@ from crawler.scheduler import CrawlStopped, Scheduler
 from crawler.settings import Settings
 from crawler.urls import host_of
 
+RESERVE_MAX = 16  # grants held beyond the free slots, on hosts with no delay
+RESERVE_AGE_S = 0.05  # a grant older than this asks the gate again before it starts
 IDLE_POLL_S = 0.3  # an idle worker asks at most ~3.3 times a second (and heartbeats)
 LEASE_GAP_S = 0.005  # a few free slots wait this long for more, so that one call leases many
 MIN_WAKE_S = 0.002  # a host due "now" that another worker took: never a busy loop
@@ -63,7 +70,7 @@ class SharedFrontier(Frontier, Protocol):
 
     async def seeding_done(self) -> None: ...
 
-    async def lease_ready(self, want: int) -> Grant: ...
+    async def lease_ready(self, want: int, extra: int = 0) -> Grant: ...
 
     def attempt_ended(self, request: Request) -> None: ...
 
@@ -124,11 +131,11 @@ class RemoteScheduler(Scheduler):
         # set by the engine, called before a request there is handed out.
         self.exempt: Callable[[str], None] | None = None
         self._exempted = 0
-        self._granted: deque[Request] = deque()
+        self._granted: deque[tuple[Request, float]] = deque()  # and when it was asked for
         self._pauses: dict[str, float] = {}  # Retry-After waits not sent to the gate yet
         self._limits: dict[str, tuple[int, float]] = {}  # robots.txt limits not sent yet
+        self.reserve = min(RESERVE_MAX, settings.concurrency // 4)
         self._last_lease = -LEASE_GAP_S
-        self._asked = 0.0  # when the last lease call was sent
 
     def __repr__(self) -> str:
         return (
@@ -154,26 +161,29 @@ class RemoteScheduler(Scheduler):
         ends."""
         while not self.stopping:
             changed = self._changed
-            if self._granted:
+            if self._granted and self._slots() > 0:
                 return self._dispatch_granted()
             await self._send_host_changes()
             if self.state != RUNNING:
                 if self.state in {STOPPING, STOPPED}:
                     self.stopping = True  # the crawl was stopped: this run ends "stopped"
                 return None
-            want = self._free()
-            if want <= 0:
+            want, extra = self._wants()
+            if want <= 0 and extra < max(1, self.reserve // 2):
                 await self._wait(changed, IDLE_POLL_S)  # a request of its own ends first
                 continue
             gap = self._last_lease + LEASE_GAP_S - self._clock()
             if gap > 0 and want < self.settings.concurrency // 2:
                 await asyncio.sleep(gap)
                 continue
-            grant = await self._lease(want)
+            grant = await self._lease(want, extra)
             if self.shared.seeder and not self.seeded and self.seed is not None:
                 self.seeded = True
                 await self.seed()  # the seeder died before it was done: this worker seeds
             if grant.requests or grant.state != RUNNING:
+                continue
+            if want <= 0:  # no reserve to be had now: ask again once a slot frees
+                await self._wait(changed, IDLE_POLL_S)
                 continue
             if self.frontier.pending_writes:
                 # Nothing to start: what this worker holds may be all the crawl has left.
@@ -185,9 +195,9 @@ class RemoteScheduler(Scheduler):
             await self._wait(changed, wake)
         return None
 
-    async def _lease(self, want: int) -> Grant:
-        self._asked = self._clock()
-        grant = await self.shared.lease_ready(want)
+    async def _lease(self, want: int, extra: int = 0) -> Grant:
+        asked = self._clock()
+        grant = await self.shared.lease_ready(want, extra)
         self._last_lease = self._clock()
         self.lease_calls += 1
         self.state = grant.state
@@ -196,26 +206,28 @@ class RemoteScheduler(Scheduler):
             for url in starts:
                 self.exempt(url)
             self._exempted = len(starts)
-        self._granted.extend(grant.requests)
+        self._granted.extend((request, asked) for request in grant.requests)
         return grant
 
-    def _free(self) -> int:
-        granted = len(self._granted)
-        return min(
-            self.settings.concurrency - self.active - granted,
-            self.max_in_flight - self.in_flight - granted,
-        )
+    def _slots(self) -> int:
+        """Global slots free now."""
+        return min(self.settings.concurrency - self.active, self.max_in_flight - self.in_flight)
+
+    def _wants(self) -> tuple[int, int]:
+        """(requests to start now beyond those held, grants wanted for the reserve)."""
+        need = self._slots() - len(self._granted)
+        return max(0, need), max(0, self.reserve - max(0, -need))
 
     async def _wait(self, changed: asyncio.Event, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout=seconds)
 
     def _dispatch_granted(self) -> Request:
-        request = self._granted.popleft()
+        request, asked = self._granted.popleft()
         self.active += 1
         self.in_flight += 1
         self.dispatched += 1
-        _turn.set(_Turn(request, request.host, self._asked))
+        _turn.set(_Turn(request, request.host, asked))
         return request
 
     def release(self, request: Request) -> None:
@@ -234,9 +246,14 @@ class RemoteScheduler(Scheduler):
         grant = _turn.get()
         if grant is not None and not grant.used and grant.host == host:
             grant.used = True
-            if slot.delay > 0 and self._clock() - grant.asked > guard_s(slot.delay):
+            now = self._clock()
+            if slot.delay > 0:
                 # Granted longer ago than the gate's guard (this process was busy): starting
                 # now could come less than a delay before the host's next grant elsewhere.
+                late = now - grant.asked > guard_s(slot.delay)
+            else:  # a reserved grant that waited, or one on a host paused since (Retry-After)
+                late = now - grant.asked > RESERVE_AGE_S or slot.next_start > now
+            if late:
                 await self._retake(grant.request)
             slot.sent(self._clock())
             return
@@ -249,6 +266,7 @@ class RemoteScheduler(Scheduler):
         """Give a late grant's slot back and wait for the gate to grant it again, spaced from
         now. Raises CrawlStopped if this worker stops meanwhile."""
         self.late_grants += 1
+        await self._send_host_changes()  # a pause this worker saw, before the gate decides
         retake = True  # the first call gives the slot back; the next ones only ask for it
         while not self.stopping:
             changed = self._changed

@@ -21,6 +21,7 @@ from crawler.errors import ConfigError, LeaseLost, StateError
 from crawler.frontier import Grant, Outcome, RequestState, RobotsRecord
 from crawler.frontier.redis import LIBRARY, VERSION, RedisFrontier
 from crawler.frontier.redis_codec import Batch, keys, redact
+from crawler.scheduler_remote import RESERVE_AGE_S, RemoteScheduler
 from crawler.settings import Settings
 from tests.redis_server import RedisServer
 
@@ -232,6 +233,100 @@ async def test_a_grant_started_late_is_retaken_and_spaced_from_then(cluster: Clu
     assert (await one.lease_ready(16)).requests == []  # spaced from the retaken start
     cluster.advance(1)
     assert len((await one.lease_ready(16)).requests) == 1
+
+
+async def test_a_reserve_is_granted_only_on_hosts_with_no_delay_and_counts_on_the_limit(
+    cluster: Cluster,
+) -> None:
+    one = await seeded(
+        cluster, pages("a.test", 9) + pages("b.test", 9) + pages("c.test", 9),
+        obey_robots=True, per_host_concurrency=3,
+    )  # fmt: skip
+    two = await cluster.join(obey_robots=True, per_host_concurrency=3)
+    await one.configure_host("a.test", 3, 0.0)
+    await one.configure_host("b.test", 1, 1.0)  # a Crawl-delay: its turns are not held
+    # c.test's robots.txt is not known yet: its one slot is not held either
+    reserve = await one.lease_ready(0, 8)
+    assert sorted(r.url for r in reserve.requests) == [f"http://a.test/{i}" for i in range(3)]
+    assert {r.host for r in (await two.lease_ready(8)).requests} == {"b.test", "c.test"}
+    assert (await two.lease_ready(8)).requests == []  # a.test's slots are the reserve's
+    for request in reserve.requests:  # started and ended: the slots are free again
+        one.attempt_ended(request)
+    await one.lease_ready(0)
+    assert len((await two.lease_ready(8)).requests) == 3
+
+
+async def test_a_reserve_stays_within_max_pages(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 9), max_pages=4, per_host_concurrency=16)
+    grant = await one.lease_ready(2, 8)
+    assert len(grant.requests) == 4
+
+
+async def scheduler(frontier: RedisFrontier, now: list[float]) -> RemoteScheduler:
+    async def flush() -> None:
+        await frontier.flush()
+
+    made = RemoteScheduler(frontier, frontier.settings, flush, clock=lambda: now[0])
+    await made.start()
+    return made
+
+
+async def test_a_reserved_grant_that_waited_asks_the_gate_again(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 4), concurrency=4, per_host_concurrency=4)
+    now = [100.0]
+    sched = await scheduler(worker, now)
+    assert sched.reserve == 1
+    fresh = await sched.next_request()
+    assert fresh is not None
+    await sched.turn(fresh.url)  # started at once: its turn is the grant's
+    assert sched.late_grants == 0
+
+    async def started_after(seconds: float) -> int:
+        async def one() -> int:
+            request = await sched.next_request()
+            assert request is not None
+            now[0] += seconds
+            await sched.turn(request.url)
+            return sched.late_grants
+
+        return await asyncio.create_task(one())  # a request's own task, as the engine's
+
+    assert await started_after(RESERVE_AGE_S / 2) == 0
+    assert await started_after(RESERVE_AGE_S * 2) == 1  # retaken: the gate said yes again
+
+
+async def test_a_grant_on_a_host_this_worker_saw_paused_waits_for_the_gate(
+    cluster: Cluster,
+) -> None:
+    worker = await seeded(cluster, pages("a.test", 4), concurrency=4, per_host_concurrency=4)
+    asked = asyncio.Event()
+    reacquire = worker.reacquire
+
+    async def told(request: Request, *, retake: bool = False) -> float:
+        wait = await reacquire(request, retake=retake)
+        asked.set()
+        return wait
+
+    worker.reacquire = told  # type: ignore[method-assign]
+    now = [100.0]
+    sched = await scheduler(worker, now)
+    request = await sched.next_request()
+    assert request is not None
+    sched.pause_host("a.test", 3.0)  # a 429 of another request, after this one was granted
+
+    async def start() -> None:
+        await sched.turn(request.url)
+
+    started = asyncio.create_task(start())
+    await asyncio.wait_for(asked.wait(), 5)
+    assert not started.done()  # the gate knows the pause and said wait
+    record = await worker.client.hget(worker.keys[5], "a.test")  # active,limit,delay,next,known
+    assert int(record.split(b",")[3]) == cluster.now_ms + 3000
+    cluster.advance(3000)
+    asked.clear()
+    sched.wake()
+    await asyncio.wait_for(started, 5)
+    assert sched.late_grants == 1
 
 
 async def test_a_request_granted_again_to_its_worker_ignores_the_old_grants_calls(

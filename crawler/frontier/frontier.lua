@@ -247,22 +247,25 @@ local function take_seeding(worker, now)
   return 1
 end
 
--- Grant up to `want` requests whose host may be hit now (ARGV: now, worker, want, host or '',
--- then the attempts that ended); only crawling workers call it. Returns {state, wake_ms or -1
+-- Grant up to `want` requests whose host may be hit now, and up to `extra` more from hosts
+-- without a delay, the worker's reserve (ARGV: now, worker, want, host or '', extra, then the
+-- attempts that ended); only crawling workers call it. Returns {state, wake_ms or -1
 -- (-2: heartbeat first), 1 if this worker is the seeder now else 0, the size of meta starts
 -- (committed with the seeds, so a grant's start host is in it), id, grant, record, ...}.
 local function lease(keys, args)
   bind(keys)
   local now = clock(args[1])
-  local worker, want, only = args[2], tonumber(args[3]), args[4]
-  for i = 5, #args do ended(worker, args[i]) end
+  local worker, want, only, extra = args[2], tonumber(args[3]), args[4], tonumber(args[5])
+  for i = 6, #args do ended(worker, args[i]) end
   reap(now)
   local state = redis.call('HGET', K.meta, 'state')
   local reply = {state, -1, 0, redis.call('HSTRLEN', K.meta, 'starts')}
   local expiry = redis.call('ZSCORE', K.workers, worker)
   if state == 'running' and expiry then reply[3] = take_seeding(worker, now) end
-  want = math.min(want, budget())
-  if state ~= 'running' or want <= 0 then
+  local left = budget()
+  want = math.min(want, left)
+  extra = math.min(extra, left - want)
+  if state ~= 'running' or want + extra <= 0 then
     reply[1] = settle(now)
     return reply
   end
@@ -277,12 +280,15 @@ local function lease(keys, args)
     hosts = redis.call('ZRANGE', K.ready, '-inf', now, 'BYSCORE', 'LIMIT', 0, 64)
   end
   for _, host in ipairs(hosts) do
-    if want <= 0 then break end
+    if want + extra <= 0 then break end
     local h = host_get(host)
     if h.next <= now then
       local room = h.limit - h.active
       if h.delay > 0 then room = math.min(room, 1) end
-      room = math.min(room, want)
+      -- the reserve (extra) only from hosts with no delay and robots.txt applied: a grant
+      -- held a moment before it starts changes no spacing there
+      local spare = (h.delay == 0 and h.known == 1) and extra or 0
+      room = math.min(room, want + spare)
       if room > 0 then
         local members = redis.call('ZRANGE', K.q, '[' .. host .. '\0', '(' .. host .. '\1',
           'BYLEX', 'LIMIT', 0, room)
@@ -296,7 +302,7 @@ local function lease(keys, args)
           reply[#reply + 1] = id
           reply[#reply + 1] = grant
           reply[#reply + 1] = redis.call('HGET', K.req, id)
-          want = want - 1
+          if want > 0 then want = want - 1 else extra = extra - 1 end
         end
         host_put(host, h)
       end

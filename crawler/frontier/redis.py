@@ -299,16 +299,18 @@ class RedisFrontier(CommitBuffer, RedisLog):
 
     # -- the gate ----------------------------------------------------------------------------
 
-    async def lease_ready(self, want: int) -> Grant:
-        """Up to ``want`` requests that may start now; their host slots are taken."""
-        return await self._lease(want, "")
+    async def lease_ready(self, want: int, extra: int = 0) -> Grant:
+        """Up to ``want`` requests that may start now, and up to ``extra`` more from hosts with
+        no delay (a reserve, started as slots free); their host slots are taken."""
+        return await self._lease(want, "", extra)
 
-    async def _lease(self, want: int, host: str) -> Grant:
+    async def _lease(self, want: int, host: str, extra: int = 0) -> Grant:
         ended, self._ended = self._ended, []
-        reply = await self._fcall("lease", self._now(), self.worker_id, want, host, *ended)
+        now, worker = self._now(), self.worker_id
+        reply = await self._fcall("lease", now, worker, want, host, extra, *ended)
         if int(reply[1]) == -2:  # this worker's heartbeat lapsed: it beats, then asks again
             await self.heartbeat()
-            reply = await self._fcall("lease", self._now(), self.worker_id, want, host)
+            reply = await self._fcall("lease", self._now(), worker, want, host, extra)
         self._saw(reply[0])
         if int(reply[2]) and not self.seeder:
             self.seeder = True
