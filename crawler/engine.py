@@ -363,7 +363,11 @@ class Engine:
         validators = self.recrawl.validators(request)
         try:
             result = await self.fetcher.fetch(
-                request, self._hop_check, self.scheduler.turn, validators=validators
+                request,
+                self._hop_check,
+                self.scheduler.turn,
+                after_send=self.scheduler.landed,
+                validators=validators,
             )
         except RobotsUnavailable:
             raise  # a redirect hop's site has no robots.txt for now: no failure of this host's
@@ -416,7 +420,11 @@ class Engine:
         request = Request(robots_url(url))
         try:
             response = await self.fetcher.fetch(
-                request, self._robots_hop_check, self.scheduler.turn, keep_bytes=ROBOTS_MAX_BYTES
+                request,
+                self._robots_hop_check,
+                self.scheduler.turn,
+                after_send=self.scheduler.landed,
+                keep_bytes=ROBOTS_MAX_BYTES,
             )
         except AddressRefused as error:
             # As for a redirect off-site: a robots.txt that cannot be fetched, no rules.

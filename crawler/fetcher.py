@@ -38,6 +38,7 @@ log = logging.getLogger("crawler.fetcher")
 
 HopCheck = Callable[[str], Awaitable[SkipReason | None]]
 BeforeSend = Callable[[str], Awaitable[None]]
+AfterSend = Callable[[str], None]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -46,6 +47,10 @@ async def _allow_every_hop(url: str) -> SkipReason | None:
 
 
 async def _send_at_once(url: str) -> None:
+    return None
+
+
+def _nothing_after(url: str) -> None:
     return None
 
 
@@ -254,17 +259,19 @@ class Fetcher:
         hop_check: HopCheck = _allow_every_hop,
         before_send: BeforeSend = _send_at_once,
         *,
+        after_send: AfterSend = _nothing_after,
         keep_bytes: int | None = None,
         validators: Mapping[str, str] | None = None,
     ) -> Response | SkipReason:
         """The response to ``request`` (any status), or why a redirect hop was not followed.
 
         ``hop_check(url)`` vets each redirect target; ``before_send(url)`` is awaited before every
-        request goes on the wire (the scheduler's politeness turn). With ``keep_bytes`` the body
-        is cut there and the rest is not read, rather than the page failing past
-        ``max_response_bytes``. Raises TransientError for failures worth retrying, FetchError for
-        the others. ``validators`` (a revisit's If-None-Match, If-Modified-Since) go with the
-        request's own headers, which win.
+        request goes on the wire (the scheduler's politeness turn), ``after_send(url)`` called
+        once its response is in or it failed (the host's delay counts from then too). With
+        ``keep_bytes`` the body is cut there and the rest is not read, rather than the page
+        failing past ``max_response_bytes``. Raises TransientError for failures worth retrying,
+        FetchError for the others. ``validators`` (a revisit's If-None-Match,
+        If-Modified-Since) go with the request's own headers, which win.
         """
         url, method, body = request.url, request.method, request.body
         sent_headers = {**validators, **request.headers} if validators else request.headers
@@ -274,9 +281,12 @@ class Fetcher:
         for hop in range(self.settings.max_redirects + 1):
             await before_send(url)
             started = time.monotonic()  # the last hop's time on the wire, not its politeness wait
-            status, headers, content = await self._send(
-                method, url, sent_headers, body, keep_bytes, extensions=extensions
-            )
+            try:
+                status, headers, content = await self._send(
+                    method, url, sent_headers, body, keep_bytes, extensions=extensions
+                )
+            finally:
+                after_send(url)
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
                 elapsed = time.monotonic() - started

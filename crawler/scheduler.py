@@ -78,7 +78,9 @@ class Scheduler:
     def slot(self, host: str) -> HostSlot:
         slot = self.slots.get(host)
         if slot is None:
-            limit = 1 if self.settings.obey_robots else self.settings.per_host_concurrency
+            # one request at a time until robots.txt is known, and on a host with a delay
+            delayed = self.settings.obey_robots or self.settings.download_delay > 0
+            limit = 1 if delayed else self.settings.per_host_concurrency
             slot = self.slots[host] = HostSlot(host, limit, self.settings.download_delay)
             if self.settings.autothrottle:
                 bounds = self._bounds(self.settings.download_delay, limit)
@@ -258,6 +260,10 @@ class Scheduler:
         if slot.next_start > now:
             now = await self._wait_turn(slot, url)
         slot.sent(now)
+
+    def landed(self, url: str) -> None:
+        """A request to ``url``'s host was answered, or failed: its delay runs from now too."""
+        self.slot(host_of(url)).landed(self._clock())
 
     async def _wait_turn(self, slot: HostSlot, url: str) -> float:
         self.active -= 1

@@ -24,7 +24,7 @@ class HostSlot:
     delay: float
     active: int = 0
     next_start: float = 0.0
-    last_sent: float | None = None
+    last_seen: float | None = None  # when a request here last went out or its answer came in
     retry_waiters: int = 0
     queue: list[tuple[int, int, Request]] = field(default_factory=list, repr=False)
 
@@ -37,8 +37,8 @@ class HostSlot:
     def configure(self, concurrency: int, delay: float) -> None:
         self.concurrency = concurrency
         self.delay = delay
-        if self.last_sent is not None:  # a new delay counts from the last request, robots.txt's
-            self.next_start = max(self.next_start, self.last_sent + delay)
+        if self.last_seen is not None:  # a new delay counts from the last request, robots.txt's
+            self.next_start = max(self.next_start, self.last_seen + delay)
 
     def push(self, request: Request) -> None:
         heapq.heappush(self.queue, (-request.priority, next(_order), request))
@@ -62,10 +62,19 @@ class HostSlot:
     def sent(self, now: float) -> None:
         """A request went on the wire to this host: the next may start ``delay`` later.
 
-        The delay is measured between real request starts (robots.txt and redirect hops
-        included), not between dispatches."""
-        self.last_sent = now
+        The delay is measured between real requests (robots.txt and redirect hops included),
+        not between dispatches; ``landed`` counts it from each answer too."""
+        self.last_seen = now
         self.next_start = max(self.next_start, now + self.delay)
+
+    def landed(self, now: float) -> None:
+        """A request's answer came in (or it failed): on a host served one request at a time,
+        the next may start ``delay`` after this too. So the host rests a full delay between
+        serving one request and the next, as Nutch and Heritrix count it: time in transit or in
+        a busy event loop never shortens it. (Autothrottle's delay on a host it lets have more
+        requests in flight is a pace between starts.)"""
+        if self.concurrency == 1:
+            self.sent(now)
 
     def finish(self) -> None:
         self.active -= 1

@@ -229,6 +229,8 @@ async def test_a_grant_started_late_is_retaken_and_spaced_from_then(cluster: Clu
     assert await one.reacquire(late, retake=True) == pytest.approx(0.31)  # 0.5 s + 10 ms
     cluster.advance(310)
     assert await one.reacquire(late) == 0.0
+    one.attempt_ended(late)  # answered at once: the start spaces the next, 0.5 s + 10 ms
+    await one.lease_ready(0)
     cluster.advance(509)
     assert (await one.lease_ready(16)).requests == []  # spaced from the retaken start
     cluster.advance(1)
@@ -387,12 +389,26 @@ async def test_the_delay_spaces_starts_in_server_time_across_workers(cluster: Cl
     two = await cluster.join(download_delay=0.5)
     grant = await one.lease_ready(16)
     assert len(grant.requests) == 1
+    assert (await two.lease_ready(16)).requests == []  # one request at a time
+    finish(one, grant)  # answered at once
+    await one.flush()
     refused = await two.lease_ready(16)
     assert refused.requests == []
     assert refused.wake_s == pytest.approx(0.51)  # the delay and its 10 ms guard
-    finish(one, grant)
-    await one.flush()
     cluster.advance(509)
+    assert (await two.lease_ready(16)).requests == []
+    cluster.advance(1)
+    assert len((await two.lease_ready(16)).requests) == 1
+
+
+async def test_a_delayed_host_rests_its_delay_from_the_end_of_an_attempt(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 5), download_delay=0.5)
+    two = await cluster.join(download_delay=0.5)
+    (request,) = (await one.lease_ready(16)).requests
+    cluster.advance(700)  # a slow answer: longer than the delay
+    one.attempt_ended(request)
+    await one.lease_ready(0)  # its end reaches the gate now
+    cluster.advance(499)
     assert (await two.lease_ready(16)).requests == []
     cluster.advance(1)
     assert len((await two.lease_ready(16)).requests) == 1

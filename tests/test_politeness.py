@@ -1,5 +1,6 @@
-"""Delays are measured between real request starts on one host, as the server sees them:
-robots.txt, the first page after it, and every redirect hop, to whichever host it goes."""
+"""Delays are measured between real requests to one host, as the server sees them: robots.txt,
+the first page after it, and every redirect hop, to whichever host it goes; and a host rests a
+full delay after each answer, however long it took."""
 
 from __future__ import annotations
 
@@ -40,6 +41,22 @@ async def test_the_first_page_after_robots_txt_waits_for_crawl_delay(
     assert len(result.items) == 1
     assert [hit.path for hit in site.log] == ["/robots.txt", "/leaf/1"]
     assert _gaps(site, 0)[0] >= DELAY - SLACK
+
+
+async def test_a_slow_host_rests_a_full_delay_after_each_answer(
+    site: TestSite, tmp_path: Path
+) -> None:
+    urls = [site.url(f"/slow?delay={DELAY * 1.5}&i={i}") for i in range(3)]
+    result = await crawl(_spider(*urls), tmp_path, obey_robots=False, download_delay=DELAY)
+    assert len(result.items) == 3
+    hits = sorted(
+        (hit for hit in site.log if hit.path.startswith("/slow")), key=lambda h: h.started
+    )
+    # the server reads a request's end before the client has it, and its next start after the
+    # client sent it: no slack
+    rests = [b.started - a.ended for a, b in itertools.pairwise(hits)]
+    assert len(rests) == 2
+    assert min(rests) >= DELAY, rests
 
 
 async def test_every_redirect_hop_waits_for_the_delay(site: TestSite, tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ local function host_get(host)
   if not v then
     local d = redis.call('HMGET', K.meta, 'limit', 'delay_ms', 'obey')
     local obey = d[3] == '1'
-    return {active = 0, limit = obey and 1 or tonumber(d[1]), delay = tonumber(d[2]),
+    local one = obey or tonumber(d[2]) > 0  -- robots.txt not known yet, or a delay
+    return {active = 0, limit = one and 1 or tonumber(d[1]), delay = tonumber(d[2]),
             next = 0, known = obey and 0 or 1}
   end
   local a, l, d, n, k = string.match(v, '^(%-?%d+),(%d+),(%d+),(%-?%d+),(%d)$')
@@ -110,9 +111,9 @@ local function worker_of(v)
 end
 
 -- An attempt ("id:attempt digit:grant") ended since the worker's last call: its host slot is
--- free again. One whose retry already took the slot over (reacquire), or of a grant that is
--- gone (reaped, perhaps granted anew), is ignored.
-local function ended(worker, arg)
+-- free again, and a delayed host rests its delay from now. One whose retry already took the
+-- slot over (reacquire), or of a grant that is gone (reaped, perhaps granted anew), is ignored.
+local function ended(worker, arg, now)
   local id, attempt, grant = string.match(arg, '^(%d+):(%d):(%d+)$')
   local v = redis.call('HGET', K.lease, id)
   if not owned(v, worker .. grant) or string.sub(v, 1, 2) ~= '1' .. attempt then return end
@@ -120,6 +121,9 @@ local function ended(worker, arg)
   local host = host_of_member(string.sub(v, MEMBER_AT))
   local h = host_get(host)
   h.active = math.max(0, h.active - 1)
+  -- the delay runs from the answer too (it came before this report): time between a grant and
+  -- the request's bytes reaching the host never shortens the host's rest
+  if h.delay > 0 then h.next = math.max(h.next, now + h.delay) end
   host_put(host, h)
   touch(host, h)
 end
@@ -256,7 +260,7 @@ local function lease(keys, args)
   bind(keys)
   local now = clock(args[1])
   local worker, want, only, extra = args[2], tonumber(args[3]), args[4], tonumber(args[5])
-  for i = 6, #args do ended(worker, args[i]) end
+  for i = 6, #args do ended(worker, args[i], now) end
   reap(now)
   local state = redis.call('HGET', K.meta, 'state')
   local reply = {state, -1, 0, redis.call('HSTRLEN', K.meta, 'starts')}
@@ -372,7 +376,7 @@ local function commit(keys, args)
     i = i + 1
     return args[i - 1]
   end
-  for _ = 1, tonumber(take()) do ended(worker, take()) end
+  for _ = 1, tonumber(take()) do ended(worker, take(), now) end
   local reply = {'', 0, 0, 0}  -- state, refused, added, duplicates; then per outcome
   local names = {['2'] = 'done', ['3'] = 'failed', ['4'] = 'skipped'}
   for _ = 1, tonumber(take()) do
