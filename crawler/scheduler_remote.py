@@ -14,9 +14,10 @@ lease call; a grant this busy process took longer to start is handed back and gr
 spaced from its real start. A later hop on a host (the page after its robots.txt, a redirect)
 waits the host's delay here, then pushes the host's next start one delay on for the whole
 cluster (``pause_host``). A hop to another host (a redirect off-site, its robots.txt) is spaced
-only locally: an approximation, as that host's slot is not this request's. What no scheduler
-sees is the time between a turn and the request's bytes on the wire (a new connection, an event
-loop held by a slow callback): past the gate's guard, it shortens the gap the host sees.
+only locally: an approximation, as that host's slot is not this request's. No scheduler sees
+the time between a turn and the request's bytes on the wire (a new connection, an event loop
+held by a slow callback), so a host with a delay also rests it from each answer: the gate
+counts it from the attempt's end, which the worker reports after the answer came in.
 
 Autothrottle adapts only these local hops; the cluster-wide pace is ``download_delay``,
 Crawl-delay and Retry-After.
