@@ -384,6 +384,58 @@ async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None
     assert (await one.lease_ready(16)).requests == []
 
 
+async def test_a_hungry_worker_gets_its_fair_share_of_a_full_hosts_slots(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 20), per_host_concurrency=4)
+    two = await cluster.join(per_host_concurrency=4)
+    first = await one.lease_ready(16)
+    assert len(first.requests) == 4  # no rival yet: every free slot
+    starved = await two.lease_ready(16)
+    assert starved.requests == []  # two is hungry now
+    for request in first.requests[:2]:
+        one.attempt_ended(request)
+    assert (await one.lease_ready(16)).requests == []  # held to half: its two freed slots wait
+    grant = await two.lease_ready(16)
+    assert len(grant.requests) == 2  # for two
+    assert grant.wake_s == pytest.approx(0.02)  # still hungry while one is held: it asks soon
+    held = await one.client.hgetall(one.keys[15])
+    assert sorted(held.values()) == [b"2", b"2"]
+
+
+async def test_without_a_hungry_rival_a_worker_takes_every_free_slot(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 20), per_host_concurrency=4)
+    two = await cluster.join(per_host_concurrency=4)
+    first = await one.lease_ready(4)
+    assert len(first.requests) == 4
+    assert (await two.lease_ready(0)).requests == []  # asked for nothing: not hungry
+    for request in first.requests:
+        one.attempt_ended(request)
+    second = await one.lease_ready(16)
+    assert len(second.requests) == 4  # two asked for none: no rival
+    assert (await two.lease_ready(16)).requests == []  # now it is hungry
+    cluster.advance(300)  # and stops asking: a hunger older than 250 ms is forgotten
+    for request in second.requests:
+        one.attempt_ended(request)
+    assert len((await one.lease_ready(16)).requests) == 4
+
+
+async def test_the_slots_each_worker_holds_end_at_zero(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 6) + pages("b.test", 6), per_host_concurrency=2)
+    two = await cluster.join(per_host_concurrency=2)
+    grants = [await one.lease_ready(3), await two.lease_ready(3)]
+    assert await one.client.hlen(one.keys[15]) > 0
+    await two.close()  # leaves: its leases are queued again
+    while (grant := await one.lease_ready(4)).requests or one.pending_writes:
+        finish(one, grant)
+        await one.flush()
+    finish(one, grants[0])
+    await one.flush()
+    while (grant := await one.lease_ready(4)).requests:
+        finish(one, grant)
+        await one.flush()
+    assert (await one.status())["state"] == "finished"
+    assert await one.client.hlen(one.keys[15]) == 0
+
+
 async def test_the_delay_spaces_starts_in_server_time_across_workers(cluster: Cluster) -> None:
     one = await seeded(cluster, pages("a.test", 5), download_delay=0.5)
     two = await cluster.join(download_delay=0.5)
