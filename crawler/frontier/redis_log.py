@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from crawler import jsondata
-from crawler.errors import StateError
+from crawler.errors import CrawlGone, StateError
 from crawler.frontier import Counts, RobotsRecord
 from crawler.frontier import redis_codec as codec
 from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
@@ -20,6 +20,7 @@ class RedisLog:
     keys: list[str]
     crawl_id: str
     worker_id: str
+    created_ms: bytes  # the joined crawl's creation time (b"": not joined): its identity
     start_hosts: set[str]
     starts_size: int
 
@@ -28,6 +29,16 @@ class RedisLog:
 
     def _now(self) -> str:
         raise NotImplementedError
+
+    @property
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    def gone(self) -> CrawlGone:
+        """The error of a worker whose crawl's keys were deleted under it."""
+        return CrawlGone(
+            f"crawl {self.crawl_id!r} at {self._where} is gone: its keys were deleted while it ran"
+        )
 
     async def _read(self, command: str, *args: Any) -> Any:
         raise NotImplementedError
@@ -81,11 +92,14 @@ class RedisLog:
 
     async def status(self) -> dict[str, Any]:
         """The crawl as Redis has it: state, queued, leased, seen, items, live workers,
-        the frontier's exact counts and the workers' committed stats summed."""
+        the frontier's exact counts and the workers' committed stats summed. Raises CrawlGone,
+        once this worker joined, if the crawl's keys were deleted."""
         reply = await self._read(
             "fcall_ro", "crawler_status", len(self.keys), *self.keys, self._now()
         )
-        spider, state, queued, leased, seen, workers, items, counts, stats = reply
+        spider, state, queued, leased, seen, workers, items, counts, stats, _, created = reply
+        if self.created_ms and created != self.created_ms:
+            raise self.gone()
         return {
             "crawl_id": self.crawl_id, "spider": spider.decode(), "state": state.decode(),
             "queued": queued, "leased": leased, "seen": seen, "items": items,
