@@ -271,12 +271,14 @@ async def status(settings: Settings, crawl_id: str) -> dict[str, Any]:
 
 
 def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
-    """``crawler status``'s lines: the state, the frontier's exact counters (what was
-    committed), and the workers' summed stats."""
+    """``crawler status``'s lines: the state and wall time, the frontier's exact counters (what
+    was committed), and the workers' summed stats; the numbers of ``crawler status --json``."""
     counts, stats = found.get("counts") or {}, found.get("stats") or {}
     state, live = found.get("state"), found.get("workers", 0)
-    if state == "running" and not live:
-        state = "running, but no worker is live (`crawler run` on this id goes on with it)"
+    elapsed = float(found.get("elapsed_s", 0.0))
+    state = f"{state} {'after' if state in {'finished', 'stopped'} else 'for'} {elapsed:.1f}s"
+    if found.get("state") == "running" and not live:
+        state += ", but no worker is live (`crawler run` on this id goes on with it)"
     return [
         f"crawl {crawl_id} ({found.get('spider')}): {state}; {found.get('queued', 0)}"
         f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"
@@ -285,8 +287,8 @@ def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
         f" {counts.get('skipped', 0)} skipped, {counts.get('items', 0)} items;"
         f" {counts.get('refused', 0)} outcomes refused (stale leases),"
         f" {counts.get('reclaimed', 0)} leases reclaimed",
-        f"workers' stats: {stats.get('pages_crawled', 0)} pages, {stats.get('retries', 0)}"
-        f" retries, {stats.get('bytes_received', 0)} bytes",
+        f"workers' stats: {stats.get('pages_crawled', 0)} pages, {stats.get('requests_total', 0)}"
+        f" requests, {stats.get('retries', 0)} retries, {stats.get('bytes_received', 0)} bytes",
     ]
 
 

@@ -303,6 +303,8 @@ def test_workers_from_the_command_line_then_status(
     assert found["state"] == "finished"
     assert found["stats"]["items_scraped"] == LEAVES
     assert found["stats"]["pages_crawled"] == LEAVES + 1
+    human = crawler_cli("status", "cli", "--frontier", redis_server.url, cwd=tmp_path)
+    assert human.stdout.splitlines() == shared.describe("cli", found)  # the same numbers
 
 
 def cli_worker(
@@ -469,11 +471,45 @@ def test_each_child_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
 
 
 def test_status_lines_say_when_a_running_crawl_has_no_live_worker() -> None:
-    found = {"spider": "books", "state": "running", "queued": 17, "seen": 22, "workers": 0}
+    found = {
+        "spider": "books", "state": "running", "queued": 17, "seen": 22, "workers": 0,
+        "elapsed_s": 12.34,
+    }  # fmt: skip
     first = shared.describe("b1", found)[0]
-    assert first.startswith("crawl b1 (books): running, but no worker is live")
+    assert first.startswith("crawl b1 (books): running for 12.3s, but no worker is live")
     assert first.endswith("17 queued, 0 leased, 22 seen; 0 workers live")
     found |= {"workers": 1}
     assert shared.describe("b1", found)[0] == (
-        "crawl b1 (books): running; 17 queued, 0 leased, 22 seen; 1 worker live"
+        "crawl b1 (books): running for 12.3s; 17 queued, 0 leased, 22 seen; 1 worker live"
     )
+
+
+async def test_status_gives_the_crawls_wall_time_and_every_count(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    spider = leaves_spider(site)
+    began = time.monotonic()
+    first, second = await asyncio.gather(
+        worker(spider, redis_server, tmp_path / "items.jsonl", concurrency=4),
+        worker(spider, redis_server, concurrency=4),
+    )
+    wall = time.monotonic() - began
+    settings = resolve_settings(CrawlJob(spider=spider, overrides={"frontier": redis_server.url}))
+    found = await shared.status(settings, "leaves")
+
+    elapsed = found["elapsed_s"]
+    assert 0 < elapsed <= wall + 0.002  # Redis's clock in ms
+    assert elapsed < first.stats.elapsed_s + second.stats.elapsed_s  # not the workers' sum
+    assert found["stats"]["elapsed_s"] == elapsed
+    assert found["stats"]["queued"] == found["queued"] == 0
+    assert found["counts"] == {
+        "done": LEAVES + 1, "failed": 0, "skipped": 0, "items": LEAVES, "refused": 0,
+        "reclaimed": 0,
+    }  # fmt: skip
+    assert first.totals.elapsed_s == elapsed  # the exporter's totals are the same figures
+    assert shared.describe("leaves", found)[:2] == [
+        f"crawl leaves (leaves): finished after {elapsed:.1f}s; 0 queued, 0 leased,"
+        f" {LEAVES + 1} seen; 0 workers live",
+        f"committed: {LEAVES + 1} done, 0 failed, 0 skipped, {LEAVES} items; 0 outcomes"
+        " refused (stale leases), 0 leases reclaimed",
+    ]

@@ -13,6 +13,9 @@ from crawler.frontier import Counts, RobotsRecord
 from crawler.frontier import redis_codec as codec
 from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
 
+# The frontier's exact counters, listed even while 0 (a key Redis has not made yet).
+COUNTS = ("done", "failed", "skipped", "items", "refused", "reclaimed")
+
 
 class RedisLog:
     """What ``RedisFrontier`` reads back; it provides the calls below."""
@@ -91,21 +94,27 @@ class RedisLog:
                 yield item_id, entry[b"d"]
 
     async def status(self) -> dict[str, Any]:
-        """The crawl as Redis has it: state, queued, leased, seen, items, live workers,
-        the frontier's exact counts and the workers' committed stats summed. Raises CrawlGone,
-        once this worker joined, if the crawl's keys were deleted."""
+        """The crawl as Redis has it: state, queued, leased, seen, items, live workers, its
+        wall time (``elapsed_s``: from the first join to its end, or to now while it runs), the
+        frontier's exact counts and the workers' committed stats summed. The stats' gauges
+        (``queued``, ``elapsed_s``) are Redis's own figures: a sum of each worker's means
+        nothing. Raises CrawlGone, once this worker joined, if the crawl's keys were deleted."""
         reply = await self._read(
             "fcall_ro", "crawler_status", len(self.keys), *self.keys, self._now()
         )
-        spider, state, queued, leased, seen, workers, items, counts, stats, _, created = reply
+        spider, state, queued, leased, seen, workers, items, counts, stats, elapsed, created = reply
         if self.created_ms and created != self.created_ms:
             raise self.gone()
+        summed = codec.nested_stats(
+            (k.decode(), v.decode()) for k, v in zip(stats[::2], stats[1::2], strict=True)
+        )
+        elapsed_s = elapsed / 1000
         return {
             "crawl_id": self.crawl_id, "spider": spider.decode(), "state": state.decode(),
             "queued": queued, "leased": leased, "seen": seen, "items": items,
-            "workers": workers, "counts": _pairs(counts), "stats": codec.nested_stats(
-                (k.decode(), v.decode()) for k, v in zip(stats[::2], stats[1::2], strict=True)
-            ),
+            "workers": workers, "elapsed_s": elapsed_s,
+            "counts": dict.fromkeys(COUNTS, 0) | _pairs(counts),
+            "stats": summed | {"queued": queued, "elapsed_s": elapsed_s},
         }  # fmt: skip
 
     async def counts(self) -> Counts:
