@@ -308,11 +308,14 @@ def _run_shared(
         sys.exit(summary.EXIT_FORCED)
     _summary(result, job.feed)
     total = result.totals
+    crawl_id = cluster.crawl_id_of(settings, job.spider.name)
     click.echo(
-        f"crawl {cluster.crawl_id_of(settings, job.spider.name)!r}, every worker: "
+        f"crawl {crawl_id!r}, every worker: "
         f"{total.pages_crawled} pages, {total.items_scraped} items, {total.failures} failures",
         err=True,
     )
+    if result.stopped:
+        click.echo(cluster.resume_hint(settings, crawl_id), err=True)
     sys.exit(summary.exit_code(result.stats, stopped=result.stopped))
 
 

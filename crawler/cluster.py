@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from crawler.errors import ConfigError, CrawlerError, first_error
 from crawler.exporters import FeedExporter, exporter_for, open_private
 from crawler.feed_tail import FeedTail
 from crawler.fetcher import Fetcher
+from crawler.frontier.redis_codec import redact
 from crawler.progress import Progress
 from crawler.runner import CrawlJob, CrawlResult, check_outputs, create_spider, monitor
 from crawler.runs import EXIT_CODES, Run, RunOutcome, outcome_of
@@ -102,6 +104,7 @@ async def _join(
     serve = monitor(settings)  # a taken metrics_port is refused before joining
     await frontier.open(spider.name, crawl=crawl)
     stats = Stats()
+    await _say_resumed(frontier)
     exporter: FeedExporter | None = None
     fetcher: Fetcher | None = None
     try:
@@ -137,6 +140,30 @@ async def _join(
         if exporter is not None:
             exporter.close()
     return stats, stopped, totals
+
+
+async def _say_resumed(frontier: SharedFrontier) -> None:
+    """A line when this worker joins a crawl with committed work, as a resumed SQLite state
+    says: resuming (no other worker is live) or joining it."""
+    found = await frontier.status()
+    counts = found["counts"]
+    if found["state"] != "running" or not any(counts[k] for k in ("done", "failed", "skipped")):
+        return
+    done = f"{counts['done']} pages done, {found['queued']} queued"
+    if found["workers"] > 1:  # this one counts
+        log.info(
+            "joining crawl %r (%s; %d workers live)", frontier.crawl_id, done, found["workers"]
+        )
+    else:
+        log.info("resuming crawl %r (%s)", frontier.crawl_id, done)
+
+
+def resume_hint(settings: Settings, crawl_id: str) -> str:
+    """What a stopped worker says: how to resume, as SQLite's ``--state`` hint does; the
+    frontier's URL without its password."""
+    assert settings.frontier is not None
+    url, crawl = shlex.quote(redact(settings.frontier)), shlex.quote(crawl_id)
+    return f"stopped; run again with --frontier {url} --crawl-id {crawl} to resume"
 
 
 class _Stopper:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -254,6 +255,35 @@ async def test_stop_drains_every_worker_and_a_run_on_the_same_id_resumes(
     assert all(count == 1 for count in _hits_per_url(site).values())
 
 
+async def test_a_worker_joining_a_crawl_with_committed_work_and_a_live_peer_says_so(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = asyncio.Event()
+    spider = leaves_spider(site, started)
+    running = asyncio.create_task(
+        worker(spider, redis_server, tmp_path / "items.jsonl", per_host_concurrency=1)
+    )
+    await started.wait()
+    settings = resolve_settings(CrawlJob(spider=spider, overrides={"frontier": redis_server.url}))
+    await shared.stop(settings, "leaves")
+    await running
+    found = await shared.status(settings, "leaves")
+    peer = RedisFrontier(redis_server.url, "leaves", settings)
+    await peer.open("leaves", crawl=False)  # a live worker that crawls nothing
+    caplog.set_level(logging.INFO, "crawler.cluster")
+    try:
+        await worker(spider, redis_server)
+    finally:
+        await peer.close()
+
+    done, queued = found["counts"]["done"], found["queued"]
+    assert done > 0
+    assert (
+        f"joining crawl 'leaves' ({done} pages done, {queued} queued; 2 workers live)"
+        in caplog.messages
+    )
+
+
 async def test_a_late_joiner_of_a_finished_crawl_exits_at_once(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -348,6 +378,42 @@ def test_crawler_stop_ends_every_worker_with_3_and_run_resumes(
     _, stderr = resumed.communicate(timeout=60)
     assert resumed.returncode == 0, stderr
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_says_how_to_resume_and_the_next_one_says_it_resumes(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    first = cli_worker(site, redis_server, tmp_path, feed)
+    wait_for_items(feed, first)
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=30)
+    assert first.returncode == 3, stderr
+    hint = f"stopped; run again with --frontier {redis_server.url} --crawl-id slow to resume"
+    assert stderr.splitlines()[-1] == hint
+    status = crawler_cli("status", "slow", "--frontier", redis_server.url, "--json", cwd=tmp_path)
+    found = json.loads(status.stdout)
+    done, queued = found["counts"]["done"], found["queued"]
+    assert (found["leased"], done + queued) == (0, LEAVES + 1)
+    assert 1 < done < LEAVES
+
+    again = cli_worker(site, redis_server, tmp_path, feed)
+    _, stderr = again.communicate(timeout=60)
+    assert again.returncode == 0, stderr
+    assert f"resuming crawl 'slow' ({done} pages done, {queued} queued)" in stderr
+    assert "stopped; run again" not in stderr
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+def test_the_resume_hint_names_the_frontier_without_its_password() -> None:
+    settings = resolve_settings(
+        CrawlJob(spider=Spider, overrides={"frontier": "redis://:s3cret@cache:6379/0"})
+    )
+    assert shared.resume_hint(settings, "books 1") == (
+        "stopped; run again with --frontier 'redis://***@cache:6379/0' --crawl-id 'books 1'"
+        " to resume"
+    )
 
 
 @pytest.mark.slow
