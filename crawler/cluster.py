@@ -158,6 +158,14 @@ async def _say_resumed(frontier: SharedFrontier) -> None:
         log.info("resuming crawl %r (%s)", frontier.crawl_id, done)
 
 
+def totals_line(crawl_id: str, totals: Stats) -> str:
+    """The crawl's totals as Redis committed them, after a worker's own summary."""
+    return (
+        f"crawl {crawl_id!r}, every worker: {totals.pages_crawled} pages,"
+        f" {totals.items_scraped} items, {totals.failures} failures in {totals.elapsed_s:.1f}s"
+    )
+
+
 def resume_hint(settings: Settings, crawl_id: str) -> str:
     """What a stopped worker says: how to resume, as SQLite's ``--state`` hint does; the
     frontier's URL without its password."""

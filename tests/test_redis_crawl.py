@@ -326,6 +326,18 @@ def test_workers_from_the_command_line_then_status(
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert (stats["state"], stats["counts"]["items"]) == ("finished", LEAVES)
     assert stats["counts"]["done"] == LEAVES + 1
+    # each child's summary is labelled; the parent ends with the crawl's totals and the feed
+    lines = ran.stderr.splitlines()
+    assert lines[-1] == (
+        f"crawl 'cli', every worker: {LEAVES + 1} pages, {LEAVES} items, 0 failures in"
+        f" {stats['elapsed_s']:.1f}s; items written to {feed}"
+    )
+    firsts = sorted(line for line in lines if " done in " in line)
+    assert [line.split(" done in ")[0] for line in firsts] == ["[worker 1/2]", "[worker 2/2]"]
+    pages = [int(line.split(": ")[1].split(" pages")[0]) for line in firsts]
+    assert sum(pages) == LEAVES + 1  # each child's own part of the crawl
+    summary_starts = ("done in", "not fetched:", "statuses:", "crawl 'cli'")
+    assert [line for line in lines[:-1] if line.startswith(summary_starts)] == []
 
     status = crawler_cli("status", "cli", "--frontier", redis_server.url, "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
@@ -426,6 +438,10 @@ def test_a_signal_to_the_parent_of_workers_stops_them_and_the_crawl_goes_on(
     parent.send_signal(signal.SIGINT)
     _, stderr = parent.communicate(timeout=30)
     assert parent.returncode == 3, stderr
+    hint = f"stopped; run again with --frontier {redis_server.url} --crawl-id slow to resume"
+    assert stderr.splitlines()[-1] == hint  # the parent's, once: not each child's
+    assert stderr.count("stopped; run again") == 1
+    assert stderr.splitlines()[-2].startswith("crawl 'slow', every worker: ")
     status = crawler_cli("status", "slow", "--frontier", redis_server.url, "--json", cwd=tmp_path)
     found = json.loads(status.stdout)
     assert (found["state"], found["leased"], found["workers"]) == ("running", 0, 0)
@@ -529,7 +545,7 @@ def test_a_closed_stdout_stops_a_shared_crawls_exporter_with_one_line(
 def test_each_child_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
     settings = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "9100"}))
     command = ["crawler", "run", "x.py"]
-    ports = [workers.child_command(command, settings, i)[-1] for i in range(3)]
+    ports = [workers.child_command(command, settings, i, 3)[-1] for i in range(3)]
     assert ports == ["metrics_port=9100", "metrics_port=9101", "metrics_port=9102"]
     high = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "65535"}))
     with pytest.raises(ConfigError, match="above 65535"):
