@@ -104,10 +104,10 @@ async def _join(
     serve = monitor(settings)  # a taken metrics_port is refused before joining
     await frontier.open(spider.name, crawl=crawl)
     stats = Stats()
-    await _say_resumed(frontier)
     exporter: FeedExporter | None = None
     fetcher: Fetcher | None = None
     try:
+        await _say_resumed(frontier)
         if job.feed is not None:
             exporter = await claim_feed(frontier, job, settings, frontier.crawl_id)
         engine = None
