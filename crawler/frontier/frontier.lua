@@ -13,7 +13,10 @@
 -- held    hash  worker \0 host -> slots of the host it holds (beside the host's active count)
 -- hungry  zset  worker -> when a lease call last got fewer requests than it had free slots
 -- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs,
---               starts (the seeds' origins, JSON: start hosts every worker may reach if private)
+--               starts (the seeds' origins, JSON: start hosts every worker may reach if private),
+--               created_ms (the first join), ended_ms (the last finish or stop)
+-- A crawl whose meta is gone (its keys deleted under its workers) is never written again by a
+-- worker's call: the calls that write return a nil state (false) instead, and the worker ends.
 
 local VERSION = '@VERSION@'
 local K = {}
@@ -191,6 +194,11 @@ local function settle(now)
   return state
 end
 
+-- The crawl's keys were deleted while workers ran: nothing may be written back.
+local function gone()
+  return redis.call('EXISTS', K.meta) == 0
+end
+
 local function add_child(fp, host, prio, record, reply)
   if fp ~= '' and redis.call('SADD', K.seen, fp) == 0 then
     reply[4] = reply[4] + 1
@@ -229,7 +237,7 @@ local function join(keys, args)
     redis.call('HSET', K.meta, 'seeder', worker)
     seeder = 1
   end
-  return {settle(now), seeder}
+  return {settle(now), seeder, redis.call('HGET', K.meta, 'created_ms')}
 end
 
 -- Every worker beats, crawling or not (a stopping crawl's workers lease nothing, an exporter
@@ -238,10 +246,11 @@ local function heartbeat(keys, args)
   bind(keys)
   local now = clock(args[1])
   local worker, ttl = args[2], tonumber(args[3])
+  if gone() then return {false, 0, ''} end
   local was = alive(worker, now)
   reap(now)
   redis.call('ZADD', K.workers, now + ttl, worker)
-  return {settle(now), was and 0 or 1}
+  return {settle(now), was and 0 or 1, redis.call('HGET', K.meta, 'created_ms')}
 end
 
 local function seeding_done(keys, args)
@@ -405,6 +414,7 @@ local function commit(keys, args)
   bind(keys)
   local now = clock(args[1])
   local worker, batch = args[2], args[3]
+  if gone() then return {false, 0, 0, 0} end
   local last = redis.call('HGET', K.commits, worker)
   if last then
     local seq, saved = string.match(last, '^(%d+):(.*)$')
@@ -473,6 +483,7 @@ local function pause_host(keys, args)
   bind(keys)
   local now = clock(args[1])
   local host = args[2]
+  if gone() then return -1 end
   local h = host_get(host)
   h.next = math.max(h.next, now + tonumber(args[3]))
   host_put(host, h)
@@ -486,6 +497,7 @@ end
 local function configure_host(keys, args)
   bind(keys)
   local host = args[2]
+  if gone() then return -1 end
   local h = host_get(host)
   h.limit = tonumber(args[3])
   h.delay = math.max(tonumber(args[4]), h.known == 1 and h.delay or 0)
@@ -515,10 +527,11 @@ local function leave(keys, args)
 end
 
 -- The crawl's one feed exporter (ARGV: now, worker): 1 when this worker holds the role now
--- (nobody did, or its holder is gone), 0 when another live worker holds it.
+-- (nobody did, or its holder is gone), 0 when another live worker holds it; -1: the crawl is gone.
 local function claim_export(keys, args)
   bind(keys)
   local now = clock(args[1])
+  if gone() then return -1 end
   local owner = redis.call('HGET', K.export, '@owner')
   if owner ~= args[2] and alive(owner, now) then return 0 end
   redis.call('HSET', K.export, '@owner', args[2])
@@ -537,18 +550,26 @@ end
 -- ARGV: now, field, value: one meta field (a run record, the spider state).
 local function put(keys, args)
   bind(keys)
+  if gone() then return 0 end
   redis.call('HSET', K.meta, args[2], args[3])
   return 1
 end
 
+-- The crawl as Redis has it, its wall time (ms from the first join to its last finish or
+-- stop, or to now while it runs) and when it was created (a crawl deleted and created anew
+-- under running workers is another one).
 local function status(keys, args)
   bind(keys)
   local now = clock(args[1])
-  local meta = redis.call('HMGET', K.meta, 'spider', 'state', 'item_seq')
+  local meta = redis.call('HMGET', K.meta, 'spider', 'state', 'item_seq', 'created_ms',
+    'ended_ms')
+  local created = tonumber(meta[4]) or now
+  local ended = now
+  if (meta[2] == 'finished' or meta[2] == 'stopped') and meta[5] then ended = tonumber(meta[5]) end
   return {meta[1] or '', meta[2] or '', redis.call('ZCARD', K.q), redis.call('HLEN', K.lease),
           redis.call('SCARD', K.seen), redis.call('ZCOUNT', K.workers, '(' .. now, '+inf'),
           tonumber(meta[3]) or 0, redis.call('HGETALL', K.counts),
-          redis.call('HGETALL', K.stats)}
+          redis.call('HGETALL', K.stats), math.max(0, ended - created), meta[4] or ''}
 end
 
 local function version() return VERSION end
