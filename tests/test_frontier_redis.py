@@ -475,6 +475,41 @@ async def test_the_crawl_finishes_exactly_when_nothing_is_queued_or_leased(
     assert (late.state, late.seeder) == ("finished", False)
 
 
+async def test_joining_a_finished_crawl_says_a_new_crawl_id_starts_a_new_crawl(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+        worker = await seeded(cluster, pages("a.test", 1))
+        finish(worker, await worker.lease_ready(16))
+        await worker.flush()
+        assert not [r for r in caplog.records if "finished already" in r.getMessage()]
+        late = await cluster.join()
+    assert late.state == "finished"
+    (said,) = [r.getMessage() for r in caplog.records if "finished already" in r.getMessage()]
+    assert "crawl 'c' is finished already" in said
+    assert "a new --crawl-id starts a new one" in said
+
+
+async def test_a_worker_is_told_which_of_its_settings_the_crawl_keeps(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = {"download_delay": 0.5, "max_pages": 2, "per_host_concurrency": 4}
+    with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+        await seeded(cluster, pages("a.test", 5), **created)
+        await cluster.join(**created)
+        assert not [r for r in caplog.records if "created with" in r.getMessage()]
+        other = await cluster.join(download_delay=0.0, max_pages=20, per_host_concurrency=4)
+    (said,) = [r.getMessage() for r in caplog.records if "created with" in r.getMessage()]
+    assert "created with download_delay=0.5, max_pages=2," in said
+    assert "this worker's values (download_delay=0, max_pages=20) do not apply" in said
+    # As said: the crawl's max_pages, not this worker's, bounds what it is granted.
+    assert len((await other.lease_ready(16)).requests) == 1  # per the delay, one at a time
+    cluster.advance(600)
+    assert len((await other.lease_ready(16)).requests) == 1
+    cluster.advance(600)
+    assert (await other.lease_ready(16)).requests == []  # max_pages=2 reached
+
+
 async def test_not_finished_while_a_lease_is_held(cluster: Cluster) -> None:
     worker = await seeded(cluster, pages("a.test", 1))
     grant = await worker.lease_ready(16)

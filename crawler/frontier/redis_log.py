@@ -4,6 +4,7 @@ log (one record per worker). A mixin of ``RedisFrontier``, which makes the calls
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,9 @@ from crawler.errors import StateError
 from crawler.frontier import Counts, RobotsRecord
 from crawler.frontier import redis_codec as codec
 from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
+from crawler.settings import Settings
+
+log = logging.getLogger("crawler.frontier.redis")  # RedisFrontier's: the mixin speaks for it
 
 
 class RedisLog:
@@ -19,6 +23,8 @@ class RedisLog:
 
     keys: list[str]
     crawl_id: str
+    settings: Settings
+    state: str
     worker_id: str
     start_hosts: set[str]
     starts_size: int
@@ -50,6 +56,26 @@ class RedisLog:
             for name, value in wanted.items()
             if name in config and config[name] != value
         ]
+
+    async def say_what_holds(self) -> None:
+        """At join, warn when this worker's crawl settings are not the crawl's (its first
+        worker fixed them for all), and when the crawl is finished already: a shared crawl is
+        not crawled again, a new crawl id is a new crawl."""
+        fields = [field for _, field in codec.CRAWL_SETTINGS]
+        created = await self._read("hmget", self.keys[0], *fields)
+        theirs, ours = codec.ignored_settings(created, codec.crawl_settings(self.settings))
+        if theirs:
+            log.warning(
+                "crawl %r was created with %s, which every worker of it keeps: this worker's"
+                " values (%s) do not apply (a new --crawl-id starts a crawl with new values)",
+                self.crawl_id, theirs, ours,
+            )  # fmt: skip
+        if self.state == "finished":
+            log.warning(
+                "crawl %r is finished already: nothing to do (a shared crawl is not crawled"
+                " again; a new --crawl-id starts a new one)",
+                self.crawl_id,
+            )
 
     async def read_start_hosts(self) -> None:
         """The seeds' origins the seeder committed (``start_hosts``): a worker that did not seed
