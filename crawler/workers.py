@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler import cluster, jsondata
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, CrawlerError
 from crawler.exporters import FeedExporter, open_private
 from crawler.runner import CrawlJob, create_spider
 from crawler.runs import (
@@ -158,9 +158,37 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
             await frontier.close()
         if exporter is not None:
             exporter.close()
-    if job.stats is not None:
-        _write_status(job.stats, await cluster.status(settings, crawl_id))
-    return worst(codes + [child.returncode or 0 for child in children])
+    code = worst(codes + [child.returncode or 0 for child in children])
+    try:
+        found = await cluster.status(settings, crawl_id)
+    except CrawlerError as error:
+        if job.stats is not None:
+            raise
+        log.warning("crawl %r: its state could not be read at the end: %s", crawl_id, error)
+    else:
+        if job.stats is not None:
+            _write_status(job.stats, found)
+        log.info("%s", ended(crawl_id, found, job.feed, code))
+    return code
+
+
+def ended(crawl_id: str, found: dict[str, Any], feed: Path | None, code: int) -> str:
+    """The parent's last line: how the crawl stands once its children are gone.
+
+    >>> ended("b", {"state": "finished", "counts": {"done": 3, "items": 2}}, Path("b.jsonl"), 0)
+    "crawl 'b' finished: 3 pages done, 0 failed, 2 items, written to b.jsonl; exit code 0"
+    """
+    counts = found.get("counts") or {}
+    state = found.get("state")
+    line = (
+        f"crawl {crawl_id!r} {state}: {counts.get('done', 0)} pages done,"
+        f" {counts.get('failed', 0)} failed, {counts.get('items', 0)} items"
+    )
+    if feed is not None:
+        line += f", written to {'stdout' if str(feed) == '-' else feed}"
+    if state != "finished":
+        line += "; the same command goes on with it"
+    return f"{line}; exit code {code}"
 
 
 def _write_status(path: Path, found: dict[str, Any]) -> None:
@@ -196,6 +224,26 @@ async def _supervise(
             tail = cluster.feed_tail(frontier, exporter, None)
             await tail.open(overwrite=job.overwrite_feed)
             group.create_task(tail.run(exited))
-        for child in children:
-            await child.wait()
+        watched = [group.create_task(_watch(child, i)) for i, child in enumerate(children)]
+        await asyncio.wait(watched)
         exited.set()
+
+
+async def _watch(child: asyncio.subprocess.Process, index: int) -> None:
+    """Wait for a child; say so at once when it did not end as a worker ends (finished,
+    stopped): killed by another signal, or an exit code of its own."""
+    code = await child.wait()
+    if code in STOPPED_BY or code in (EXIT_FINISHED, EXIT_STOPPED):
+        return
+    if code >= 0:
+        log.warning("worker %d (pid %d) exited with code %d", index, child.pid, code)
+        return
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    log.warning(
+        "worker %d (pid %d) was killed by %s: its leases go back to the other workers within"
+        " lease_ttl_s, and the crawl goes on without it",
+        index, child.pid, name,
+    )  # fmt: skip

@@ -5,6 +5,8 @@ that joined and stopped beating without leaving (as after SIGKILL)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,9 +27,11 @@ from tests.test_redis_crawl import (
     BASE,
     LEAVES,
     SPIDER_FILE,
+    cli_worker,
     crawler_cli,
     leaves_spider,
     read_feed,
+    wait_for_items,
     worker,
 )
 
@@ -205,3 +209,25 @@ def test_a_frontier_without_the_redis_extra_is_one_line_and_exit_2(
     assert ran.stderr.count("\n") == 1, ran.stderr
     assert "pip install 'crawler[redis]'" in ran.stderr
     assert "s3cret" not in ran.stderr
+
+
+@pytest.mark.slow
+def test_the_parent_of_workers_names_a_killed_worker_and_says_how_the_crawl_ended(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    parent = cli_worker(site, redis_server, tmp_path, feed, "--workers", "2")
+    assert parent.stderr is not None
+    started = parent.stderr.readline()  # the parent's first line: its children's pids
+    assert "started 2 workers of crawl 'slow': pids" in started, started
+    victim = int(started.split()[-1])
+    wait_for_items(feed, parent)
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = parent.communicate(timeout=60)
+
+    assert f"worker 1 (pid {victim}) was killed by SIGKILL" in stderr
+    assert parent.returncode == 1, stderr  # the worst child's: a worker crashed
+    last = stderr.splitlines()[-1]
+    assert f"crawl 'slow' finished: {LEAVES + 1} pages done, 0 failed, {LEAVES} items" in last
+    assert last.endswith(f"written to {feed}; exit code 1")
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
