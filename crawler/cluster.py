@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("crawler.cluster")
 
 CLAIM_POLL_S = 0.25  # how often a new exporter asks for the role its holder may have left
+# A state only a live worker moves on (its heartbeats reap dead workers' leases and settle the
+# crawl), said so when none is live.
+UNATTENDED = {
+    "running": "running, but no worker is live (`crawler run` on this id goes on with it)",
+    "stopping": "stopping, but no worker is live to end the stop (`crawler run` on this id"
+    " resumes the crawl)",
+}
 
 
 def crawl_id_of(settings: Settings, spider_name: str) -> str:
@@ -275,8 +282,8 @@ def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
     committed), and the workers' summed stats."""
     counts, stats = found.get("counts") or {}, found.get("stats") or {}
     state, live = found.get("state"), found.get("workers", 0)
-    if state == "running" and not live:
-        state = "running, but no worker is live (`crawler run` on this id goes on with it)"
+    if not live:
+        state = UNATTENDED.get(str(state), state)
     return [
         f"crawl {crawl_id} ({found.get('spider')}): {state}; {found.get('queued', 0)}"
         f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"

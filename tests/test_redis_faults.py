@@ -10,13 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from crawler import Request
+from crawler import Request, Spider
 from crawler import cluster as shared
 from crawler.frontier.redis import RedisFrontier
 from crawler.runner import CrawlJob, resolve_settings
@@ -231,3 +232,35 @@ def test_the_parent_of_workers_names_a_killed_worker_and_says_how_the_crawl_ende
     assert f"crawl 'slow' finished: {LEAVES + 1} pages done, 0 failed, {LEAVES} items" in last
     assert last.endswith(f"written to {feed}; exit code 1")
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+async def test_crawler_stop_ends_at_once_when_the_only_worker_died_holding_leases(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # Its clock is a minute slow: its heartbeat and its lease lapsed long ago, as if it had been
+    # SIGKILLed a minute before, and no live worker is left to reap them.
+    dead = RedisFrontier(
+        redis_server.url, "leaves", Settings(**BASE), clock_ms=lambda: time_ms() - 60_000
+    )
+    await dead.open("leaves")
+    dead.add([Request(site.url(f"/slow-links?delay=0.05&n={LEAVES}"))])
+    await dead.flush()
+    await dead.seeding_done()
+    assert (await dead.lease_ready(1)).requests
+    await dead.close(release=False)
+
+    stop = crawler_cli("stop", "leaves", "--frontier", redis_server.url, cwd=tmp_path)
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stderr == "crawl leaves: stopped\n"
+    settings = resolve_settings(CrawlJob(spider=Spider, overrides={"frontier": redis_server.url}))
+    status = await shared.status(settings, "leaves")
+    assert (status["leased"], status["counts"]["reclaimed"]) == (0, 1)
+    feed = tmp_path / "items.jsonl"
+    async with asyncio.timeout(ENDS_WITHIN_S):
+        resumed = await worker(leaves_spider(site), redis_server, feed)
+    assert resumed.stopped is False
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+def time_ms() -> int:
+    return time.time_ns() // 1_000_000
