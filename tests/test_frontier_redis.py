@@ -836,6 +836,18 @@ async def test_a_redis_that_may_lose_commits_is_named_at_join(
     assert "appendfsync everysec" in warning
 
 
+async def test_a_redis_that_asks_for_a_password_says_where_it_goes(tmp_path: Path) -> None:
+    with RedisServer(tmp_path, "--requirepass", "s3cret") as server:
+        for url in (server.url, server.url.replace("unix://", "unix://:wrong@")):
+            with pytest.raises(StateError) as caught:
+                await RedisFrontier(url, "c", Settings()).open("spider")
+            message = str(caught.value)
+            assert "refused the credentials" in message
+            assert "its password goes in the frontier URL: redis://:PASSWORD@" in message
+            assert "\n" not in message
+            assert "wrong" not in message
+
+
 async def test_a_redis_as_the_readme_asks_gives_no_warning(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -132,7 +132,9 @@ class RedisFrontier(CommitBuffer, RedisLog):
                     return result
         except redis.exceptions.AuthenticationError as exc:
             raise StateError(
-                f"Redis at {self._where} refused the credentials: {self._clean(exc)}"
+                f"Redis at {self._where} refused the credentials: {self._clean(exc).rstrip('.')};"
+                " its password goes in the frontier URL: redis://:PASSWORD@host:port/db, or"
+                " ?password=PASSWORD"
             ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
