@@ -501,8 +501,8 @@ async def test_a_worker_is_told_which_of_its_settings_the_crawl_keeps(
         other = await cluster.join(download_delay=0.0, max_pages=20, per_host_concurrency=4)
     (said,) = [r.getMessage() for r in caplog.records if "created with" in r.getMessage()]
     assert "created with download_delay=0.5, max_pages=2," in said
-    assert "this worker's values (download_delay=0, max_pages=20) do not apply" in said
-    # As said: the crawl's max_pages, not this worker's, bounds what it is granted.
+    assert "and this worker has download_delay=0, max_pages=20: give every worker" in said
+    # As said: the crawl's max_pages and the host's delay, not this worker's, bound its grants.
     assert len((await other.lease_ready(16)).requests) == 1  # per the delay, one at a time
     cluster.advance(600)
     assert len((await other.lease_ready(16)).requests) == 1

@@ -28,8 +28,9 @@ _PRIORITY_BIAS = 5_000_000_000  # priorities map to 10 digits, best (highest) fi
 _FINGERPRINT = struct.Struct(">q")
 
 
-# What the worker that creates a crawl fixes for every worker of it (frontier.lua's join), as
-# the setting each comes from and the field of the crawl's meta hash that keeps it.
+# What the worker that creates a crawl gives the gate (frontier.lua's join): max_pages for the
+# crawl, the others for each new host until a worker sends the host's own (with its robots.txt).
+# As the setting each comes from and the field of the crawl's meta hash that keeps it.
 CRAWL_SETTINGS = (
     ("per_host_concurrency", "limit"), ("download_delay", "delay_ms"),
     ("obey_robots", "obey"), ("max_pages", "max_pages"),
@@ -55,7 +56,9 @@ def ignored_settings(created: list[bytes | None], mine: list[int]) -> tuple[str,
     """
     theirs, ours = [], []
     for (name, _), kept, value in zip(CRAWL_SETTINGS, created, mine, strict=True):
-        if kept is not None and int(kept) != value:
+        # Each worker obeys robots.txt by its own obey_robots; the crawl's only has a new host
+        # start at one request at a time, until its robots.txt is in.
+        if name != "obey_robots" and kept is not None and int(kept) != value:
             theirs.append(f"{name}={_shown(name, int(kept))}")
             ours.append(f"{name}={_shown(name, value)}")
     return ", ".join(theirs), ", ".join(ours)
@@ -64,8 +67,6 @@ def ignored_settings(created: list[bytes | None], mine: list[int]) -> tuple[str,
 def _shown(name: str, value: int) -> str:
     if name == "download_delay":
         return f"{value / 1000:g}"
-    if name == "obey_robots":
-        return "true" if value else "false"
     return "none" if name == "max_pages" and not value else str(value)
 
 

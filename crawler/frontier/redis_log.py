@@ -58,16 +58,17 @@ class RedisLog:
         ]
 
     async def say_what_holds(self) -> None:
-        """At join, warn when this worker's crawl settings are not the crawl's (its first
-        worker fixed them for all), and when the crawl is finished already: a shared crawl is
-        not crawled again, a new crawl id is a new crawl."""
+        """At join, warn when this worker's crawl settings are not those the crawl was created
+        with (the gate keeps the first max_pages, and each host the limits it was first given),
+        and when the crawl is finished already: a new crawl id is a new crawl."""
         fields = [field for _, field in codec.CRAWL_SETTINGS]
         created = await self._read("hmget", self.keys[0], *fields)
         theirs, ours = codec.ignored_settings(created, codec.crawl_settings(self.settings))
         if theirs:
             log.warning(
-                "crawl %r was created with %s, which every worker of it keeps: this worker's"
-                " values (%s) do not apply (a new --crawl-id starts a crawl with new values)",
+                "crawl %r was created with %s, and this worker has %s: give every worker of a"
+                " crawl the same values (the crawl keeps its max_pages, and a host the limits"
+                " it was first given); a new --crawl-id starts a crawl with new values",
                 self.crawl_id, theirs, ours,
             )  # fmt: skip
         if self.state == "finished":
