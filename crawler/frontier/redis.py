@@ -133,7 +133,9 @@ class RedisFrontier(CommitBuffer, RedisLog):
                     return result
         except redis.exceptions.AuthenticationError as exc:
             raise StateError(
-                f"Redis at {self._where} refused the credentials: {self._clean(exc)}"
+                f"Redis at {self._where} refused the credentials: {self._clean(exc).rstrip('.')};"
+                " its password goes in the frontier URL: redis://:PASSWORD@host:port/db, or"
+                " ?password=PASSWORD"
             ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
@@ -191,12 +193,9 @@ class RedisFrontier(CommitBuffer, RedisLog):
         ``crawl``: an exporter that only tails the items)."""
         await self._connect()
         try:
-            settings = self.settings
             reply = await self._fcall(
-                "join", self._now(), self.worker_id, _ms(settings.lease_ttl_s), spider_name,
-                settings.per_host_concurrency, _ms(settings.download_delay),
-                int(settings.obey_robots), settings.max_pages or 0, int(crawl),
-                patience=OPEN_PATIENCE_S,
+                "join", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s), spider_name,
+                *codec.crawl_settings(self.settings), int(crawl), patience=OPEN_PATIENCE_S,
             )  # fmt: skip
         except BaseException:
             await self.close()
@@ -209,6 +208,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
             )
         self.state, self.seeder, self.created_ms = reply[0].decode(), bool(reply[1]), reply[2]
         self._keeper = asyncio.create_task(self._keep(), name=f"heartbeat {self.worker_id[:8]}")
+        await self.say_what_holds()
         if weak := await self.weak_durability():
             log.warning(
                 "Redis at %s has %s: a crash of Redis may lose or repeat items (see the README,"
