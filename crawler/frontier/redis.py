@@ -90,6 +90,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self._ended_soon = asyncio.Event()
         CommitBuffer.__init__(self)
         self._batches = 0  # commit numbers: a commit sent again is known by its number
+        self._outage = False  # an outage was reported and Redis has not answered since
 
     def __repr__(self) -> str:
         return (
@@ -128,7 +129,8 @@ class RedisFrontier(CommitBuffer, RedisLog):
                     result = await call()
                 outcome = attempt.retry_state.outcome
                 if outcome is not None and not outcome.failed:
-                    if attempt.retry_state.attempt_number > 1:
+                    if self._outage and attempt.retry_state.attempt_number > 1:
+                        self._outage = False  # the first call through says so, for all of them
                         log.warning("Redis at %s answers again", self._where)
                     return result
         except redis.exceptions.AuthenticationError as exc:
@@ -146,8 +148,10 @@ class RedisFrontier(CommitBuffer, RedisLog):
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _outage_began(self, state: RetryCallState, patience: float) -> None:
-        # Once per outage, not per attempt; not while joining, whose failure is its own line.
-        if state.attempt_number == 1 and patience > OPEN_PATIENCE_S:
+        # Once per outage, not per call or attempt; not while joining, whose failure is its own
+        # line.
+        if not self._outage and patience > OPEN_PATIENCE_S:
+            self._outage = True
             error = state.outcome.exception() if state.outcome is not None else None
             why = self._clean(error) if error is not None else "no answer"
             log.warning("Redis at %s: %s; retrying for up to %.0f s", self._where, why, patience)
