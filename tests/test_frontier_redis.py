@@ -209,6 +209,37 @@ async def test_a_retry_keeps_its_slot_when_its_first_attempts_end_arrives_late(
     assert len((await two.lease_ready(16)).requests) == 1
 
 
+async def test_a_retry_on_a_delayed_host_rests_even_before_its_first_attempts_end_arrives(
+    cluster: Cluster,
+) -> None:
+    one = await seeded(cluster, pages("a.test", 2), download_delay=0.5)
+    two = await cluster.join(download_delay=0.5)
+    (request,) = (await one.lease_ready(16)).requests
+    cluster.advance(700)  # a 503 answered 0.7 s after it started
+    one.attempt_ended(request)  # not sent yet when the retry asks (retry_backoff=0)
+    request.retries += 1
+    assert await one.reacquire(request) == pytest.approx(0.5)  # the delay, from the answer
+    await one.lease_ready(0)  # the first attempt's end, late: nothing more
+    cluster.advance(499)
+    assert (await two.lease_ready(16)).requests == []
+    assert await one.reacquire(request) == pytest.approx(0.001)
+    cluster.advance(1)
+    assert await one.reacquire(request) == 0.0
+
+
+async def test_a_retry_waits_for_a_pause_even_before_its_first_attempts_end_arrives(
+    cluster: Cluster,
+) -> None:
+    one = await seeded(cluster, pages("a.test", 1))
+    (request,) = (await one.lease_ready(16)).requests
+    one.attempt_ended(request)  # not sent yet when the retry asks
+    await one.pause_host("a.test", 3.0)  # another request's Retry-After, meanwhile
+    request.retries += 1
+    assert await one.reacquire(request) == pytest.approx(3.0)
+    cluster.advance(3000)
+    assert await one.reacquire(request) == 0.0
+
+
 async def test_a_retry_waits_for_its_hosts_slot(cluster: Cluster) -> None:
     one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
     (first,) = (await one.lease_ready(1)).requests
