@@ -55,6 +55,7 @@ class SharedFrontier(Frontier, Protocol):
 
     crawl_id: str
     worker_id: str
+    state: str  # the crawl's, as this worker's last call to the frontier said
     seeder: bool
     expired: bool
     start_hosts: set[str]  # the seeds' origins, as the last grant knew them
@@ -162,7 +163,7 @@ class RemoteScheduler(Scheduler):
         ends."""
         while not self.stopping:
             changed = self._changed
-            if self._granted and self._slots() > 0:
+            if self._running() and self._granted and self._slots() > 0:
                 return self._dispatch_granted()
             await self._send_host_changes()
             if self.state != RUNNING:
@@ -195,6 +196,14 @@ class RemoteScheduler(Scheduler):
                 wake = min(max(grant.wake_s, MIN_WAKE_S), IDLE_POLL_S)
             await self._wait(changed, wake)
         return None
+
+    def _running(self) -> bool:
+        """Whether the crawl runs, as the last call to the frontier said: a commit or a
+        heartbeat since the last grant may have seen it stop, and then the reserve is not
+        started (it goes back to the queue when this worker leaves)."""
+        if self.state == RUNNING and self.shared.state != RUNNING:
+            self.state = self.shared.state
+        return self.state == RUNNING
 
     async def _lease(self, want: int, extra: int = 0) -> Grant:
         asked = self._clock()

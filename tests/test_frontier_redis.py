@@ -304,6 +304,27 @@ async def scheduler(frontier: RedisFrontier, now: list[float]) -> RemoteSchedule
     return made
 
 
+async def test_a_stopped_crawl_starts_none_of_a_workers_reserve(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 9), concurrency=4, per_host_concurrency=16)
+    sched = await scheduler(worker, [100.0])
+    started = [await sched.next_request() for _ in range(4)]  # every slot busy, one reserved
+    assert None not in started
+    assert sched.reserve == 1
+    stopper = await cluster.join()
+    await stopper.stop_crawl()  # `crawler stop`
+    first = started[0]
+    assert first is not None
+    sched.release(first)
+    worker.complete(Outcome(first, RequestState.DONE, 200))
+    await worker.flush()  # its reply says the crawl is stopping
+    sched.done(first)
+    assert await asyncio.wait_for(sched.next_request(), 5) is None
+    assert sched.stopping
+    assert (await worker.status())["leased"] == 4  # three in flight; the reserve, till it leaves
+    await worker.close()
+    assert (await stopper.status())["leased"] == 0  # its leases went back to the queue
+
+
 async def test_a_reserved_grant_that_waited_asks_the_gate_again(cluster: Cluster) -> None:
     worker = await seeded(cluster, pages("a.test", 4), concurrency=4, per_host_concurrency=4)
     now = [100.0]
