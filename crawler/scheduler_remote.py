@@ -274,21 +274,29 @@ class RemoteScheduler(Scheduler):
 
     async def _retake(self, request: Request) -> None:
         """Give a late grant's slot back and wait for the gate to grant it again, spaced from
-        now. Raises CrawlStopped if this worker stops meanwhile."""
+        now, lending the global slot meanwhile. Raises CrawlStopped if this worker stops."""
         self.late_grants += 1
         await self._send_host_changes()  # a pause this worker saw, before the gate decides
         retake = True  # the first call gives the slot back; the next ones only ask for it
-        while not self.stopping:
-            changed = self._changed
-            try:
-                wait = await self.shared.reacquire(request, retake=retake)
-            except LeaseLost:
-                raise CrawlStopped(request.url) from None
-            if wait <= 0:
-                return
-            retake = False
-            await self._wait(changed, wait)
-        raise CrawlStopped(request.url)
+        lent = False
+        try:
+            while not self.stopping:
+                try:
+                    wait = await self.shared.reacquire(request, retake=retake)
+                except LeaseLost:
+                    raise CrawlStopped(request.url) from None
+                if wait <= 0:
+                    return
+                retake = False
+                if not lent:  # told to wait (a delay, a pause): other hosts use the slot
+                    lent = True
+                    self.active -= 1
+                    self.wake()
+                await self._wait(self._changed, wait)
+            raise CrawlStopped(request.url)
+        finally:
+            if lent:
+                self.active += 1  # taken back, as a turn's wait takes it (Scheduler.turn)
 
     def configure_host(self, host: str, crawl_delay: float | None) -> None:
         """robots.txt's limits for the host, here and (sent with the next call) at the gate,

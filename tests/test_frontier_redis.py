@@ -5,6 +5,7 @@ credentials, and its memory per request. Time is a test clock the functions take
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import socket
@@ -861,3 +862,23 @@ async def test_a_redis_as_the_readme_asks_gives_no_warning(
         await frontier.open("spider")
     await frontier.close()
     assert not [r for r in caplog.records if "may lose" in r.getMessage()]
+
+
+async def test_a_grant_waiting_out_a_pause_lends_its_global_slot_to_other_hosts(
+    cluster: Cluster,
+) -> None:
+    seeds = [Request("http://a.test/0"), Request("http://b.test/0")]
+    worker = await seeded(cluster, seeds, concurrency=1)
+    sched = await scheduler(worker, [100.0])
+    first = await sched.next_request()
+    assert first is not None
+    assert first.host == "a.test"
+    sched.pause_host("a.test", 30.0)  # a Retry-After of a.test, after this one was granted
+    waiting = asyncio.create_task(sched.turn(first.url))
+    other = await asyncio.wait_for(sched.next_request(), 5)  # the one slot goes on meanwhile
+    assert other is not None
+    assert other.host == "b.test"
+    assert not waiting.done()
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
