@@ -156,8 +156,54 @@ async def test_a_stalled_workers_commit_is_refused_and_adds_no_item(cluster: Clu
     assert [data async for _, data in other.items_after(0)] == [b'{"by":"other"}']
     status = await other.status()
     assert (status["counts"]["done"], status["counts"]["refused"], status["seen"]) == (1, 1, 1)
-    # the cluster's stats are what was committed; requests sent are what was sent
-    assert status["stats"] == {"pages_crawled": 1, "items_scraped": 1, "requests_total": 2}
+    # the cluster's stats are what was committed; requests sent are what was sent; the gauges
+    # are Redis's own
+    assert status["stats"] == {
+        "pages_crawled": 1, "items_scraped": 1, "requests_total": 2,
+        "queued": 0, "elapsed_s": (TTL_MS + 1) / 1000,
+    }  # fmt: skip
+
+
+async def test_status_lists_every_count_from_the_start(cluster: Cluster) -> None:
+    worker = await cluster.join()
+    status = await worker.status()
+    assert status["counts"] == dict.fromkeys(
+        ("done", "failed", "skipped", "items", "refused", "reclaimed"), 0
+    )
+    assert (status["elapsed_s"], status["stats"]) == (0.0, {"queued": 0, "elapsed_s": 0.0})
+
+
+async def test_status_gives_the_crawls_wall_time_and_queue_not_the_workers_sums(
+    cluster: Cluster,
+) -> None:
+    first = await seeded(cluster, pages("a.test", 3) + pages("b.test", 2))
+    second = await cluster.join()
+    cluster.advance(1_500)
+    grants = [await first.lease_ready(1), await second.lease_ready(1)]
+    for worker, grant in zip((first, second), grants, strict=True):
+        finish(worker, grant, b"{}")
+        worker.save_stats({"queued": 4, "elapsed_s": 1.5, "requests_total": 1})
+        await worker.flush()  # each says 4 queued and 1.5 s: summed, 8 and 3.0
+
+    status = await first.status()
+    assert (status["queued"], status["leased"], status["elapsed_s"]) == (3, 0, 1.5)
+    assert (status["stats"]["queued"], status["stats"]["elapsed_s"]) == (3, 1.5)
+    assert status["stats"]["requests_total"] == 2  # a counter: summed over the workers
+    assert status["counts"] == {
+        "done": 2, "failed": 0, "skipped": 0, "items": 2, "refused": 0, "reclaimed": 0,
+    }  # fmt: skip
+
+    cluster.advance(2_000)
+    assert (await second.status())["elapsed_s"] == 3.5  # running: until now
+    for _ in range(3):
+        finish(first, await first.lease_ready(1))
+    await first.flush()
+    assert first.state == "finished"
+    cluster.advance(60_000)
+    status = await second.status()
+    assert (status["state"], status["elapsed_s"], status["stats"]["elapsed_s"]) == (
+        "finished", 3.5, 3.5,
+    )  # fmt: skip
 
 
 async def test_a_stalled_worker_learns_it_expired_from_its_heartbeat(cluster: Cluster) -> None:
@@ -437,6 +483,58 @@ async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None
     assert (await one.lease_ready(16)).requests == []
 
 
+async def test_a_hungry_worker_gets_its_fair_share_of_a_full_hosts_slots(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 20), per_host_concurrency=4)
+    two = await cluster.join(per_host_concurrency=4)
+    first = await one.lease_ready(16)
+    assert len(first.requests) == 4  # no rival yet: every free slot
+    starved = await two.lease_ready(16)
+    assert starved.requests == []  # two is hungry now
+    for request in first.requests[:2]:
+        one.attempt_ended(request)
+    assert (await one.lease_ready(16)).requests == []  # held to half: its two freed slots wait
+    grant = await two.lease_ready(16)
+    assert len(grant.requests) == 2  # for two
+    assert grant.wake_s == pytest.approx(0.02)  # still hungry while one is held: it asks soon
+    held = await one.client.hgetall(one.keys[15])
+    assert sorted(held.values()) == [b"2", b"2"]
+
+
+async def test_without_a_hungry_rival_a_worker_takes_every_free_slot(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 20), per_host_concurrency=4)
+    two = await cluster.join(per_host_concurrency=4)
+    first = await one.lease_ready(4)
+    assert len(first.requests) == 4
+    assert (await two.lease_ready(0)).requests == []  # asked for nothing: not hungry
+    for request in first.requests:
+        one.attempt_ended(request)
+    second = await one.lease_ready(16)
+    assert len(second.requests) == 4  # two asked for none: no rival
+    assert (await two.lease_ready(16)).requests == []  # now it is hungry
+    cluster.advance(300)  # and stops asking: a hunger older than 250 ms is forgotten
+    for request in second.requests:
+        one.attempt_ended(request)
+    assert len((await one.lease_ready(16)).requests) == 4
+
+
+async def test_the_slots_each_worker_holds_end_at_zero(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 6) + pages("b.test", 6), per_host_concurrency=2)
+    two = await cluster.join(per_host_concurrency=2)
+    grants = [await one.lease_ready(3), await two.lease_ready(3)]
+    assert await one.client.hlen(one.keys[15]) > 0
+    await two.close()  # leaves: its leases are queued again
+    while (grant := await one.lease_ready(4)).requests or one.pending_writes:
+        finish(one, grant)
+        await one.flush()
+    finish(one, grants[0])
+    await one.flush()
+    while (grant := await one.lease_ready(4)).requests:
+        finish(one, grant)
+        await one.flush()
+    assert (await one.status())["state"] == "finished"
+    assert await one.client.hlen(one.keys[15]) == 0
+
+
 async def test_the_delay_spaces_starts_in_server_time_across_workers(cluster: Cluster) -> None:
     one = await seeded(cluster, pages("a.test", 5), download_delay=0.5)
     two = await cluster.join(download_delay=0.5)
@@ -526,6 +624,45 @@ async def test_the_crawl_finishes_exactly_when_nothing_is_queued_or_leased(
     assert (await other.lease_ready(16)).state == "finished"
     late = await cluster.join()
     assert (late.state, late.seeder) == ("finished", False)
+
+
+async def test_joining_a_finished_crawl_says_a_new_crawl_id_starts_a_new_crawl(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+        worker = await seeded(cluster, pages("a.test", 1))
+        finish(worker, await worker.lease_ready(16))
+        await worker.flush()
+        assert not [r for r in caplog.records if "finished already" in r.getMessage()]
+        late = await cluster.join()
+    assert late.state == "finished"
+    (said,) = [r.getMessage() for r in caplog.records if "finished already" in r.getMessage()]
+    assert "crawl 'c' is finished already" in said
+    assert "a new --crawl-id starts a new one" in said
+
+
+async def test_a_worker_is_told_which_of_its_settings_the_crawl_keeps(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = {"download_delay": 0.5, "max_pages": 2, "per_host_concurrency": 4}
+    with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+        await seeded(cluster, pages("a.test", 5), **created)
+        await cluster.join(**created)
+        assert not [r for r in caplog.records if "created with" in r.getMessage()]
+        other = await cluster.join(download_delay=0.0, max_pages=20, per_host_concurrency=4)
+    (said,) = [r.getMessage() for r in caplog.records if "created with" in r.getMessage()]
+    assert "created with download_delay=0.5, max_pages=2," in said
+    assert "and this worker has download_delay=0, max_pages=20: give every worker" in said
+    # As said: the crawl's max_pages and the host's delay, not this worker's, bound its grants.
+    for _ in range(2):
+        grant = await other.lease_ready(16)
+        assert len(grant.requests) == 1  # the host has a delay: one at a time
+        finish(other, grant)
+        await other.flush()
+        assert (await other.lease_ready(16)).requests == []  # resting the crawl's 0.5 s
+        cluster.advance(600)
+    assert (await other.lease_ready(16)).requests == []  # max_pages=2 reached
+    assert other.state == "finished"
 
 
 async def test_not_finished_while_a_lease_is_held(cluster: Cluster) -> None:
@@ -624,8 +761,8 @@ async def test_status_sums_what_workers_committed(cluster: Cluster) -> None:
     await one.flush()
     await two.flush()
     status = await two.status()
-    assert status["stats"] == {
-        "requests_total": 9, "elapsed_s": 2.5, "status_counts": {"200": 7, "404": 1},
+    assert status["stats"] == {  # the gauges are not summed: the crawl's, on the test clock
+        "requests_total": 9, "elapsed_s": 0.0, "queued": 0, "status_counts": {"200": 7, "404": 1},
     }  # fmt: skip
     assert (status["workers"], status["state"], status["spider"]) == (2, "running", "spider")
 
@@ -648,16 +785,19 @@ async def test_a_commit_rides_out_a_redis_outage(
     cluster.server.kill()
     with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
         committing = asyncio.create_task(worker.flush())
-        done, _ = await asyncio.wait([committing], timeout=0.3)
+        beating = asyncio.create_task(worker.heartbeat())  # another call in the same outage
+        done, _ = await asyncio.wait([committing, beating], timeout=0.3)
         assert not done  # still retrying, not failed
         cluster.server.start()
         flushed = await committing
+        await beating
     assert (len(flushed.items), flushed.refused) == (2, 0)
     assert (await worker.counts()).items == 2
     said = [record.getMessage() for record in caplog.records]
-    assert any("retrying for up to 60 s" in line for line in said), said  # once, not per try
-    assert sum("retrying" in line for line in said) == 1
-    assert said[-1].endswith("answers again")
+    assert any("retrying for up to 60 s" in line for line in said), said
+    # once for the outage, not per call nor per try
+    assert sum("retrying" in line for line in said) == 1, said
+    assert sum("answers again" in line for line in said) == 1, said
 
 
 async def test_a_commit_waits_while_redis_is_out_of_memory(cluster: Cluster) -> None:
@@ -852,6 +992,18 @@ async def test_a_redis_that_may_lose_commits_is_named_at_join(
         await frontier.close()
     (warning,) = [r.getMessage() for r in caplog.records if "may lose" in r.getMessage()]
     assert "appendfsync everysec" in warning
+
+
+async def test_a_redis_that_asks_for_a_password_says_where_it_goes(tmp_path: Path) -> None:
+    with RedisServer(tmp_path, "--requirepass", "s3cret") as server:
+        for url in (server.url, server.url.replace("unix://", "unix://:wrong@")):
+            with pytest.raises(StateError) as caught:
+                await RedisFrontier(url, "c", Settings()).open("spider")
+            message = str(caught.value)
+            assert "refused the credentials" in message
+            assert "its password goes in the frontier URL: redis://:PASSWORD@" in message
+            assert "\n" not in message
+            assert "wrong" not in message
 
 
 async def test_a_redis_as_the_readme_asks_gives_no_warning(

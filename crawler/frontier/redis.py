@@ -38,7 +38,7 @@ from tenacity import (
 )
 
 from crawler.dedup import url_key
-from crawler.errors import ConfigError, LeaseLost, StateError
+from crawler.errors import ConfigError, CrawlGone, LeaseLost, StateError
 from crawler.freshness import Revisit
 from crawler.frontier import Flushed, Grant
 from crawler.frontier import redis_codec as codec
@@ -82,6 +82,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self.expired = False
         self.state = "new"
         self.finished = False  # a finished crawl is not recrawled: a new crawl id is
+        self.created_ms = b""  # when the crawl this worker joined was created: its identity
         self._clock_ms = clock_ms
         self._client: aioredis.Redis | None = None
         self._keeper: asyncio.Task[None] | None = None
@@ -89,6 +90,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self._ended_soon = asyncio.Event()
         CommitBuffer.__init__(self)
         self._batches = 0  # commit numbers: a commit sent again is known by its number
+        self._outage = False  # an outage was reported and Redis has not answered since
 
     def __repr__(self) -> str:
         return (
@@ -127,12 +129,15 @@ class RedisFrontier(CommitBuffer, RedisLog):
                     result = await call()
                 outcome = attempt.retry_state.outcome
                 if outcome is not None and not outcome.failed:
-                    if attempt.retry_state.attempt_number > 1:
+                    if self._outage and attempt.retry_state.attempt_number > 1:
+                        self._outage = False  # the first call through says so, for all of them
                         log.warning("Redis at %s answers again", self._where)
                     return result
         except redis.exceptions.AuthenticationError as exc:
             raise StateError(
-                f"Redis at {self._where} refused the credentials: {self._clean(exc)}"
+                f"Redis at {self._where} refused the credentials: {self._clean(exc).rstrip('.')};"
+                " its password goes in the frontier URL: redis://:PASSWORD@host:port/db, or"
+                " ?password=PASSWORD"
             ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
@@ -143,8 +148,10 @@ class RedisFrontier(CommitBuffer, RedisLog):
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _outage_began(self, state: RetryCallState, patience: float) -> None:
-        # Once per outage, not per attempt; not while joining, whose failure is its own line.
-        if state.attempt_number == 1 and patience > OPEN_PATIENCE_S:
+        # Once per outage, not per call or attempt; not while joining, whose failure is its own
+        # line.
+        if not self._outage and patience > OPEN_PATIENCE_S:
+            self._outage = True
             error = state.outcome.exception() if state.outcome is not None else None
             why = self._clean(error) if error is not None else "no answer"
             log.warning("Redis at %s: %s; retrying for up to %.0f s", self._where, why, patience)
@@ -190,12 +197,9 @@ class RedisFrontier(CommitBuffer, RedisLog):
         ``crawl``: an exporter that only tails the items)."""
         await self._connect()
         try:
-            settings = self.settings
             reply = await self._fcall(
-                "join", self._now(), self.worker_id, _ms(settings.lease_ttl_s), spider_name,
-                settings.per_host_concurrency, _ms(settings.download_delay),
-                int(settings.obey_robots), settings.max_pages or 0, int(crawl),
-                patience=OPEN_PATIENCE_S,
+                "join", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s), spider_name,
+                *codec.crawl_settings(self.settings), int(crawl), patience=OPEN_PATIENCE_S,
             )  # fmt: skip
         except BaseException:
             await self.close()
@@ -206,8 +210,9 @@ class RedisFrontier(CommitBuffer, RedisLog):
                 f"crawl {self.crawl_id!r} at {self._where} belongs to spider"
                 f" {reply[1].decode()!r}, not {spider_name!r}"
             )
-        self.state, self.seeder = reply[0].decode(), bool(reply[1])
+        self.state, self.seeder, self.created_ms = reply[0].decode(), bool(reply[1]), reply[2]
         self._keeper = asyncio.create_task(self._keep(), name=f"heartbeat {self.worker_id[:8]}")
+        await self.say_what_holds()
         if weak := await self.weak_durability():
             log.warning(
                 "Redis at %s has %s: a crash of Redis may lose or repeat items (see the README,"
@@ -247,6 +252,8 @@ class RedisFrontier(CommitBuffer, RedisLog):
                 if loop.time() >= beat_at:
                     beat_at = loop.time() + interval
                     await self.heartbeat()
+            except CrawlGone:
+                return  # the crawl's next call (lease, commit, the feed's) ends this worker
             except StateError as error:
                 log.error("heartbeat: %s", error)  # the next call tries again
 
@@ -257,20 +264,27 @@ class RedisFrontier(CommitBuffer, RedisLog):
             "heartbeat", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s)
         )
         self._saw(reply[0])
+        if reply[2] != self.created_ms:  # deleted, and created anew by a worker joining since
+            raise self.gone()
         if reply[1] and not self.expired:
             self.expired = True
             log.warning("worker %s expired: its leases may be others' now", self.worker_id[:8])
 
-    def _saw(self, state: bytes) -> None:
+    def _saw(self, state: bytes | None) -> None:
         """A call's reply said the crawl's state. Replies on separate connections may arrive out
         of order, and Redis never leaves finished (nor stopped, but by a join): neither does
-        this worker's view."""
+        this worker's view. None: the crawl's keys are gone (CrawlGone)."""
+        if state is None:
+            raise self.gone()
         if self.state not in {"finished", "stopped"}:
             self.state = state.decode()
 
     async def claim_export(self) -> bool:
         """Whether this worker is now the crawl's one feed exporter (held while it lives)."""
-        return bool(await self._fcall("claim_export", self._now(), self.worker_id))
+        claimed = int(await self._fcall("claim_export", self._now(), self.worker_id))
+        if claimed < 0:
+            raise self.gone()
+        return bool(claimed)
 
     async def seeding_done(self) -> None:
         self._saw(await self._fcall("seeding_done", self._now(), self.worker_id))
