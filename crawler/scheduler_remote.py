@@ -55,6 +55,7 @@ class SharedFrontier(Frontier, Protocol):
 
     crawl_id: str
     worker_id: str
+    state: str  # the crawl's, as this worker's last call to the frontier said
     seeder: bool
     expired: bool
     start_hosts: set[str]  # the seeds' origins, as the last grant knew them
@@ -162,7 +163,7 @@ class RemoteScheduler(Scheduler):
         ends."""
         while not self.stopping:
             changed = self._changed
-            if self._granted and self._slots() > 0:
+            if self._running() and self._granted and self._slots() > 0:
                 return self._dispatch_granted()
             await self._send_host_changes()
             if self.state != RUNNING:
@@ -195,6 +196,14 @@ class RemoteScheduler(Scheduler):
                 wake = min(max(grant.wake_s, MIN_WAKE_S), IDLE_POLL_S)
             await self._wait(changed, wake)
         return None
+
+    def _running(self) -> bool:
+        """Whether the crawl runs, as the last call to the frontier said: a commit or a
+        heartbeat since the last grant may have seen it stop, and then the reserve is not
+        started (it goes back to the queue when this worker leaves)."""
+        if self.state == RUNNING and self.shared.state != RUNNING:
+            self.state = self.shared.state
+        return self.state == RUNNING
 
     async def _lease(self, want: int, extra: int = 0) -> Grant:
         asked = self._clock()
@@ -265,21 +274,29 @@ class RemoteScheduler(Scheduler):
 
     async def _retake(self, request: Request) -> None:
         """Give a late grant's slot back and wait for the gate to grant it again, spaced from
-        now. Raises CrawlStopped if this worker stops meanwhile."""
+        now, lending the global slot meanwhile. Raises CrawlStopped if this worker stops."""
         self.late_grants += 1
         await self._send_host_changes()  # a pause this worker saw, before the gate decides
         retake = True  # the first call gives the slot back; the next ones only ask for it
-        while not self.stopping:
-            changed = self._changed
-            try:
-                wait = await self.shared.reacquire(request, retake=retake)
-            except LeaseLost:
-                raise CrawlStopped(request.url) from None
-            if wait <= 0:
-                return
-            retake = False
-            await self._wait(changed, wait)
-        raise CrawlStopped(request.url)
+        lent = False
+        try:
+            while not self.stopping:
+                try:
+                    wait = await self.shared.reacquire(request, retake=retake)
+                except LeaseLost:
+                    raise CrawlStopped(request.url) from None
+                if wait <= 0:
+                    return
+                retake = False
+                if not lent:  # told to wait (a delay, a pause): other hosts use the slot
+                    lent = True
+                    self.active -= 1
+                    self.wake()
+                await self._wait(self._changed, wait)
+            raise CrawlStopped(request.url)
+        finally:
+            if lent:
+                self.active += 1  # taken back, as a turn's wait takes it (Scheduler.turn)
 
     def configure_host(self, host: str, crawl_delay: float | None) -> None:
         """robots.txt's limits for the host, here and (sent with the next call) at the gate,
