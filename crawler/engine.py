@@ -422,7 +422,7 @@ class Engine:
             response = await self.fetcher.fetch(
                 request,
                 self._robots_hop_check,
-                self.scheduler.turn,
+                self.scheduler.robots_turn,
                 after_send=self.scheduler.landed,
                 keep_bytes=ROBOTS_MAX_BYTES,
             )

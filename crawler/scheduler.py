@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from crawler import autothrottle
 from crawler.autothrottle import Bounds, Pace
@@ -25,6 +27,19 @@ from crawler.urls import host_of
 
 class CrawlStopped(CrawlerError):
     """The crawl is stopping: the request is left for the next run."""
+
+
+@dataclass(slots=True)
+class _Held:
+    """The host whose slot a dispatched attempt holds: its own, or the one a redirect took it
+    to (a hop to another host gives its slot back and takes one there)."""
+
+    host: str
+
+
+# Set by _dispatch() right before next_request() returns: the engine starts the request's task
+# at once, and a task starts with a copy of the context, so each attempt sees its own.
+_held: ContextVar[_Held | None] = ContextVar("crawler_held_slot", default=None)
 
 
 class Scheduler:
@@ -199,6 +214,7 @@ class Scheduler:
         self.active += 1
         self.in_flight += 1
         self.dispatched += 1
+        _held.set(_Held(slot.host))
         return request
 
     def _refill_wanted(self) -> bool:
@@ -236,8 +252,13 @@ class Scheduler:
                 self._backlog.discard(host)
 
     def release(self, request: Request) -> None:
-        """The attempt is over: its host slot and global slot are free again."""
-        self.slot(request.host).finish()
+        """The attempt is over: its host slot (where its last hop went) and global slot are
+        free again."""
+        held = _held.get()
+        if held is None:
+            self.slot(request.host).finish()
+        elif held.host:  # "": a hop that was waiting for a slot elsewhere holds none
+            self.slot(held.host).finish()
         self.active -= 1
         self.wake()
 
@@ -247,21 +268,63 @@ class Scheduler:
         self.wake()
 
     async def turn(self, url: str) -> None:
-        """A request of a dispatched attempt is about to go on the wire to ``url``'s host (its
-        first hop, a redirect hop, or robots.txt): wait until that host's delay since its last
-        request has passed, then mark the start.
+        """A page request of a dispatched attempt is about to go on the wire to ``url``'s host
+        (its first hop or a redirect hop): wait until that host's delay since its last request
+        has passed, then mark the start. A hop to another host first gives the attempt's host
+        slot back and waits for one there, so a host with a delay gets one request at a time
+        whichever host's page redirected to it.
 
         While it waits, the attempt lends its global slot to other hosts, and takes it back when
         its turn comes even if they filled every slot meanwhile (the dispatcher then holds back
-        until the count is under ``concurrency`` again): waiting for a free slot here could wait
-        on requests that wait for this one (a robots.txt fetch holds its site's lock). Raises
-        CrawlStopped if the crawl stops meanwhile.
+        until the count is under ``concurrency`` again): waiting for a global slot here could
+        wait on requests that wait for this one. Raises CrawlStopped if the crawl stops
+        meanwhile.
         """
+        host = host_of(url)
+        held = _held.get()
+        if held is not None and held.host != host:
+            await self._hop(held, host, url)
+            return
+        await self._space(url)
+
+    async def robots_turn(self, url: str) -> None:
+        """``turn`` for robots.txt, which holds its site's lock while fetched: spaced by the
+        host's delay, with no slot taken there (its slot holders wait for that lock, so none of
+        them is on the wire meanwhile; waiting for their slot could wait for ever)."""
+        await self._space(url)
+
+    async def _space(self, url: str) -> None:
         slot = self.slot(host_of(url))
         now = self._clock()
         if slot.next_start > now:
             now = await self._wait_turn(slot, url)
         slot.sent(now)
+
+    async def _hop(self, held: _Held, host: str, url: str) -> None:
+        """Move the attempt's host slot from ``held.host`` to ``host``: waiting for room there
+        and its delay, ahead of that host's own buffered requests."""
+        self.slot(held.host).finish()
+        held.host = ""  # holds no host slot while it waits
+        self.wake()
+        slot = self.slot(host)
+        slot.retry_waiters += 1  # the dispatcher holds the host's own requests back meanwhile
+        self.active -= 1
+        try:
+            while not self.stopping:
+                changed = self._changed
+                now = self._clock()
+                if slot.has_room() and slot.next_start <= now:
+                    slot.start()
+                    held.host = host
+                    slot.sent(now)
+                    return
+                timeout = slot.next_start - now if slot.next_start > now else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=timeout)
+            raise CrawlStopped(url)
+        finally:
+            slot.retry_waiters -= 1
+            self.active += 1  # the attempt holds its global slot again; release() frees it
 
     def landed(self, url: str) -> None:
         """A request to ``url``'s host was answered, or failed: its delay runs from now too."""
@@ -321,6 +384,8 @@ class Scheduler:
                 if start <= now and slot.has_room() and self.active < self.settings.concurrency:
                     slot.start()
                     self.active += 1
+                    if (held := _held.get()) is not None:
+                        held.host = slot.host  # the retry starts on its own host again
                     return
                 timeout = start - now if start > now else None
                 with contextlib.suppress(TimeoutError):

@@ -275,6 +275,10 @@ class RemoteScheduler(Scheduler):
         if slot.delay > 0:
             await self.shared.pause_host(host, slot.delay + guard_s(slot.delay))
 
+    async def robots_turn(self, url: str) -> None:
+        """robots.txt of the request's own host is its grant's first turn there, as a page's."""
+        await self.turn(url)
+
     async def _retake(self, request: Request) -> None:
         """Give a late grant's slot back and wait for the gate to grant it again, spaced from
         now, lending the global slot meanwhile. Raises CrawlStopped if this worker stops."""

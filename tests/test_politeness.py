@@ -4,12 +4,11 @@ full delay after each answer, however long it took."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from crawler import Response, Spider
 from tests.crawling import crawl
@@ -121,11 +120,6 @@ async def test_a_site_asking_for_a_huge_crawl_delay_is_skipped_not_waited_for(
     assert [hit.path for hit in site.log] == ["/robots.txt", "/robots.txt"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review of d6f7efb: a redirect hop from another host takes no slot on the host it"
-    " lands on, so it can reach a delayed host while that host answers a request of its own",
-)
 async def test_a_hop_from_another_host_waits_for_the_delayed_hosts_answer(
     site: TestSite, tmp_path: Path
 ) -> None:
@@ -139,3 +133,19 @@ async def test_a_hop_from_another_host_waits_for_the_delayed_hosts_answer(
     assert [hit.path for hit in hits] == [f"/slow?delay={DELAY * 3}", "/leaf/9"]
     assert site.peak_concurrency(1) == 1
     assert hits[1].started - hits[0].ended >= DELAY
+
+
+async def test_redirects_crossing_between_two_delayed_hosts_do_not_deadlock(
+    site: TestSite, tmp_path: Path
+) -> None:
+    """Pages of host 0 redirect to host 1 and pages of host 1 to host 0, both hosts one request
+    at a time: each hop gives its own slot back before it waits for the other's."""
+    urls = [
+        site.url(f"/redirect?to={site.url(f'/leaf/{i}', 1 - host)}", host)
+        for i in range(4)
+        for host in (0, 1)
+    ]
+    async with asyncio.timeout(60):
+        result = await crawl(_spider(*urls), tmp_path, obey_robots=False, download_delay=0.05)
+    assert len(result.items) == len(urls)
+    assert site.peak_concurrency(0) == site.peak_concurrency(1) == 1
