@@ -285,8 +285,12 @@ class Fetcher:
                 status, headers, content = await self._send(
                     method, url, sent_headers, body, keep_bytes, extensions=extensions
                 )
-            finally:
+            except AddressRefused:
+                raise  # nothing went on the wire: the host has nothing to rest from
+            except BaseException:
                 after_send(url)
+                raise
+            after_send(url)
             location = headers.get("location")
             if not (self.settings.follow_redirects and status in REDIRECT_STATUSES and location):
                 elapsed = time.monotonic() - started
