@@ -50,7 +50,9 @@ class Settings(BaseSettings):
 
     concurrency: int = Field(16, ge=1, le=10_000, description="requests in flight, all hosts")
     per_host_concurrency: int = Field(2, ge=1, le=1_000, description="requests in flight per host")
-    download_delay: float = Field(0.0, ge=0, description="seconds between requests to one host")
+    download_delay: float = Field(
+        0.0, ge=0, description="seconds a host rests between requests, one at a time"
+    )
     autothrottle: bool = Field(
         False, description="adapt each host's delay and concurrency to its latency and 429/503s"
     )
