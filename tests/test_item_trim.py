@@ -92,18 +92,18 @@ async def crawl(redis_server: RedisServer) -> AsyncIterator[Crawl]:
 
 
 async def test_items_stay_while_no_feed_has_a_checkpoint(crawl: Crawl) -> None:
-    worker_ = await crawl.join()
-    ids = await crawl.commit_items(worker_, 5)
-    ids += await crawl.commit_items(worker_, 5)
+    crawling = await crawl.join()
+    ids = await crawl.commit_items(crawling, 5)
+    ids += await crawl.commit_items(crawling, 5)
     assert await crawl.stream() == ids  # the stream is their only copy
-    assert await worker_.trimmed() == (0, [])
+    assert await crawling.trimmed() == (0, [])
 
 
 async def test_several_feeds_trim_only_below_the_slowest_checkpoint(crawl: Crawl) -> None:
-    worker_, exporter = await crawl.join(), await crawl.join()
+    crawling, exporter = await crawl.join(), await crawl.join()
     await crawl.checkpoint(exporter, "/feeds/a.jsonl", 0)
     await crawl.checkpoint(exporter, "/feeds/b.csv", 0)
-    ids = await crawl.commit_items(worker_, 10)
+    ids = await crawl.commit_items(crawling, 10)
 
     await crawl.checkpoint(exporter, "/feeds/a.jsonl", ids[7])
     assert await crawl.stream() == ids  # b.csv has written none of them
@@ -116,17 +116,17 @@ async def test_several_feeds_trim_only_below_the_slowest_checkpoint(crawl: Crawl
     await crawl.checkpoint(exporter, "/feeds/a.jsonl", ids[9])
     assert await crawl.stream() == []
 
-    more = await crawl.commit_items(worker_, 3)
+    more = await crawl.commit_items(crawling, 3)
     assert await crawl.stream() == more  # new items wait for the feeds again
-    status = await worker_.status()  # counted by the commits, not by the stream's length
+    status = await crawling.status()  # counted by the commits, not by the stream's length
     assert (status["items"], status["counts"]["items"]) == (13, 13)
 
 
 async def test_a_crawl_checkpointed_before_trimming_existed_is_trimmed_after_the_upgrade(
     crawl: Crawl,
 ) -> None:
-    worker_ = await crawl.join()
-    ids = await crawl.commit_items(worker_, 6)
+    crawling = await crawl.join()
+    ids = await crawl.commit_items(crawling, 6)
     # What the library before this one left: a feed checkpoint, and every item still there.
     await crawl.client.hset(crawl.export_key, "/feeds/a.jsonl", f"{ids[2]},30")
     await crawl.client.function_load(LIBRARY.replace(VERSION, "old"), replace=True)
@@ -137,7 +137,7 @@ async def test_a_crawl_checkpointed_before_trimming_existed_is_trimmed_after_the
     assert await exporter.feed("/feeds/a.jsonl") == (ids[2], 30)
     await crawl.checkpoint(exporter, "/feeds/a.jsonl", ids[4])
     assert await crawl.stream() == ids[5:]
-    await crawl.commit_items(worker_, 1)  # an older worker's commit would look the same
+    await crawl.commit_items(crawling, 1)  # an older worker's commit would look the same
     assert len(await crawl.stream()) == 2
 
 
@@ -293,8 +293,18 @@ def test_a_new_feed_is_refused_with_exit_2_and_a_killed_exporter_resumes_exactly
     assert "b.csv needs the crawl's items from item 1 (it is new to this crawl)" in error
     assert str(feed.resolve()) in error  # the feed that can resume
     assert not other.exists()
+    written = feed.read_bytes()
+    # -O with --workers: refused before any worker process starts, the feed as it was
+    workers = crawler_cli(
+        "run", "leaves.py", "--frontier", redis_server.url, "--crawl-id", "slow", "--workers",
+        "2", "-O", str(feed), "-s", "obey_robots=false", "-s", "allow_private_addresses=true",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert workers.returncode == 2, workers.stderr
+    assert "-O starts it anew" in workers.stderr
+    assert feed.read_bytes() == written
 
-    resumed = cli_worker(site, redis_server, tmp_path, feed)  # waits out the dead exporter
+    resumed = cli_worker(site, redis_server, tmp_path, feed)
     _, stderr = resumed.communicate(timeout=60)
     assert resumed.returncode == 0, stderr
     assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
