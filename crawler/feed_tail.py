@@ -45,8 +45,9 @@ async def check_feed(items: ItemLog, exporter: FeedExporter, *, overwrite: bool)
     if start < trimmed:
         raise ConfigError(
             f"feed {exporter.path} needs the crawl's items from item {start + 1} ({why}), but"
-            f" items up to {trimmed} have left Redis once its feeds had written them"
-            f" ({', '.join(feeds)}): resume one of those with -o, or crawl again under a new"
+            f" items 1-{trimmed} have left Redis, written by the crawl's feeds"
+            f" ({', '.join('stdout' if feed == '-' else feed for feed in feeds)}): resume one"
+            " of those with -o, or crawl again under a new"
             " --crawl-id"
         )
 
