@@ -1,5 +1,6 @@
 # The crawler image: the package, the example spiders and the default settings.
-# An online build takes python:3.11-slim. An offline build swaps the base and brings its wheels:
+# An online build takes python:3.11-slim. An offline build swaps the base and brings its wheels,
+# resolved by the base's Python to the patch level (markers read python_full_version):
 #   pip wheel ".[metrics,redis]" -w wheelhouse
 #   docker build --build-arg PYTHON_IMAGE=<a local image with python and pip on PATH> .
 # (scripts/compose-smoke does both, with a base image built by debootstrap.)

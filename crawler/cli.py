@@ -192,6 +192,8 @@ def main() -> None:
 # A --workers child: the frontier's URL is in CRAWLER_FRONTIER (not on a command line ps shows),
 # and counts as --frontier, above the spider's custom_settings.
 @click.option("--frontier-from-env", is_flag=True, hidden=True)
+# A --workers child's place among them, "2/3": its log lines and summary say [worker 2/3].
+@click.option("--worker-index", metavar="I/N", hidden=True)
 def run(
     *,
     spider: str,
@@ -210,6 +212,7 @@ def run(
     crawl_id: str | None,
     workers: int | None,
     frontier_from_env: bool,
+    worker_index: str | None,
 ) -> None:
     """Crawl with SPIDER (a name in the spiders folder, or a path to a .py file).
 
@@ -254,7 +257,7 @@ def run(
         _loop_factory()  # uvloop too is imported while a Ctrl-C means "nothing began"
         for error in broken:
             click.echo(f"warning: {error}; skipped", err=True)
-        _configure_logging(settings.log_level)
+        _configure_logging(settings.log_level, worker_index)
         if workers is not None and settings.frontier is None:
             _fail("--workers N shares one crawl between processes: give --frontier URL too")
     except CrawlerError as exc:
@@ -265,7 +268,9 @@ def run(
         gc.freeze()
         gc.enable()
     if settings.frontier is not None:
-        _run_shared(job, settings, workers, spider=spider, spiders_dir=spiders_dir)
+        _run_shared(
+            job, settings, workers, spider=spider, spiders_dir=spiders_dir, index=worker_index
+        )
     try:
         result = _run_async(runner.run(job, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -280,25 +285,41 @@ def run(
 
 
 def _run_shared(
-    job: CrawlJob, settings: Settings, count: int | None, *, spider: str, spiders_dir: Path
+    job: CrawlJob,
+    settings: Settings,
+    count: int | None,
+    *,
+    spider: str,
+    spiders_dir: Path,
+    index: str | None,
 ) -> NoReturn:
     """``crawler run`` on a shared frontier: this process is one worker (and the exporter with
-    -o), or with ``--workers N`` the parent of N of them."""
+    -o), or with ``--workers N`` the parent of N of them. A child of ``--workers`` (``index``)
+    prints its own summary, labelled; its parent prints the crawl's totals and the hint."""
     import asyncio  # noqa: PLC0415 - with the crawl stack
 
     from crawler import cluster, workers  # noqa: PLC0415 - the shared crawl, for this command only
+    from crawler.stats import Stats  # noqa: PLC0415 - loaded by the crawl already
 
+    crawl_id = cluster.crawl_id_of(settings, job.spider.name)
     if count is not None:
         command = workers.worker_command(
             spider,
-            crawl_id=cluster.crawl_id_of(settings, job.spider.name),
+            crawl_id=crawl_id,
             overrides={k: str(v) for k, v in job.overrides.items()},
             arguments=job.arguments,
             config=job.config,
             spiders_dir=spiders_dir,
             trigger=str(job.trigger),
         )
-        sys.exit(_run_async(workers.run(job, settings, command, count)))
+        code, found = _run_async(workers.run(job, settings, command, count))
+        if found is not None:
+            written = "" if job.feed is None else f"; {_written(job.feed)}"
+            totals = Stats.from_dict(dict(found.get("stats") or {}))
+            click.echo(cluster.totals_line(crawl_id, totals) + written, err=True)
+        if code == summary.EXIT_STOPPED:
+            click.echo(cluster.resume_hint(settings, crawl_id), err=True)
+        sys.exit(code)
     try:
         result = _run_async(cluster.run(job, settings))
     except KeyboardInterrupt:
@@ -306,22 +327,22 @@ def _run_shared(
     except asyncio.CancelledError:
         click.echo("stopped at once; the frontier holds everything committed so far", err=True)
         sys.exit(summary.EXIT_FORCED)
-    _summary(result, job.feed)
-    total = result.totals
-    click.echo(
-        f"crawl {cluster.crawl_id_of(settings, job.spider.name)!r}, every worker: "
-        f"{total.pages_crawled} pages, {total.items_scraped} items, {total.failures} failures",
-        err=True,
-    )
+    _summary(result, job.feed, label=f"[worker {index}] " if index else "")
+    if index is None:
+        click.echo(cluster.totals_line(crawl_id, result.totals), err=True)
+        if result.stopped:
+            click.echo(cluster.resume_hint(settings, crawl_id), err=True)
     sys.exit(summary.exit_code(result.stats, stopped=result.stopped))
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, worker_index: str | None = None) -> None:
     """``level`` for the crawler's and the spiders' loggers; WARNING for every other library
-    (aiosqlite, asyncio, httpx, aiohttp...), whose DEBUG lines would bury ours."""
+    (aiosqlite, asyncio, httpx, aiohttp...), whose DEBUG lines would bury ours. A child of
+    ``--workers`` labels its lines."""
+    label = f"[worker {worker_index}] " if worker_index else ""
     handler = logging.StreamHandler()
     handler.setFormatter(
-        SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        SafeFormatter(f"%(asctime)s {label}%(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     )
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     for ours in OUR_LOGGERS:
@@ -337,13 +358,17 @@ def _spider_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
         _fail("-a takes KEY=VALUE, e.g. -a category=poetry")
 
 
-def _summary(result: CrawlResult, feed: Path | None) -> None:
+def _summary(result: CrawlResult, feed: Path | None, *, label: str = "") -> None:
+    for line in summary.lines(result.stats, stopped=result.stopped, requeued=result.requeued):
+        click.echo(label + line, err=True)
+    if feed is not None:
+        click.echo(_written(feed), err=True)
+
+
+def _written(feed: Path) -> str:
     from crawler.exporters import STDOUT  # noqa: PLC0415 - loaded by the crawl already
 
-    for line in summary.lines(result.stats, stopped=result.stopped, requeued=result.requeued):
-        click.echo(line, err=True)
-    if feed is not None:
-        click.echo(f"items written to {'stdout' if feed == STDOUT else feed}", err=True)
+    return f"items written to {'stdout' if feed == STDOUT else feed}"
 
 
 def _totals(result: CrawlResult) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from crawler.errors import ConfigError, CrawlerError, first_error
 from crawler.exporters import FeedExporter, exporter_for, open_private
 from crawler.feed_tail import FeedTail, check_feed
 from crawler.fetcher import Fetcher
+from crawler.frontier.redis_codec import redact
 from crawler.progress import Progress
 from crawler.runner import CrawlJob, CrawlResult, check_outputs, create_spider, monitor
 from crawler.runs import EXIT_CODES, Run, RunOutcome, outcome_of
@@ -105,6 +107,7 @@ async def _join(
     exporter: FeedExporter | None = None
     fetcher: Fetcher | None = None
     try:
+        await _say_resumed(frontier)
         if job.feed is not None:
             exporter = await claim_feed(frontier, job, settings, frontier.crawl_id)
         engine = None
@@ -137,6 +140,38 @@ async def _join(
         if exporter is not None:
             exporter.close()
     return stats, stopped, totals
+
+
+async def _say_resumed(frontier: SharedFrontier) -> None:
+    """A line when this worker joins a crawl with committed work, as a resumed SQLite state
+    says: resuming (no other worker is live) or joining it."""
+    found = await frontier.status()
+    counts = found["counts"]
+    if found["state"] != "running" or not any(counts[k] for k in ("done", "failed", "skipped")):
+        return
+    done = f"{counts['done']} pages done, {found['queued']} queued"
+    if found["workers"] > 1:  # this one counts
+        log.info(
+            "joining crawl %r (%s; %d workers live)", frontier.crawl_id, done, found["workers"]
+        )
+    else:
+        log.info("resuming crawl %r (%s)", frontier.crawl_id, done)
+
+
+def totals_line(crawl_id: str, totals: Stats) -> str:
+    """The crawl's totals as Redis committed them, after a worker's own summary."""
+    return (
+        f"crawl {crawl_id!r}, every worker: {totals.pages_crawled} pages,"
+        f" {totals.items_scraped} items, {totals.failures} failures in {totals.elapsed_s:.1f}s"
+    )
+
+
+def resume_hint(settings: Settings, crawl_id: str) -> str:
+    """What a stopped worker says: how to resume, as SQLite's ``--state`` hint does; the
+    frontier's URL without its password."""
+    assert settings.frontier is not None
+    url, crawl = shlex.quote(redact(settings.frontier)), shlex.quote(crawl_id)
+    return f"stopped; run again with --frontier {url} --crawl-id {crawl} to resume"
 
 
 class _Stopper:
@@ -274,12 +309,14 @@ async def status(settings: Settings, crawl_id: str) -> dict[str, Any]:
 
 
 def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
-    """``crawler status``'s lines: the state, the frontier's exact counters (what was
-    committed), and the workers' summed stats."""
+    """``crawler status``'s lines: the state and wall time, the frontier's exact counters (what
+    was committed), and the workers' summed stats; the numbers of ``crawler status --json``."""
     counts, stats = found.get("counts") or {}, found.get("stats") or {}
     state, live = found.get("state"), found.get("workers", 0)
-    if state == "running" and not live:
-        state = "running, but no worker is live (`crawler run` on this id goes on with it)"
+    elapsed = float(found.get("elapsed_s", 0.0))
+    state = f"{state} {'after' if state in {'finished', 'stopped'} else 'for'} {elapsed:.1f}s"
+    if found.get("state") == "running" and not live:
+        state += ", but no worker is live (`crawler run` on this id goes on with it)"
     return [
         f"crawl {crawl_id} ({found.get('spider')}): {state}; {found.get('queued', 0)}"
         f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"
@@ -288,8 +325,8 @@ def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
         f" {counts.get('skipped', 0)} skipped, {counts.get('items', 0)} items;"
         f" {counts.get('refused', 0)} outcomes refused (stale leases),"
         f" {counts.get('reclaimed', 0)} leases reclaimed",
-        f"workers' stats: {stats.get('pages_crawled', 0)} pages, {stats.get('retries', 0)}"
-        f" retries, {stats.get('bytes_received', 0)} bytes",
+        f"workers' stats: {stats.get('pages_crawled', 0)} pages, {stats.get('requests_total', 0)}"
+        f" requests, {stats.get('retries', 0)} retries, {stats.get('bytes_received', 0)} bytes",
     ]
 
 

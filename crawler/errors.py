@@ -5,7 +5,8 @@ CrawlerError
 │   ├── SettingsError       a setting with a bad value or an unknown name
 │   └── SpiderLoadError     no such spider, or its file does not import
 ├── StateError              the state file is unreadable, corrupt or of another crawl
-│   └── StateLocked         another run holds the state's lock: exit 4
+│   ├── StateLocked         another run holds the state's lock: exit 4
+│   └── CrawlGone           a shared crawl's keys were deleted under its workers: exit 1
 ├── LeaseLost               a shared frontier gave this worker's request to another (it stalled)
 ├── FeedError               a feed cannot be written (disk full, stdout's reader went away)
 ├── SpiderError             a spider broke the API (e.g. a callback that is not a method)
@@ -57,6 +58,13 @@ class StateLocked(StateError):
     """Another run holds the state file's lock (``crawler.lock``); it names the holder."""
 
     exit_code = 4
+
+
+class CrawlGone(StateError):
+    """A shared frontier's crawl vanished while this worker took part in it (its keys were
+    deleted, or Redis lost them): nothing can be committed any more, the worker ends."""
+
+    exit_code = 1  # not bad input: a crawl under way that broke
 
 
 class LeaseLost(CrawlerError):

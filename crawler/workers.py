@@ -10,7 +10,8 @@ another crawl. With ``metrics_port`` P, child i serves ``/metrics`` on P + i.
 
 The parent forwards SIGINT and SIGTERM to every child (each stops in two steps, as ``crawler
 run`` does), and exits with the worst child's exit code; ``--stats`` gets the crawl's
-``crawler status --json``.
+``crawler status --json``. Each child labels its log lines and its summary (``[worker 2/3]``);
+the parent ends with the crawl's totals, as Redis committed them, and where the feed is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler import cluster, jsondata
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, CrawlerError
 from crawler.exporters import FeedExporter, open_private
 from crawler.runner import CrawlJob, create_spider
 from crawler.runs import (
@@ -96,9 +97,11 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return {**os.environ, "CRAWLER_FRONTIER": settings.frontier}
 
 
-def child_command(command: list[str], settings: Settings, index: int) -> list[str]:
-    """Child ``index``'s command line: with ``metrics_port`` P, its /metrics is on P + index
-    (N children on one port: all but one would fail to listen)."""
+def child_command(command: list[str], settings: Settings, index: int, count: int) -> list[str]:
+    """Child ``index``'s command line: its label (``--worker-index 2/3``: its log lines and
+    summary say ``[worker 2/3]``); with ``metrics_port`` P, its /metrics is on P + index (N
+    children on one port: all but one would fail to listen)."""
+    command = [*command, "--worker-index", f"{index + 1}/{count}"]
     if not settings.metrics_port:
         return command
     return [*command, "-s", f"metrics_port={settings.metrics_port + index}"]
@@ -113,9 +116,12 @@ def check_ports(settings: Settings, count: int) -> None:
         )
 
 
-async def run(job: CrawlJob, settings: Settings, command: list[str], count: int) -> int:
+async def run(
+    job: CrawlJob, settings: Settings, command: list[str], count: int
+) -> tuple[int, dict[str, Any] | None]:
     """Start ``count`` children running ``command``, export the feed meanwhile when the job has
-    one, and return the worst child's exit code once every child has exited."""
+    one; once every child has exited, return the worst child's exit code and the crawl's
+    ``crawler status`` (None if it cannot be read: its keys were deleted)."""
     cluster.check_job(job)
     check_ports(settings, count)
     spider_name = create_spider(job).name
@@ -137,7 +143,7 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
             # A signal before every child is started: the rest are not started.
             while len(children) < count and not got.count:
                 child = await asyncio.create_subprocess_exec(
-                    *child_command(command, settings, len(children)),
+                    *child_command(command, settings, len(children), count),
                     env=env,
                     start_new_session=True,
                 )
@@ -158,9 +164,16 @@ async def run(job: CrawlJob, settings: Settings, command: list[str], count: int)
             await frontier.close()
         if exporter is not None:
             exporter.close()
+    code = worst(codes + [child.returncode or 0 for child in children])
+    try:
+        found = await cluster.status(settings, crawl_id)
+    except CrawlerError:
+        if code == EXIT_FINISHED:
+            raise
+        return code, None  # the children said why (a crawl deleted under them, Redis gone)
     if job.stats is not None:
-        _write_status(job.stats, await cluster.status(settings, crawl_id))
-    return worst(codes + [child.returncode or 0 for child in children])
+        _write_status(job.stats, found)
+    return code, found
 
 
 def _write_status(path: Path, found: dict[str, Any]) -> None:

@@ -43,6 +43,9 @@ def test_the_cluster_profile_keeps_the_documented_redis_persistence() -> None:
     redis = _service(compose, "redis")
     for flag in ('"--appendonly", "yes"', '"--appendfsync", "always"', "noeviction"):
         assert flag in redis
+    # Other containers reach it with no password: a stock redis-server (Debian's) refuses them
+    # unless protected mode is off (the official image only compiles it off).
+    assert '"--protected-mode", "no"' in redis
     worker, exporter = _service(compose, "worker"), _service(compose, "exporter")
     for service in (redis, worker, exporter):
         assert 'profiles: ["cluster"]' in service

@@ -155,8 +155,54 @@ async def test_a_stalled_workers_commit_is_refused_and_adds_no_item(cluster: Clu
     assert [data async for _, data in other.items_after(0)] == [b'{"by":"other"}']
     status = await other.status()
     assert (status["counts"]["done"], status["counts"]["refused"], status["seen"]) == (1, 1, 1)
-    # the cluster's stats are what was committed; requests sent are what was sent
-    assert status["stats"] == {"pages_crawled": 1, "items_scraped": 1, "requests_total": 2}
+    # the cluster's stats are what was committed; requests sent are what was sent; the gauges
+    # are Redis's own
+    assert status["stats"] == {
+        "pages_crawled": 1, "items_scraped": 1, "requests_total": 2,
+        "queued": 0, "elapsed_s": (TTL_MS + 1) / 1000,
+    }  # fmt: skip
+
+
+async def test_status_lists_every_count_from_the_start(cluster: Cluster) -> None:
+    worker = await cluster.join()
+    status = await worker.status()
+    assert status["counts"] == dict.fromkeys(
+        ("done", "failed", "skipped", "items", "refused", "reclaimed"), 0
+    )
+    assert (status["elapsed_s"], status["stats"]) == (0.0, {"queued": 0, "elapsed_s": 0.0})
+
+
+async def test_status_gives_the_crawls_wall_time_and_queue_not_the_workers_sums(
+    cluster: Cluster,
+) -> None:
+    first = await seeded(cluster, pages("a.test", 3) + pages("b.test", 2))
+    second = await cluster.join()
+    cluster.advance(1_500)
+    grants = [await first.lease_ready(1), await second.lease_ready(1)]
+    for worker, grant in zip((first, second), grants, strict=True):
+        finish(worker, grant, b"{}")
+        worker.save_stats({"queued": 4, "elapsed_s": 1.5, "requests_total": 1})
+        await worker.flush()  # each says 4 queued and 1.5 s: summed, 8 and 3.0
+
+    status = await first.status()
+    assert (status["queued"], status["leased"], status["elapsed_s"]) == (3, 0, 1.5)
+    assert (status["stats"]["queued"], status["stats"]["elapsed_s"]) == (3, 1.5)
+    assert status["stats"]["requests_total"] == 2  # a counter: summed over the workers
+    assert status["counts"] == {
+        "done": 2, "failed": 0, "skipped": 0, "items": 2, "refused": 0, "reclaimed": 0,
+    }  # fmt: skip
+
+    cluster.advance(2_000)
+    assert (await second.status())["elapsed_s"] == 3.5  # running: until now
+    for _ in range(3):
+        finish(first, await first.lease_ready(1))
+    await first.flush()
+    assert first.state == "finished"
+    cluster.advance(60_000)
+    status = await second.status()
+    assert (status["state"], status["elapsed_s"], status["stats"]["elapsed_s"]) == (
+        "finished", 3.5, 3.5,
+    )  # fmt: skip
 
 
 async def test_a_stalled_worker_learns_it_expired_from_its_heartbeat(cluster: Cluster) -> None:
@@ -384,6 +430,58 @@ async def test_the_per_host_limit_holds_across_workers(cluster: Cluster) -> None
     assert (await one.lease_ready(16)).requests == []
 
 
+async def test_a_hungry_worker_gets_its_fair_share_of_a_full_hosts_slots(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 20), per_host_concurrency=4)
+    two = await cluster.join(per_host_concurrency=4)
+    first = await one.lease_ready(16)
+    assert len(first.requests) == 4  # no rival yet: every free slot
+    starved = await two.lease_ready(16)
+    assert starved.requests == []  # two is hungry now
+    for request in first.requests[:2]:
+        one.attempt_ended(request)
+    assert (await one.lease_ready(16)).requests == []  # held to half: its two freed slots wait
+    grant = await two.lease_ready(16)
+    assert len(grant.requests) == 2  # for two
+    assert grant.wake_s == pytest.approx(0.02)  # still hungry while one is held: it asks soon
+    held = await one.client.hgetall(one.keys[15])
+    assert sorted(held.values()) == [b"2", b"2"]
+
+
+async def test_without_a_hungry_rival_a_worker_takes_every_free_slot(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 20), per_host_concurrency=4)
+    two = await cluster.join(per_host_concurrency=4)
+    first = await one.lease_ready(4)
+    assert len(first.requests) == 4
+    assert (await two.lease_ready(0)).requests == []  # asked for nothing: not hungry
+    for request in first.requests:
+        one.attempt_ended(request)
+    second = await one.lease_ready(16)
+    assert len(second.requests) == 4  # two asked for none: no rival
+    assert (await two.lease_ready(16)).requests == []  # now it is hungry
+    cluster.advance(300)  # and stops asking: a hunger older than 250 ms is forgotten
+    for request in second.requests:
+        one.attempt_ended(request)
+    assert len((await one.lease_ready(16)).requests) == 4
+
+
+async def test_the_slots_each_worker_holds_end_at_zero(cluster: Cluster) -> None:
+    one = await seeded(cluster, pages("a.test", 6) + pages("b.test", 6), per_host_concurrency=2)
+    two = await cluster.join(per_host_concurrency=2)
+    grants = [await one.lease_ready(3), await two.lease_ready(3)]
+    assert await one.client.hlen(one.keys[15]) > 0
+    await two.close()  # leaves: its leases are queued again
+    while (grant := await one.lease_ready(4)).requests or one.pending_writes:
+        finish(one, grant)
+        await one.flush()
+    finish(one, grants[0])
+    await one.flush()
+    while (grant := await one.lease_ready(4)).requests:
+        finish(one, grant)
+        await one.flush()
+    assert (await one.status())["state"] == "finished"
+    assert await one.client.hlen(one.keys[15]) == 0
+
+
 async def test_the_delay_spaces_starts_in_server_time_across_workers(cluster: Cluster) -> None:
     one = await seeded(cluster, pages("a.test", 5), download_delay=0.5)
     two = await cluster.join(download_delay=0.5)
@@ -571,8 +669,8 @@ async def test_status_sums_what_workers_committed(cluster: Cluster) -> None:
     await one.flush()
     await two.flush()
     status = await two.status()
-    assert status["stats"] == {
-        "requests_total": 9, "elapsed_s": 2.5, "status_counts": {"200": 7, "404": 1},
+    assert status["stats"] == {  # the gauges are not summed: the crawl's, on the test clock
+        "requests_total": 9, "elapsed_s": 0.0, "queued": 0, "status_counts": {"200": 7, "404": 1},
     }  # fmt: skip
     assert (status["workers"], status["state"], status["spider"]) == (2, "running", "spider")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -254,6 +255,35 @@ async def test_stop_drains_every_worker_and_a_run_on_the_same_id_resumes(
     assert all(count == 1 for count in _hits_per_url(site).values())
 
 
+async def test_a_worker_joining_a_crawl_with_committed_work_and_a_live_peer_says_so(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = asyncio.Event()
+    spider = leaves_spider(site, started)
+    running = asyncio.create_task(
+        worker(spider, redis_server, tmp_path / "items.jsonl", per_host_concurrency=1)
+    )
+    await started.wait()
+    settings = resolve_settings(CrawlJob(spider=spider, overrides={"frontier": redis_server.url}))
+    await shared.stop(settings, "leaves")
+    await running
+    found = await shared.status(settings, "leaves")
+    peer = RedisFrontier(redis_server.url, "leaves", settings)
+    await peer.open("leaves", crawl=False)  # a live worker that crawls nothing
+    caplog.set_level(logging.INFO, "crawler.cluster")
+    try:
+        await worker(spider, redis_server)
+    finally:
+        await peer.close()
+
+    done, queued = found["counts"]["done"], found["queued"]
+    assert done > 0
+    assert (
+        f"joining crawl 'leaves' ({done} pages done, {queued} queued; 2 workers live)"
+        in caplog.messages
+    )
+
+
 async def test_a_late_joiner_of_a_finished_crawl_exits_at_once(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -296,6 +326,18 @@ def test_workers_from_the_command_line_then_status(
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert (stats["state"], stats["counts"]["items"]) == ("finished", LEAVES)
     assert stats["counts"]["done"] == LEAVES + 1
+    # each child's summary is labelled; the parent ends with the crawl's totals and the feed
+    lines = ran.stderr.splitlines()
+    assert lines[-1] == (
+        f"crawl 'cli', every worker: {LEAVES + 1} pages, {LEAVES} items, 0 failures in"
+        f" {stats['elapsed_s']:.1f}s; items written to {feed}"
+    )
+    firsts = sorted(line for line in lines if " done in " in line)
+    assert [line.split(" done in ")[0] for line in firsts] == ["[worker 1/2]", "[worker 2/2]"]
+    pages = [int(line.split(": ")[1].split(" pages")[0]) for line in firsts]
+    assert sum(pages) == LEAVES + 1  # each child's own part of the crawl
+    summary_starts = ("done in", "not fetched:", "statuses:", "crawl 'cli'")
+    assert [line for line in lines[:-1] if line.startswith(summary_starts)] == []
 
     status = crawler_cli("status", "cli", "--frontier", redis_server.url, "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
@@ -303,6 +345,8 @@ def test_workers_from_the_command_line_then_status(
     assert found["state"] == "finished"
     assert found["stats"]["items_scraped"] == LEAVES
     assert found["stats"]["pages_crawled"] == LEAVES + 1
+    human = crawler_cli("status", "cli", "--frontier", redis_server.url, cwd=tmp_path)
+    assert human.stdout.splitlines() == shared.describe("cli", found)  # the same numbers
 
 
 def cli_worker(
@@ -349,6 +393,42 @@ def test_crawler_stop_ends_every_worker_with_3_and_run_resumes(
 
 
 @pytest.mark.slow
+def test_a_stopped_worker_says_how_to_resume_and_the_next_one_says_it_resumes(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    first = cli_worker(site, redis_server, tmp_path, feed)
+    wait_for_items(feed, first)
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=30)
+    assert first.returncode == 3, stderr
+    hint = f"stopped; run again with --frontier {redis_server.url} --crawl-id slow to resume"
+    assert stderr.splitlines()[-1] == hint
+    status = crawler_cli("status", "slow", "--frontier", redis_server.url, "--json", cwd=tmp_path)
+    found = json.loads(status.stdout)
+    done, queued = found["counts"]["done"], found["queued"]
+    assert (found["leased"], done + queued) == (0, LEAVES + 1)
+    assert 1 < done < LEAVES
+
+    again = cli_worker(site, redis_server, tmp_path, feed)
+    _, stderr = again.communicate(timeout=60)
+    assert again.returncode == 0, stderr
+    assert f"resuming crawl 'slow' ({done} pages done, {queued} queued)" in stderr
+    assert "stopped; run again" not in stderr
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+def test_the_resume_hint_names_the_frontier_without_its_password() -> None:
+    settings = resolve_settings(
+        CrawlJob(spider=Spider, overrides={"frontier": "redis://:s3cret@cache:6379/0"})
+    )
+    assert shared.resume_hint(settings, "books 1") == (
+        "stopped; run again with --frontier 'redis://***@cache:6379/0' --crawl-id 'books 1'"
+        " to resume"
+    )
+
+
+@pytest.mark.slow
 def test_a_signal_to_the_parent_of_workers_stops_them_and_the_crawl_goes_on(
     site: TestSite, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -358,6 +438,10 @@ def test_a_signal_to_the_parent_of_workers_stops_them_and_the_crawl_goes_on(
     parent.send_signal(signal.SIGINT)
     _, stderr = parent.communicate(timeout=30)
     assert parent.returncode == 3, stderr
+    hint = f"stopped; run again with --frontier {redis_server.url} --crawl-id slow to resume"
+    assert stderr.splitlines()[-1] == hint  # the parent's, once: not each child's
+    assert stderr.count("stopped; run again") == 1
+    assert stderr.splitlines()[-2].startswith("crawl 'slow', every worker: ")
     status = crawler_cli("status", "slow", "--frontier", redis_server.url, "--json", cwd=tmp_path)
     found = json.loads(status.stdout)
     assert (found["state"], found["leased"], found["workers"]) == ("running", 0, 0)
@@ -461,7 +545,7 @@ def test_a_closed_stdout_stops_a_shared_crawls_exporter_with_one_line(
 def test_each_child_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
     settings = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "9100"}))
     command = ["crawler", "run", "x.py"]
-    ports = [workers.child_command(command, settings, i)[-1] for i in range(3)]
+    ports = [workers.child_command(command, settings, i, 3)[-1] for i in range(3)]
     assert ports == ["metrics_port=9100", "metrics_port=9101", "metrics_port=9102"]
     high = resolve_settings(CrawlJob(spider=Spider, overrides={"metrics_port": "65535"}))
     with pytest.raises(ConfigError, match="above 65535"):
@@ -469,11 +553,45 @@ def test_each_child_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
 
 
 def test_status_lines_say_when_a_running_crawl_has_no_live_worker() -> None:
-    found = {"spider": "books", "state": "running", "queued": 17, "seen": 22, "workers": 0}
+    found = {
+        "spider": "books", "state": "running", "queued": 17, "seen": 22, "workers": 0,
+        "elapsed_s": 12.34,
+    }  # fmt: skip
     first = shared.describe("b1", found)[0]
-    assert first.startswith("crawl b1 (books): running, but no worker is live")
+    assert first.startswith("crawl b1 (books): running for 12.3s, but no worker is live")
     assert first.endswith("17 queued, 0 leased, 22 seen; 0 workers live")
     found |= {"workers": 1}
     assert shared.describe("b1", found)[0] == (
-        "crawl b1 (books): running; 17 queued, 0 leased, 22 seen; 1 worker live"
+        "crawl b1 (books): running for 12.3s; 17 queued, 0 leased, 22 seen; 1 worker live"
     )
+
+
+async def test_status_gives_the_crawls_wall_time_and_every_count(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    spider = leaves_spider(site)
+    began = time.monotonic()
+    first, second = await asyncio.gather(
+        worker(spider, redis_server, tmp_path / "items.jsonl", concurrency=4),
+        worker(spider, redis_server, concurrency=4),
+    )
+    wall = time.monotonic() - began
+    settings = resolve_settings(CrawlJob(spider=spider, overrides={"frontier": redis_server.url}))
+    found = await shared.status(settings, "leaves")
+
+    elapsed = found["elapsed_s"]
+    assert 0 < elapsed <= wall + 0.002  # Redis's clock in ms
+    assert elapsed < first.stats.elapsed_s + second.stats.elapsed_s  # not the workers' sum
+    assert found["stats"]["elapsed_s"] == elapsed
+    assert found["stats"]["queued"] == found["queued"] == 0
+    assert found["counts"] == {
+        "done": LEAVES + 1, "failed": 0, "skipped": 0, "items": LEAVES, "refused": 0,
+        "reclaimed": 0,
+    }  # fmt: skip
+    assert first.totals.elapsed_s == elapsed  # the exporter's totals are the same figures
+    assert shared.describe("leaves", found)[:2] == [
+        f"crawl leaves (leaves): finished after {elapsed:.1f}s; 0 queued, 0 leased,"
+        f" {LEAVES + 1} seen; 0 workers live",
+        f"committed: {LEAVES + 1} done, 0 failed, 0 skipped, {LEAVES} items; 0 outcomes"
+        " refused (stale leases), 0 leases reclaimed",
+    ]

@@ -8,11 +8,13 @@ import asyncio
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import redis
 
 from crawler import Request
 from crawler import cluster as shared
@@ -25,9 +27,11 @@ from tests.test_redis_crawl import (
     BASE,
     LEAVES,
     SPIDER_FILE,
+    cli_worker,
     crawler_cli,
     leaves_spider,
     read_feed,
+    wait_for_items,
     worker,
 )
 
@@ -205,3 +209,78 @@ def test_a_frontier_without_the_redis_extra_is_one_line_and_exit_2(
     assert ran.stderr.count("\n") == 1, ran.stderr
     assert "pip install 'crawler[redis]'" in ran.stderr
     assert "s3cret" not in ran.stderr
+
+
+def joined(redis_server: RedisServer, crawl_id: str, count: int) -> None:
+    """Block until ``count`` workers of the crawl are live in Redis."""
+    client = redis.Redis(unix_socket_path=str(redis_server.socket))
+    deadline = time.monotonic() + ENDS_WITHIN_S
+    try:
+        while client.zcard(f"{{crawl:{crawl_id}}}:workers") < count:
+            assert time.monotonic() < deadline, f"{count} workers never joined"
+            time.sleep(0.01)  # polling another process's state; not synchronisation
+    finally:
+        client.close()
+
+
+def delete_crawl(redis_server: RedisServer, crawl_id: str) -> int:
+    """What an operator's ``redis-cli --scan ... | xargs redis-cli unlink`` does mid-crawl."""
+    client = redis.Redis(unix_socket_path=str(redis_server.socket))
+    try:
+        names = list(client.scan_iter(match=f"{{crawl:{crawl_id}}}:*"))
+        return int(client.unlink(*names)) if names else 0
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+def test_every_worker_of_a_crawl_whose_keys_are_deleted_exits_1_with_one_line(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    exporter = cli_worker(site, redis_server, tmp_path, feed)
+    wait_for_items(feed, exporter)
+    plain = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "run", "leaves.py", "--frontier", redis_server.url,
+         "--crawl-id", "slow", "--no-progress", *PRIVATE, "-s", "per_host_concurrency=1",
+         "-s", "heartbeat_s=0.5", "-s", "lease_ttl_s=2"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    joined(redis_server, "slow", 2)  # else it could start the crawl anew after the deletion
+    assert delete_crawl(redis_server, "slow") > 0
+
+    gone = f"error: crawl 'slow' at {redis_server.url} is gone: its keys were deleted while it ran"
+    for process in (exporter, plain):
+        _, stderr = process.communicate(timeout=ENDS_WITHIN_S)
+        assert process.returncode == 1, stderr
+        assert stderr.strip().splitlines()[-1] == gone, stderr
+        # that one line: no traceback, no other error
+        assert "Traceback" not in stderr
+        assert stderr.lower().count("error") == 1, stderr
+    leaves = [item["leaf"] for item in read_feed(feed)]  # every line whole
+    assert 3 <= len(leaves) < LEAVES
+    assert len(set(leaves)) == len(leaves)
+    client = redis.Redis(unix_socket_path=str(redis_server.socket))
+    try:
+        assert list(client.scan_iter(match="{crawl:slow}:*")) == []  # nothing written back
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+def test_the_parent_of_workers_and_its_children_exit_1_when_the_crawl_is_deleted(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    parent = cli_worker(site, redis_server, tmp_path, feed, "--workers", "2")
+    wait_for_items(feed, parent)
+    joined(redis_server, "slow", 3)  # the parent (the exporter) and its two children
+    assert delete_crawl(redis_server, "slow") > 0
+
+    _, stderr = parent.communicate(timeout=ENDS_WITHIN_S)
+    assert parent.returncode == 1, stderr
+    gone = f"error: crawl 'slow' at {redis_server.url} is gone: its keys were deleted while it ran"
+    assert stderr.count(gone) == 3, stderr  # each child's line, then the parent's
+    assert "Traceback" not in stderr
+    leaves = [item["leaf"] for item in read_feed(feed)]
+    assert len(set(leaves)) == len(leaves) < LEAVES

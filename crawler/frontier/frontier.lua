@@ -12,13 +12,20 @@
 -- workers zset  worker -> heartbeat expiry    items stream, ids "<item id>-0"
 -- export  hash  feed path -> "last item,offset" (its checkpoint), @owner (the exporter),
 --               @trimmed (the last item that left `items`: every feed had written it)
+-- held    hash  worker \0 host -> slots of the host it holds (beside the host's active count)
+-- hungry  zset  worker -> when a lease call last got fewer requests than it had free slots
 -- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs,
---               starts (the seeds' origins, JSON: start hosts every worker may reach if private)
+--               starts (the seeds' origins, JSON: start hosts every worker may reach if private),
+--               created_ms (the first join), ended_ms (the last finish or stop)
+-- A crawl whose meta is gone (its keys deleted under its workers) is never written again by a
+-- worker's call: the calls that write return a nil state (false) instead, and the worker ends.
 
 local VERSION = '@VERSION@'
 local K = {}
 local NAMES = {'meta', 'q', 'req', 'seen', 'ready', 'host', 'lease', 'lexp', 'workers',
-               'items', 'counts', 'stats', 'robots', 'export', 'commits'}
+               'items', 'counts', 'stats', 'robots', 'export', 'commits', 'held', 'hungry'}
+local HUNGRY_MS = 250  -- a worker that got too few within this long is a rival for slots
+local HUNGRY_WAKE_MS = 20  -- and asks again this soon while others are held to their share
 local WORKER_LEN = 32
 local HOLDER_END = WORKER_LEN + 14  -- the worker and its grant number, after flag and attempt
 local MEMBER_AT = HOLDER_END + 1
@@ -78,6 +85,12 @@ local function start(h, now)
   if h.delay > 0 then h.next = math.max(h.next, now) + h.delay + guard(h.delay) end
 end
 
+-- The worker's count of the host's slots, changed wherever the host's active count is.
+local function hold(worker, host, delta)
+  local field = worker .. '\0' .. host
+  if redis.call('HINCRBY', K.held, field, delta) <= 0 then redis.call('HDEL', K.held, field) end
+end
+
 local function alive(worker, now)
   if not worker or worker == '' then return false end
   local expiry = redis.call('ZSCORE', K.workers, worker)
@@ -86,6 +99,10 @@ end
 
 local function host_of_member(member)
   return string.sub(member, 1, string.find(member, '\0', 1, true) - 1)
+end
+
+local function worker_of(v)
+  return string.sub(v, 3, WORKER_LEN + 2)
 end
 
 -- Drop a lease; its host slot is freed if the attempt was under way; requeue it if asked.
@@ -99,6 +116,7 @@ local function drop_lease(id, v, requeue)
   if string.sub(v, 1, 1) == '1' then
     h.active = math.max(0, h.active - 1)
     host_put(host, h)
+    hold(worker_of(v), host, -1)
   end
   touch(host, h)
 end
@@ -106,10 +124,6 @@ end
 -- Whether lease `v` is this grant (worker .. grant number) still.
 local function owned(v, holder)
   return v and string.sub(v, 3, HOLDER_END) == holder
-end
-
-local function worker_of(v)
-  return string.sub(v, 3, WORKER_LEN + 2)
 end
 
 -- An attempt ("id:attempt digit:grant") ended since the worker's last call: its host slot is
@@ -123,6 +137,7 @@ local function ended(worker, arg, now)
   local host = host_of_member(string.sub(v, MEMBER_AT))
   local h = host_get(host)
   h.active = math.max(0, h.active - 1)
+  hold(worker, host, -1)
   -- the delay runs from the answer too (it came before this report): time between a grant and
   -- the request's bytes reaching the host never shortens the host's rest
   if h.delay > 0 then h.next = math.max(h.next, now + h.delay) end
@@ -181,6 +196,11 @@ local function settle(now)
   return state
 end
 
+-- The crawl's keys were deleted while workers ran: nothing may be written back.
+local function gone()
+  return redis.call('EXISTS', K.meta) == 0
+end
+
 local function add_child(fp, host, prio, record, reply)
   if fp ~= '' and redis.call('SADD', K.seen, fp) == 0 then
     reply[4] = reply[4] + 1
@@ -219,7 +239,7 @@ local function join(keys, args)
     redis.call('HSET', K.meta, 'seeder', worker)
     seeder = 1
   end
-  return {settle(now), seeder}
+  return {settle(now), seeder, redis.call('HGET', K.meta, 'created_ms')}
 end
 
 -- Every worker beats, crawling or not (a stopping crawl's workers lease nothing, an exporter
@@ -228,10 +248,11 @@ local function heartbeat(keys, args)
   bind(keys)
   local now = clock(args[1])
   local worker, ttl = args[2], tonumber(args[3])
+  if gone() then return {false, 0, ''} end
   local was = alive(worker, now)
   reap(now)
   redis.call('ZADD', K.workers, now + ttl, worker)
-  return {settle(now), was and 0 or 1}
+  return {settle(now), was and 0 or 1, redis.call('HGET', K.meta, 'created_ms')}
 end
 
 local function seeding_done(keys, args)
@@ -285,12 +306,26 @@ local function lease(keys, args)
   else
     hosts = redis.call('ZRANGE', K.ready, '-inf', now, 'BYSCORE', 'LIMIT', 0, 64)
   end
+  -- The fair share: while other workers got fewer requests than they had room for, this one
+  -- holds at most its share of a host's slots (the limit over the hungry workers, itself
+  -- included), so a slot it frees goes to them; with no rival it may take every free slot.
+  redis.call('ZREMRANGEBYSCORE', K.hungry, '-inf', now - HUNGRY_MS)
+  local rivals = redis.call('ZCARD', K.hungry)
+  if redis.call('ZSCORE', K.hungry, worker) then rivals = rivals - 1 end
   for _, host in ipairs(hosts) do
     if want + extra <= 0 then break end
     local h = host_get(host)
     if h.next <= now then
       local room = h.limit - h.active
       if h.delay > 0 then room = math.min(room, 1) end
+      if rivals > 0 and room > 0 then
+        local held = tonumber(redis.call('HGET', K.held, worker .. '\0' .. host)) or 0
+        local share = math.ceil(h.limit / (rivals + 1)) - held
+        if share < room then
+          room = share
+          redis.call('HSET', K.meta, 'capped_ms', now)  -- slots left for the hungry ones
+        end
+      end
       -- the reserve (extra) only from hosts with no delay and robots.txt applied: a grant
       -- held a moment before it starts changes no spacing there
       local spare = (h.delay == 0 and h.known == 1) and extra or 0
@@ -305,6 +340,7 @@ local function lease(keys, args)
           redis.call('HSET', K.lease, id, '10' .. worker .. grant .. member)
           redis.call('ZADD', K.lexp, expiry, id)
           start(h, now)
+          hold(worker, host, 1)
           reply[#reply + 1] = id
           reply[#reply + 1] = grant
           reply[#reply + 1] = redis.call('HGET', K.req, id)
@@ -321,6 +357,16 @@ local function lease(keys, args)
   local wake = soon[2] and tonumber(soon[2]) or nil
   local lapse = redis.call('ZRANGE', K.lexp, 0, 0, 'WITHSCORES')
   if lapse[2] and (wake == nil or tonumber(lapse[2]) < wake) then wake = tonumber(lapse[2]) end
+  if want > 0 then
+    redis.call('ZADD', K.hungry, now, worker)
+    -- others were held to their share just now: the slots they free are for the hungry ones
+    local capped = tonumber(redis.call('HGET', K.meta, 'capped_ms')) or 0
+    if capped >= now - HUNGRY_MS and (wake == nil or wake > now + HUNGRY_WAKE_MS) then
+      wake = now + HUNGRY_WAKE_MS
+    end
+  else
+    redis.call('ZREM', K.hungry, worker)
+  end
   if wake then reply[2] = math.max(0, wake - now) end
   return reply
 end
@@ -345,10 +391,12 @@ local function reacquire(keys, args)
     -- retake: a grant that did not start in time gives its slot back and asks again, so the
     -- host's spacing counts from now
     h.active = math.max(0, h.active - 1)
+    hold(worker, host, -1)
     redis.call('HSET', K.lease, id, '0' .. string.sub(v, 2))
   end
   if h.active < h.limit and h.next <= now then
     start(h, now)
+    hold(worker, host, 1)
     host_put(host, h)
     touch(host, h)
     redis.call('HSET', K.lease, id, '1' .. attempt .. rest)
@@ -387,6 +435,7 @@ local function commit(keys, args)
   bind(keys)
   local now = clock(args[1])
   local worker, batch = args[2], args[3]
+  if gone() then return {false, 0, 0, 0} end
   local last = redis.call('HGET', K.commits, worker)
   if last then
     local seq, saved = string.match(last, '^(%d+):(.*)$')
@@ -459,6 +508,7 @@ local function pause_host(keys, args)
   bind(keys)
   local now = clock(args[1])
   local host = args[2]
+  if gone() then return -1 end
   local h = host_get(host)
   h.next = math.max(h.next, now + tonumber(args[3]))
   host_put(host, h)
@@ -472,6 +522,7 @@ end
 local function configure_host(keys, args)
   bind(keys)
   local host = args[2]
+  if gone() then return -1 end
   local h = host_get(host)
   h.limit = tonumber(args[3])
   h.delay = math.max(tonumber(args[4]), h.known == 1 and h.delay or 0)
@@ -492,6 +543,7 @@ local function leave(keys, args)
     if worker_of(all[j + 1]) == worker then drop_lease(all[j], all[j + 1], true) end
   end
   redis.call('ZREM', K.workers, worker)
+  redis.call('ZREM', K.hungry, worker)
   if redis.call('HGET', K.export, '@owner') == worker then redis.call('HDEL', K.export, '@owner') end
   if redis.call('HGET', K.meta, 'seeder') == worker then
     redis.call('HSET', K.meta, 'seeder', '')
@@ -500,10 +552,11 @@ local function leave(keys, args)
 end
 
 -- The crawl's one feed exporter (ARGV: now, worker): 1 when this worker holds the role now
--- (nobody did, or its holder is gone), 0 when another live worker holds it.
+-- (nobody did, or its holder is gone), 0 when another live worker holds it; -1: the crawl is gone.
 local function claim_export(keys, args)
   bind(keys)
   local now = clock(args[1])
+  if gone() then return -1 end
   local owner = redis.call('HGET', K.export, '@owner')
   if owner ~= args[2] and alive(owner, now) then return 0 end
   redis.call('HSET', K.export, '@owner', args[2])
@@ -522,18 +575,26 @@ end
 -- ARGV: now, field, value: one meta field (a run record, the spider state).
 local function put(keys, args)
   bind(keys)
+  if gone() then return 0 end
   redis.call('HSET', K.meta, args[2], args[3])
   return 1
 end
 
+-- The crawl as Redis has it, its wall time (ms from the first join to its last finish or
+-- stop, or to now while it runs) and when it was created (a crawl deleted and created anew
+-- under running workers is another one).
 local function status(keys, args)
   bind(keys)
   local now = clock(args[1])
-  local meta = redis.call('HMGET', K.meta, 'spider', 'state', 'item_seq')
+  local meta = redis.call('HMGET', K.meta, 'spider', 'state', 'item_seq', 'created_ms',
+    'ended_ms')
+  local created = tonumber(meta[4]) or now
+  local ended = now
+  if (meta[2] == 'finished' or meta[2] == 'stopped') and meta[5] then ended = tonumber(meta[5]) end
   return {meta[1] or '', meta[2] or '', redis.call('ZCARD', K.q), redis.call('HLEN', K.lease),
           redis.call('SCARD', K.seen), redis.call('ZCOUNT', K.workers, '(' .. now, '+inf'),
           tonumber(meta[3]) or 0, redis.call('HGETALL', K.counts),
-          redis.call('HGETALL', K.stats)}
+          redis.call('HGETALL', K.stats), math.max(0, ended - created), meta[4] or ''}
 end
 
 local function version() return VERSION end

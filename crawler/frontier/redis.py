@@ -38,7 +38,7 @@ from tenacity import (
 )
 
 from crawler.dedup import url_key
-from crawler.errors import ConfigError, LeaseLost, StateError
+from crawler.errors import ConfigError, CrawlGone, LeaseLost, StateError
 from crawler.freshness import Revisit
 from crawler.frontier import Flushed, Grant
 from crawler.frontier import redis_codec as codec
@@ -82,6 +82,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self.expired = False
         self.state = "new"
         self.finished = False  # a finished crawl is not recrawled: a new crawl id is
+        self.created_ms = b""  # when the crawl this worker joined was created: its identity
         self._clock_ms = clock_ms
         self._client: aioredis.Redis | None = None
         self._keeper: asyncio.Task[None] | None = None
@@ -206,7 +207,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
                 f"crawl {self.crawl_id!r} at {self._where} belongs to spider"
                 f" {reply[1].decode()!r}, not {spider_name!r}"
             )
-        self.state, self.seeder = reply[0].decode(), bool(reply[1])
+        self.state, self.seeder, self.created_ms = reply[0].decode(), bool(reply[1]), reply[2]
         self._keeper = asyncio.create_task(self._keep(), name=f"heartbeat {self.worker_id[:8]}")
         if weak := await self.weak_durability():
             log.warning(
@@ -247,6 +248,8 @@ class RedisFrontier(CommitBuffer, RedisLog):
                 if loop.time() >= beat_at:
                     beat_at = loop.time() + interval
                     await self.heartbeat()
+            except CrawlGone:
+                return  # the crawl's next call (lease, commit, the feed's) ends this worker
             except StateError as error:
                 log.error("heartbeat: %s", error)  # the next call tries again
 
@@ -257,20 +260,27 @@ class RedisFrontier(CommitBuffer, RedisLog):
             "heartbeat", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s)
         )
         self._saw(reply[0])
+        if reply[2] != self.created_ms:  # deleted, and created anew by a worker joining since
+            raise self.gone()
         if reply[1] and not self.expired:
             self.expired = True
             log.warning("worker %s expired: its leases may be others' now", self.worker_id[:8])
 
-    def _saw(self, state: bytes) -> None:
+    def _saw(self, state: bytes | None) -> None:
         """A call's reply said the crawl's state. Replies on separate connections may arrive out
         of order, and Redis never leaves finished (nor stopped, but by a join): neither does
-        this worker's view."""
+        this worker's view. None: the crawl's keys are gone (CrawlGone)."""
+        if state is None:
+            raise self.gone()
         if self.state not in {"finished", "stopped"}:
             self.state = state.decode()
 
     async def claim_export(self) -> bool:
         """Whether this worker is now the crawl's one feed exporter (held while it lives)."""
-        return bool(await self._fcall("claim_export", self._now(), self.worker_id))
+        claimed = int(await self._fcall("claim_export", self._now(), self.worker_id))
+        if claimed < 0:
+            raise self.gone()
+        return bool(claimed)
 
     async def seeding_done(self) -> None:
         self._saw(await self._fcall("seeding_done", self._now(), self.worker_id))

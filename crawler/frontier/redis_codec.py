@@ -19,7 +19,7 @@ SCHEMES = ("redis", "rediss", "unix")
 # In crawler_*'s KEYS order (frontier.lua NAMES).
 KEY_NAMES = (
     "meta", "q", "req", "seen", "ready", "host", "lease", "lexp", "workers",
-    "items", "counts", "stats", "robots", "export", "commits",
+    "items", "counts", "stats", "robots", "export", "commits", "held", "hungry",
 )  # fmt: skip
 _SECRET_OPTIONS = frozenset({"password", "username"})  # redis-py's URL options
 _CRAWL_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")

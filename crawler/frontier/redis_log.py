@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from crawler import jsondata
-from crawler.errors import StateError
+from crawler.errors import CrawlGone, StateError
 from crawler.frontier import Counts, RobotsRecord
 from crawler.frontier import redis_codec as codec
 from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
+
+# The frontier's exact counters, listed even while 0 (a key Redis has not made yet).
+COUNTS = ("done", "failed", "skipped", "items", "refused", "reclaimed")
 
 
 class RedisLog:
@@ -20,6 +23,7 @@ class RedisLog:
     keys: list[str]
     crawl_id: str
     worker_id: str
+    created_ms: bytes  # the joined crawl's creation time (b"": not joined): its identity
     start_hosts: set[str]
     starts_size: int
 
@@ -28,6 +32,16 @@ class RedisLog:
 
     def _now(self) -> str:
         raise NotImplementedError
+
+    @property
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    def gone(self) -> CrawlGone:
+        """The error of a worker whose crawl's keys were deleted under it."""
+        return CrawlGone(
+            f"crawl {self.crawl_id!r} at {self._where} is gone: its keys were deleted while it ran"
+        )
 
     async def _read(self, command: str, *args: Any) -> Any:
         raise NotImplementedError
@@ -85,18 +99,27 @@ class RedisLog:
                 yield item_id, entry[b"d"]
 
     async def status(self) -> dict[str, Any]:
-        """The crawl as Redis has it: state, queued, leased, seen, items, live workers,
-        the frontier's exact counts and the workers' committed stats summed."""
+        """The crawl as Redis has it: state, queued, leased, seen, items, live workers, its
+        wall time (``elapsed_s``: from the first join to its end, or to now while it runs), the
+        frontier's exact counts and the workers' committed stats summed. The stats' gauges
+        (``queued``, ``elapsed_s``) are Redis's own figures: a sum of each worker's means
+        nothing. Raises CrawlGone, once this worker joined, if the crawl's keys were deleted."""
         reply = await self._read(
             "fcall_ro", "crawler_status", len(self.keys), *self.keys, self._now()
         )
-        spider, state, queued, leased, seen, workers, items, counts, stats = reply
+        spider, state, queued, leased, seen, workers, items, counts, stats, elapsed, created = reply
+        if self.created_ms and created != self.created_ms:
+            raise self.gone()
+        summed = codec.nested_stats(
+            (k.decode(), v.decode()) for k, v in zip(stats[::2], stats[1::2], strict=True)
+        )
+        elapsed_s = elapsed / 1000
         return {
             "crawl_id": self.crawl_id, "spider": spider.decode(), "state": state.decode(),
             "queued": queued, "leased": leased, "seen": seen, "items": items,
-            "workers": workers, "counts": _pairs(counts), "stats": codec.nested_stats(
-                (k.decode(), v.decode()) for k, v in zip(stats[::2], stats[1::2], strict=True)
-            ),
+            "workers": workers, "elapsed_s": elapsed_s,
+            "counts": dict.fromkeys(COUNTS, 0) | _pairs(counts),
+            "stats": summed | {"queued": queued, "elapsed_s": elapsed_s},
         }  # fmt: skip
 
     async def counts(self) -> Counts:
