@@ -192,17 +192,21 @@ async def test_a_crawl_with_a_feed_ends_with_an_empty_stream_and_one_without_kee
     site.reset()
     feed = tmp_path / "items.jsonl"
     peak = [0, 0]
+    crawled = asyncio.Event()
 
     async def sample() -> None:  # a figure only: the stream's largest size while it is tailed
-        while True:
+        while not crawled.is_set():
             peak[:] = map(max, peak, await stream_of(redis_server, "fed"))
-            await asyncio.sleep(0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(crawled.wait(), timeout=0.01)
 
-    sampler = asyncio.create_task(sample())
-    await worker(spider, redis_server, feed, crawl_id="fed", per_host_concurrency=2)
-    sampler.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sampler
+    async def crawl() -> None:
+        await worker(spider, redis_server, feed, crawl_id="fed", per_host_concurrency=2)
+        crawled.set()
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(sample())
+        group.create_task(crawl())
 
     kept, fed = await stream_of(redis_server, "kept"), await stream_of(redis_server, "fed")
     memory_report.update(
