@@ -479,11 +479,14 @@ def list_spiders(spiders_dir: Path) -> None:
 @spiders_dir_option
 def new(name: str, url: str, spiders_dir: Path) -> None:
     """Write a new spider NAME starting at URL into the spiders folder."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or keyword.iskeyword(name):
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         _fail(f"spider name {name!r} must be lower-case letters, digits and _ (e.g. books)")
+    if keyword.iskeyword(name):
+        _fail(f"spider name {name!r} is a Python keyword: choose another (e.g. {name}_site)")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        _fail(f"start URL {url!r} must be an http:// or https:// URL")
+        meant = f" (did you mean 'http://{url}'?)" if "://" not in url else ""
+        _fail(f"start URL {url!r} must be an http:// or https:// URL{meant}")
     if _UNSAFE_IN_URL.search(url):
         _fail(f"start URL {url!r} holds quotes, backslashes, spaces or control characters")
     path = spiders_dir / f"{name}.py"

@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("crawler.cluster")
 
 CLAIM_POLL_S = 0.25  # how often a new exporter asks for the role its holder may have left
+# A state only a live worker moves on (its heartbeats reap dead workers' leases and settle the
+# crawl), said so when none is live.
+UNATTENDED = {  # what a state means when no worker is live
+    "running": ", but no worker is live (`crawler run` on this id goes on with it)",
+    "stopping": ", but no worker is live to end the stop (`crawler run` on this id resumes"
+    " the crawl)",
+}
 
 
 def crawl_id_of(settings: Settings, spider_name: str) -> str:
@@ -314,9 +321,9 @@ def describe(crawl_id: str, found: dict[str, Any]) -> list[str]:
     counts, stats = found.get("counts") or {}, found.get("stats") or {}
     state, live = found.get("state"), found.get("workers", 0)
     elapsed = float(found.get("elapsed_s", 0.0))
-    state = f"{state} {'after' if state in {'finished', 'stopped'} else 'for'} {elapsed:.1f}s"
-    if found.get("state") == "running" and not live:
-        state += ", but no worker is live (`crawler run` on this id goes on with it)"
+    ended = state in {"finished", "stopped"}
+    unattended = "" if live else UNATTENDED.get(str(state), "")
+    state = f"{state} {'after' if ended else 'for'} {elapsed:.1f}s{unattended}"
     return [
         f"crawl {crawl_id} ({found.get('spider')}): {state}; {found.get('queued', 0)}"
         f" queued, {found.get('leased', 0)} leased, {found.get('seen', 0)} seen;"

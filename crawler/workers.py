@@ -209,6 +209,26 @@ async def _supervise(
             tail = cluster.feed_tail(frontier, exporter, None)
             await tail.open(overwrite=job.overwrite_feed)
             group.create_task(tail.run(exited))
-        for child in children:
-            await child.wait()
+        watched = [group.create_task(_watch(child, i)) for i, child in enumerate(children)]
+        await asyncio.wait(watched)
         exited.set()
+
+
+async def _watch(child: asyncio.subprocess.Process, index: int) -> None:
+    """Wait for a child; say so at once when it did not end as a worker ends (finished,
+    stopped): killed by another signal, or an exit code of its own."""
+    code = await child.wait()
+    if code in STOPPED_BY or code in (EXIT_FINISHED, EXIT_STOPPED):
+        return
+    if code >= 0:
+        log.warning("worker %d (pid %d) exited with code %d", index, child.pid, code)
+        return
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    log.warning(
+        "worker %d (pid %d) was killed by %s: its leases go back to the other workers within"
+        " lease_ttl_s, and the crawl goes on without it",
+        index, child.pid, name,
+    )  # fmt: skip

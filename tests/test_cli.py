@@ -167,6 +167,8 @@ def test_books_spider_scrapes_the_sandbox_exactly(tmp_path: Path) -> None:
         (("fetch", "ftp://example.invalid/"), "is not an http"),
         (("new", "Bad-Name", "http://127.0.0.1/"), "must be lower-case"),
         (("new", "ok", "not-a-url"), "must be an http"),
+        (("new", "class", "http://127.0.0.1/"), "'class' is a Python keyword: choose another"),
+        (("new", "ok", "127.0.0.1:8801"), "(did you mean 'http://127.0.0.1:8801'?)"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(

@@ -573,6 +573,45 @@ async def test_the_crawl_finishes_exactly_when_nothing_is_queued_or_leased(
     assert (late.state, late.seeder) == ("finished", False)
 
 
+async def test_joining_a_finished_crawl_says_a_new_crawl_id_starts_a_new_crawl(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+        worker = await seeded(cluster, pages("a.test", 1))
+        finish(worker, await worker.lease_ready(16))
+        await worker.flush()
+        assert not [r for r in caplog.records if "finished already" in r.getMessage()]
+        late = await cluster.join()
+    assert late.state == "finished"
+    (said,) = [r.getMessage() for r in caplog.records if "finished already" in r.getMessage()]
+    assert "crawl 'c' is finished already" in said
+    assert "a new --crawl-id starts a new one" in said
+
+
+async def test_a_worker_is_told_which_of_its_settings_the_crawl_keeps(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = {"download_delay": 0.5, "max_pages": 2, "per_host_concurrency": 4}
+    with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
+        await seeded(cluster, pages("a.test", 5), **created)
+        await cluster.join(**created)
+        assert not [r for r in caplog.records if "created with" in r.getMessage()]
+        other = await cluster.join(download_delay=0.0, max_pages=20, per_host_concurrency=4)
+    (said,) = [r.getMessage() for r in caplog.records if "created with" in r.getMessage()]
+    assert "created with download_delay=0.5, max_pages=2," in said
+    assert "and this worker has download_delay=0, max_pages=20: give every worker" in said
+    # As said: the crawl's max_pages and the host's delay, not this worker's, bound its grants.
+    for _ in range(2):
+        grant = await other.lease_ready(16)
+        assert len(grant.requests) == 1  # the host has a delay: one at a time
+        finish(other, grant)
+        await other.flush()
+        assert (await other.lease_ready(16)).requests == []  # resting the crawl's 0.5 s
+        cluster.advance(600)
+    assert (await other.lease_ready(16)).requests == []  # max_pages=2 reached
+    assert other.state == "finished"
+
+
 async def test_not_finished_while_a_lease_is_held(cluster: Cluster) -> None:
     worker = await seeded(cluster, pages("a.test", 1))
     grant = await worker.lease_ready(16)
@@ -693,16 +732,19 @@ async def test_a_commit_rides_out_a_redis_outage(
     cluster.server.kill()
     with caplog.at_level(logging.WARNING, logger="crawler.frontier.redis"):
         committing = asyncio.create_task(worker.flush())
-        done, _ = await asyncio.wait([committing], timeout=0.3)
+        beating = asyncio.create_task(worker.heartbeat())  # another call in the same outage
+        done, _ = await asyncio.wait([committing, beating], timeout=0.3)
         assert not done  # still retrying, not failed
         cluster.server.start()
         flushed = await committing
+        await beating
     assert (len(flushed.items), flushed.refused) == (2, 0)
     assert (await worker.counts()).items == 2
     said = [record.getMessage() for record in caplog.records]
-    assert any("retrying for up to 60 s" in line for line in said), said  # once, not per try
-    assert sum("retrying" in line for line in said) == 1
-    assert said[-1].endswith("answers again")
+    assert any("retrying for up to 60 s" in line for line in said), said
+    # once for the outage, not per call nor per try
+    assert sum("retrying" in line for line in said) == 1, said
+    assert sum("answers again" in line for line in said) == 1, said
 
 
 async def test_a_commit_waits_while_redis_is_out_of_memory(cluster: Cluster) -> None:
@@ -897,6 +939,18 @@ async def test_a_redis_that_may_lose_commits_is_named_at_join(
         await frontier.close()
     (warning,) = [r.getMessage() for r in caplog.records if "may lose" in r.getMessage()]
     assert "appendfsync everysec" in warning
+
+
+async def test_a_redis_that_asks_for_a_password_says_where_it_goes(tmp_path: Path) -> None:
+    with RedisServer(tmp_path, "--requirepass", "s3cret") as server:
+        for url in (server.url, server.url.replace("unix://", "unix://:wrong@")):
+            with pytest.raises(StateError) as caught:
+                await RedisFrontier(url, "c", Settings()).open("spider")
+            message = str(caught.value)
+            assert "refused the credentials" in message
+            assert "its password goes in the frontier URL: redis://:PASSWORD@" in message
+            assert "\n" not in message
+            assert "wrong" not in message
 
 
 async def test_a_redis_as_the_readme_asks_gives_no_warning(

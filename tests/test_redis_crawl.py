@@ -564,6 +564,13 @@ def test_status_lines_say_when_a_running_crawl_has_no_live_worker() -> None:
     assert shared.describe("b1", found)[0] == (
         "crawl b1 (books): running for 12.3s; 17 queued, 0 leased, 22 seen; 1 worker live"
     )
+    # A stop that only a live worker can end (a dead worker's leases lapse at its heartbeats).
+    found |= {"state": "stopping", "leased": 4, "workers": 0}
+    first = shared.describe("b1", found)[0]
+    assert first.startswith(
+        "crawl b1 (books): stopping for 12.3s, but no worker is live to end the stop"
+    )
+    assert "`crawler run` on this id resumes the crawl" in first
 
 
 async def test_status_gives_the_crawls_wall_time_and_every_count(

@@ -5,6 +5,8 @@ that joined and stopped beating without leaving (as after SIGKILL)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from crawler import Request
+from crawler import Request, Spider
 from crawler import cluster as shared
 from crawler.frontier.redis import RedisFrontier
 from crawler.runner import CrawlJob, resolve_settings
@@ -284,3 +286,57 @@ def test_the_parent_of_workers_and_its_children_exit_1_when_the_crawl_is_deleted
     assert "Traceback" not in stderr
     leaves = [item["leaf"] for item in read_feed(feed)]
     assert len(set(leaves)) == len(leaves) < LEAVES
+
+
+@pytest.mark.slow
+def test_the_parent_of_workers_names_a_killed_worker_and_says_how_the_crawl_ended(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    feed = tmp_path / "items.jsonl"
+    parent = cli_worker(site, redis_server, tmp_path, feed, "--workers", "2")
+    assert parent.stderr is not None
+    started = parent.stderr.readline()  # the parent's first line: its children's pids
+    assert "started 2 workers of crawl 'slow': pids" in started, started
+    victim = int(started.split()[-1])
+    wait_for_items(feed, parent)
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = parent.communicate(timeout=60)
+
+    assert f"worker 1 (pid {victim}) was killed by SIGKILL" in stderr
+    assert parent.returncode == 1, stderr  # the worst child's: a worker crashed
+    last = stderr.splitlines()[-1]
+    assert last.startswith(f"crawl 'slow', every worker: {LEAVES + 1} pages, {LEAVES} items"), last
+    assert last.endswith(f"items written to {feed}"), last
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+async def test_crawler_stop_ends_at_once_when_the_only_worker_died_holding_leases(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # Its clock is a minute slow: its heartbeat and its lease lapsed long ago, as if it had been
+    # SIGKILLed a minute before, and no live worker is left to reap them.
+    dead = RedisFrontier(
+        redis_server.url, "leaves", Settings(**BASE), clock_ms=lambda: time_ms() - 60_000
+    )
+    await dead.open("leaves")
+    dead.add([Request(site.url(f"/slow-links?delay=0.05&n={LEAVES}"))])
+    await dead.flush()
+    await dead.seeding_done()
+    assert (await dead.lease_ready(1)).requests
+    await dead.close(release=False)
+
+    stop = crawler_cli("stop", "leaves", "--frontier", redis_server.url, cwd=tmp_path)
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stderr == "crawl leaves: stopped\n"
+    settings = resolve_settings(CrawlJob(spider=Spider, overrides={"frontier": redis_server.url}))
+    status = await shared.status(settings, "leaves")
+    assert (status["leased"], status["counts"]["reclaimed"]) == (0, 1)
+    feed = tmp_path / "items.jsonl"
+    async with asyncio.timeout(ENDS_WITHIN_S):
+        resumed = await worker(leaves_spider(site), redis_server, feed)
+    assert resumed.stopped is False
+    assert sorted(item["leaf"] for item in read_feed(feed)) == list(range(LEAVES))
+
+
+def time_ms() -> int:
+    return time.time_ns() // 1_000_000

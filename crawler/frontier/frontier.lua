@@ -566,6 +566,7 @@ end
 local function stop(keys, args)
   bind(keys)
   local now = clock(args[1])
+  reap(now)  -- dead workers' leases: with no live worker to reap them, the stop would never end
   if redis.call('HGET', K.meta, 'state') == 'running' then
     redis.call('HSET', K.meta, 'state', 'stopping')
   end

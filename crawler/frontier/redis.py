@@ -90,6 +90,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
         self._ended_soon = asyncio.Event()
         CommitBuffer.__init__(self)
         self._batches = 0  # commit numbers: a commit sent again is known by its number
+        self._outage = False  # an outage was reported and Redis has not answered since
 
     def __repr__(self) -> str:
         return (
@@ -128,12 +129,15 @@ class RedisFrontier(CommitBuffer, RedisLog):
                     result = await call()
                 outcome = attempt.retry_state.outcome
                 if outcome is not None and not outcome.failed:
-                    if attempt.retry_state.attempt_number > 1:
+                    if self._outage and attempt.retry_state.attempt_number > 1:
+                        self._outage = False  # the first call through says so, for all of them
                         log.warning("Redis at %s answers again", self._where)
                     return result
         except redis.exceptions.AuthenticationError as exc:
             raise StateError(
-                f"Redis at {self._where} refused the credentials: {self._clean(exc)}"
+                f"Redis at {self._where} refused the credentials: {self._clean(exc).rstrip('.')};"
+                " its password goes in the frontier URL: redis://:PASSWORD@host:port/db, or"
+                " ?password=PASSWORD"
             ) from None
         except _OUTAGE as exc:
             raise StateError(f"Redis at {self._where} unreachable: {self._clean(exc)}") from None
@@ -144,8 +148,10 @@ class RedisFrontier(CommitBuffer, RedisLog):
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _outage_began(self, state: RetryCallState, patience: float) -> None:
-        # Once per outage, not per attempt; not while joining, whose failure is its own line.
-        if state.attempt_number == 1 and patience > OPEN_PATIENCE_S:
+        # Once per outage, not per call or attempt; not while joining, whose failure is its own
+        # line.
+        if not self._outage and patience > OPEN_PATIENCE_S:
+            self._outage = True
             error = state.outcome.exception() if state.outcome is not None else None
             why = self._clean(error) if error is not None else "no answer"
             log.warning("Redis at %s: %s; retrying for up to %.0f s", self._where, why, patience)
@@ -191,12 +197,9 @@ class RedisFrontier(CommitBuffer, RedisLog):
         ``crawl``: an exporter that only tails the items)."""
         await self._connect()
         try:
-            settings = self.settings
             reply = await self._fcall(
-                "join", self._now(), self.worker_id, _ms(settings.lease_ttl_s), spider_name,
-                settings.per_host_concurrency, _ms(settings.download_delay),
-                int(settings.obey_robots), settings.max_pages or 0, int(crawl),
-                patience=OPEN_PATIENCE_S,
+                "join", self._now(), self.worker_id, _ms(self.settings.lease_ttl_s), spider_name,
+                *codec.crawl_settings(self.settings), int(crawl), patience=OPEN_PATIENCE_S,
             )  # fmt: skip
         except BaseException:
             await self.close()
@@ -209,6 +212,7 @@ class RedisFrontier(CommitBuffer, RedisLog):
             )
         self.state, self.seeder, self.created_ms = reply[0].decode(), bool(reply[1]), reply[2]
         self._keeper = asyncio.create_task(self._keep(), name=f"heartbeat {self.worker_id[:8]}")
+        await self.say_what_holds()
         if weak := await self.weak_durability():
             log.warning(
                 "Redis at %s has %s: a crash of Redis may lose or repeat items (see the README,"

@@ -14,6 +14,7 @@ from crawler import jsondata
 from crawler.errors import ConfigError
 from crawler.frontier import Outcome, RequestState, RobotsRecord
 from crawler.request import Request
+from crawler.settings import Settings
 
 SCHEMES = ("redis", "rediss", "unix")
 # In crawler_*'s KEYS order (frontier.lua NAMES).
@@ -25,6 +26,48 @@ _SECRET_OPTIONS = frozenset({"password", "username"})  # redis-py's URL options
 _CRAWL_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 _PRIORITY_BIAS = 5_000_000_000  # priorities map to 10 digits, best (highest) first
 _FINGERPRINT = struct.Struct(">q")
+
+
+# What the worker that creates a crawl gives the gate (frontier.lua's join): max_pages for the
+# crawl, the others for each new host until a worker sends the host's own (with its robots.txt).
+# As the setting each comes from and the field of the crawl's meta hash that keeps it.
+CRAWL_SETTINGS = (
+    ("per_host_concurrency", "limit"), ("download_delay", "delay_ms"),
+    ("obey_robots", "obey"), ("max_pages", "max_pages"),
+)  # fmt: skip
+
+
+def crawl_settings(settings: Settings) -> list[int]:
+    """The values of CRAWL_SETTINGS as the crawl's meta hash keeps them (join's arguments)."""
+    return [
+        settings.per_host_concurrency,
+        round(settings.download_delay * 1000),
+        int(settings.obey_robots),
+        settings.max_pages or 0,
+    ]
+
+
+def ignored_settings(created: list[bytes | None], mine: list[int]) -> tuple[str, str]:
+    """What a joining worker's crawl settings differ in from those the crawl was created with:
+    ``("download_delay=0.5", "download_delay=0")``, or two empty strings.
+
+    >>> ignored_settings([b"2", b"500", b"1", b"0"], [2, 0, 1, 20])
+    ('download_delay=0.5, max_pages=none', 'download_delay=0, max_pages=20')
+    """
+    theirs, ours = [], []
+    for (name, _), kept, value in zip(CRAWL_SETTINGS, created, mine, strict=True):
+        # Each worker obeys robots.txt by its own obey_robots; the crawl's only has a new host
+        # start at one request at a time, until its robots.txt is in.
+        if name != "obey_robots" and kept is not None and int(kept) != value:
+            theirs.append(f"{name}={_shown(name, int(kept))}")
+            ours.append(f"{name}={_shown(name, value)}")
+    return ", ".join(theirs), ", ".join(ours)
+
+
+def _shown(name: str, value: int) -> str:
+    if name == "download_delay":
+        return f"{value / 1000:g}"
+    return "none" if name == "max_pages" and not value else str(value)
 
 
 def keys(crawl_id: str) -> list[str]:

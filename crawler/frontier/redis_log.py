@@ -4,6 +4,7 @@ log (one record per worker). A mixin of ``RedisFrontier``, which makes the calls
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,9 @@ from crawler.errors import CrawlGone, StateError
 from crawler.frontier import Counts, RobotsRecord
 from crawler.frontier import redis_codec as codec
 from crawler.runs import Run, RunOutcome, Trigger, iso, parse_time
+from crawler.settings import Settings
+
+log = logging.getLogger("crawler.frontier.redis")  # RedisFrontier's: the mixin speaks for it
 
 # The frontier's exact counters, listed even while 0 (a key Redis has not made yet).
 COUNTS = ("done", "failed", "skipped", "items", "refused", "reclaimed")
@@ -22,6 +26,8 @@ class RedisLog:
 
     keys: list[str]
     crawl_id: str
+    settings: Settings
+    state: str
     worker_id: str
     created_ms: bytes  # the joined crawl's creation time (b"": not joined): its identity
     start_hosts: set[str]
@@ -64,6 +70,27 @@ class RedisLog:
             for name, value in wanted.items()
             if name in config and config[name] != value
         ]
+
+    async def say_what_holds(self) -> None:
+        """At join, warn when this worker's crawl settings are not those the crawl was created
+        with (the gate keeps the first max_pages, and each host the limits it was first given),
+        and when the crawl is finished already: a new crawl id is a new crawl."""
+        fields = [field for _, field in codec.CRAWL_SETTINGS]
+        created = await self._read("hmget", self.keys[0], *fields)
+        theirs, ours = codec.ignored_settings(created, codec.crawl_settings(self.settings))
+        if theirs:
+            log.warning(
+                "crawl %r was created with %s, and this worker has %s: give every worker of a"
+                " crawl the same values (the crawl keeps its max_pages, and a host the limits"
+                " it was first given); a new --crawl-id starts a crawl with new values",
+                self.crawl_id, theirs, ours,
+            )  # fmt: skip
+        if self.state == "finished":
+            log.warning(
+                "crawl %r is finished already: nothing to do (a shared crawl is not crawled"
+                " again; a new --crawl-id starts a new one)",
+                self.crawl_id,
+            )
 
     async def read_start_hosts(self) -> None:
         """The seeds' origins the seeder committed (``start_hosts``): a worker that did not seed
