@@ -81,7 +81,8 @@ class Scheduler:
             # one request at a time until robots.txt is known, and on a host with a delay
             delayed = self.settings.obey_robots or self.settings.download_delay > 0
             limit = 1 if delayed else self.settings.per_host_concurrency
-            slot = self.slots[host] = HostSlot(host, limit, self.settings.download_delay)
+            delay = self.settings.download_delay
+            slot = self.slots[host] = HostSlot(host, limit, delay, rest=delay)
             if self.settings.autothrottle:
                 bounds = self._bounds(self.settings.download_delay, limit)
                 pace = autothrottle.start(bounds, self.settings.autothrottle_start_delay)
@@ -94,6 +95,7 @@ class Scheduler:
         delay = max(self.settings.download_delay, crawl_delay or 0.0)
         concurrency = 1 if delay > 0 else self.settings.per_host_concurrency
         slot = self.slot(host)
+        slot.rest = delay  # autothrottle's pace never goes under it
         if (paced := self.paces.get(host)) is not None:
             bounds = self._bounds(delay, concurrency)
             self._pace(slot, autothrottle.bound(paced[0], bounds), bounds)

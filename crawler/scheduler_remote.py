@@ -55,6 +55,7 @@ class SharedFrontier(Frontier, Protocol):
 
     crawl_id: str
     worker_id: str
+    state: str  # the crawl's, as this worker's last call to the frontier said
     seeder: bool
     expired: bool
     start_hosts: set[str]  # the seeds' origins, as the last grant knew them
@@ -89,11 +90,13 @@ class SharedFrontier(Frontier, Protocol):
 @dataclass(slots=True)
 class _Turn:
     """The turn a grant gives its request on its host, until the first hop there takes it.
-    ``asked``: when the call that granted it was sent (local monotonic seconds)."""
+    ``asked``: when the call that granted it was sent, ``got``: when its answer came (local
+    monotonic seconds)."""
 
     request: Request
     host: str
     asked: float
+    got: float
     used: bool = False
 
 
@@ -132,7 +135,8 @@ class RemoteScheduler(Scheduler):
         # set by the engine, called before a request there is handed out.
         self.exempt: Callable[[str], None] | None = None
         self._exempted = 0
-        self._granted: deque[tuple[Request, float]] = deque()  # and when it was asked for
+        # each with when it was asked for and when the grant came
+        self._granted: deque[tuple[Request, float, float]] = deque()
         self._pauses: dict[str, float] = {}  # Retry-After waits not sent to the gate yet
         self._limits: dict[str, tuple[int, float]] = {}  # robots.txt limits not sent yet
         self.reserve = min(RESERVE_MAX, settings.concurrency // 4)
@@ -162,7 +166,7 @@ class RemoteScheduler(Scheduler):
         ends."""
         while not self.stopping:
             changed = self._changed
-            if self._granted and self._slots() > 0:
+            if self._running() and self._granted and self._slots() > 0:
                 return self._dispatch_granted()
             await self._send_host_changes()
             if self.state != RUNNING:
@@ -196,10 +200,18 @@ class RemoteScheduler(Scheduler):
             await self._wait(changed, wake)
         return None
 
+    def _running(self) -> bool:
+        """Whether the crawl runs, as the last call to the frontier said: a commit or a
+        heartbeat since the last grant may have seen it stop, and then the reserve is not
+        started (it goes back to the queue when this worker leaves)."""
+        if self.state == RUNNING and self.shared.state != RUNNING:
+            self.state = self.shared.state
+        return self.state == RUNNING
+
     async def _lease(self, want: int, extra: int = 0) -> Grant:
         asked = self._clock()
         grant = await self.shared.lease_ready(want, extra)
-        self._last_lease = self._clock()
+        got = self._last_lease = self._clock()
         self.lease_calls += 1
         self.state = grant.state
         starts = self.shared.start_hosts
@@ -207,7 +219,7 @@ class RemoteScheduler(Scheduler):
             for url in starts:
                 self.exempt(url)
             self._exempted = len(starts)
-        self._granted.extend((request, asked) for request in grant.requests)
+        self._granted.extend((request, asked, got) for request in grant.requests)
         return grant
 
     def _slots(self) -> int:
@@ -224,11 +236,11 @@ class RemoteScheduler(Scheduler):
             await asyncio.wait_for(changed.wait(), timeout=seconds)
 
     def _dispatch_granted(self) -> Request:
-        request, asked = self._granted.popleft()
+        request, asked, got = self._granted.popleft()
         self.active += 1
         self.in_flight += 1
         self.dispatched += 1
-        _turn.set(_Turn(request, request.host, asked))
+        _turn.set(_Turn(request, request.host, asked, got))
         return request
 
     def release(self, request: Request) -> None:
@@ -252,8 +264,8 @@ class RemoteScheduler(Scheduler):
                 # Granted longer ago than the gate's guard (this process was busy): starting
                 # now could come less than a delay before the host's next grant elsewhere.
                 late = now - grant.asked > guard_s(slot.delay)
-            else:  # a reserved grant that waited, or one on a host paused since (Retry-After)
-                late = now - grant.asked > RESERVE_AGE_S or slot.next_start > now
+            else:  # a grant that waited (the reserve's), or on a host paused since (Retry-After)
+                late = now - grant.got > RESERVE_AGE_S or slot.next_start > now
             if late:
                 await self._retake(grant.request)
             slot.sent(self._clock())
@@ -265,21 +277,29 @@ class RemoteScheduler(Scheduler):
 
     async def _retake(self, request: Request) -> None:
         """Give a late grant's slot back and wait for the gate to grant it again, spaced from
-        now. Raises CrawlStopped if this worker stops meanwhile."""
+        now, lending the global slot meanwhile. Raises CrawlStopped if this worker stops."""
         self.late_grants += 1
         await self._send_host_changes()  # a pause this worker saw, before the gate decides
         retake = True  # the first call gives the slot back; the next ones only ask for it
-        while not self.stopping:
-            changed = self._changed
-            try:
-                wait = await self.shared.reacquire(request, retake=retake)
-            except LeaseLost:
-                raise CrawlStopped(request.url) from None
-            if wait <= 0:
-                return
-            retake = False
-            await self._wait(changed, wait)
-        raise CrawlStopped(request.url)
+        lent = False
+        try:
+            while not self.stopping:
+                try:
+                    wait = await self.shared.reacquire(request, retake=retake)
+                except LeaseLost:
+                    raise CrawlStopped(request.url) from None
+                if wait <= 0:
+                    return
+                retake = False
+                if not lent:  # told to wait (a delay, a pause): other hosts use the slot
+                    lent = True
+                    self.active -= 1
+                    self.wake()
+                await self._wait(self._changed, wait)
+            raise CrawlStopped(request.url)
+        finally:
+            if lent:
+                self.active += 1  # taken back, as a turn's wait takes it (Scheduler.turn)
 
     def configure_host(self, host: str, crawl_delay: float | None) -> None:
         """robots.txt's limits for the host, here and (sent with the next call) at the gate,
@@ -320,7 +340,7 @@ class RemoteScheduler(Scheduler):
                     raise CrawlStopped(request.url) from None  # its new holder completes it
                 if wait <= 0:
                     self.active += 1
-                    _turn.set(_Turn(request, request.host, asked))
+                    _turn.set(_Turn(request, request.host, asked, self._clock()))
                     return
                 start = self._clock() + wait
                 continue

@@ -21,10 +21,12 @@ class HostSlot:
 
     host: str
     concurrency: int
-    delay: float
+    delay: float  # between request starts: download_delay or Crawl-delay, or autothrottle's pace
+    rest: float = 0.0  # download_delay or Crawl-delay: counted from each answer too
     active: int = 0
     next_start: float = 0.0
-    last_seen: float | None = None  # when a request here last went out or its answer came in
+    last_sent: float | None = None
+    last_landed: float | None = None  # when an answer last came in, one request at a time
     retry_waiters: int = 0
     queue: list[tuple[int, int, Request]] = field(default_factory=list, repr=False)
 
@@ -35,10 +37,14 @@ class HostSlot:
         )
 
     def configure(self, concurrency: int, delay: float) -> None:
+        """New limits (robots.txt's, autothrottle's pace): the delay counts from the last
+        request, robots.txt's, and ``rest`` from its answer."""
         self.concurrency = concurrency
         self.delay = delay
-        if self.last_seen is not None:  # a new delay counts from the last request, robots.txt's
-            self.next_start = max(self.next_start, self.last_seen + delay)
+        if self.last_sent is not None:
+            self.next_start = max(self.next_start, self.last_sent + delay)
+        if self.last_landed is not None:
+            self.next_start = max(self.next_start, self.last_landed + self.rest)
 
     def push(self, request: Request) -> None:
         heapq.heappush(self.queue, (-request.priority, next(_order), request))
@@ -63,18 +69,19 @@ class HostSlot:
         """A request went on the wire to this host: the next may start ``delay`` later.
 
         The delay is measured between real requests (robots.txt and redirect hops included),
-        not between dispatches; ``landed`` counts it from each answer too."""
-        self.last_seen = now
+        not between dispatches; ``landed`` counts the rest from each answer too."""
+        self.last_sent = now
         self.next_start = max(self.next_start, now + self.delay)
 
     def landed(self, now: float) -> None:
         """A request's answer came in (or it failed): on a host served one request at a time,
-        the next may start ``delay`` after this too. So the host rests a full delay between
-        serving one request and the next, as Nutch and Heritrix count it: time in transit or in
-        a busy event loop never shortens it. (Autothrottle's delay on a host it lets have more
-        requests in flight is a pace between starts.)"""
+        the next may start ``rest`` after this too. So a host with a delay rests it in full
+        between serving one request and the next, as Nutch and Heritrix count it: time in
+        transit or in a busy event loop never shortens it. Autothrottle's own pace stays a pace
+        between starts (its delay tends to latency over the requests it wants in flight)."""
         if self.concurrency == 1:
-            self.sent(now)
+            self.last_landed = now
+            self.next_start = max(self.next_start, now + self.rest)
 
     def finish(self) -> None:
         self.active -= 1

@@ -5,6 +5,7 @@ configured floors (download_delay, robots.txt Crawl-delay) and ceilings are neve
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,25 @@ async def test_a_host_that_hangs_up_is_not_slowed_to_max_delay(
     starts = _starts(site)
     assert len(starts) == 18  # every page tried three times
     assert starts[-1] - starts[0] < 2.0
+
+
+async def test_one_request_at_a_time_keeps_a_slow_host_busy_at_target_concurrency_one(
+    site: TestSite, tmp_path: Path
+) -> None:
+    """Autothrottle's delay tends to latency / target concurrency: at a target of 1 with one
+    request allowed, the next request starts as the last answer comes in. Its delay is a pace
+    between starts, not a rest after each answer (that is download_delay's, which is 0 here)."""
+    latency = 0.2
+    urls = [site.url(f"/slow?delay={latency}&i={i}") for i in range(5)]
+    result = await crawl(
+        _spider(*urls),
+        tmp_path,
+        obey_robots=False,
+        autothrottle=True,
+        autothrottle_start_delay=latency,
+        per_host_concurrency=1,
+    )
+    assert len(result.items) == 5
+    hits = sorted(site.log, key=lambda hit: hit.started)
+    idle = [b.started - a.ended for a, b in itertools.pairwise(hits)]
+    assert statistics.median(idle) < latency / 2, idle  # a rest after each answer: >= latency

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-# A block's first line may name its file: "# spiders/quotes.py (shortened)".
+# A block's first line may name its file: "# spiders/titles.py (shortened)".
 _NAMED = re.compile(r"#\s*([\w/]+\.py)\b")
 
 
@@ -53,7 +53,7 @@ def check(folder: Path, paths: list[str]) -> None:
 
 def test_the_readme_has_the_blocks_this_test_checks() -> None:
     blocks = readme_blocks()
-    assert "spiders/quotes.py" in blocks
+    assert "spiders/titles.py" in blocks
     assert sum("(Spider)" in code for code in blocks.values()) >= 4
 
 

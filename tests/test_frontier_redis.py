@@ -5,6 +5,7 @@ credentials, and its memory per request. Time is a test clock the functions take
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import socket
@@ -255,6 +256,37 @@ async def test_a_retry_keeps_its_slot_when_its_first_attempts_end_arrives_late(
     assert len((await two.lease_ready(16)).requests) == 1
 
 
+async def test_a_retry_on_a_delayed_host_rests_even_before_its_first_attempts_end_arrives(
+    cluster: Cluster,
+) -> None:
+    one = await seeded(cluster, pages("a.test", 2), download_delay=0.5)
+    two = await cluster.join(download_delay=0.5)
+    (request,) = (await one.lease_ready(16)).requests
+    cluster.advance(700)  # a 503 answered 0.7 s after it started
+    one.attempt_ended(request)  # not sent yet when the retry asks (retry_backoff=0)
+    request.retries += 1
+    assert await one.reacquire(request) == pytest.approx(0.5)  # the delay, from the answer
+    await one.lease_ready(0)  # the first attempt's end, late: nothing more
+    cluster.advance(499)
+    assert (await two.lease_ready(16)).requests == []
+    assert await one.reacquire(request) == pytest.approx(0.001)
+    cluster.advance(1)
+    assert await one.reacquire(request) == 0.0
+
+
+async def test_a_retry_waits_for_a_pause_even_before_its_first_attempts_end_arrives(
+    cluster: Cluster,
+) -> None:
+    one = await seeded(cluster, pages("a.test", 1))
+    (request,) = (await one.lease_ready(16)).requests
+    one.attempt_ended(request)  # not sent yet when the retry asks
+    await one.pause_host("a.test", 3.0)  # another request's Retry-After, meanwhile
+    request.retries += 1
+    assert await one.reacquire(request) == pytest.approx(3.0)
+    cluster.advance(3000)
+    assert await one.reacquire(request) == 0.0
+
+
 async def test_a_retry_waits_for_its_hosts_slot(cluster: Cluster) -> None:
     one = await seeded(cluster, pages("a.test", 2), per_host_concurrency=1)
     (first,) = (await one.lease_ready(1)).requests
@@ -317,6 +349,27 @@ async def scheduler(frontier: RedisFrontier, now: list[float]) -> RemoteSchedule
     made = RemoteScheduler(frontier, frontier.settings, flush, clock=lambda: now[0])
     await made.start()
     return made
+
+
+async def test_a_stopped_crawl_starts_none_of_a_workers_reserve(cluster: Cluster) -> None:
+    worker = await seeded(cluster, pages("a.test", 9), concurrency=4, per_host_concurrency=16)
+    sched = await scheduler(worker, [100.0])
+    started = [await sched.next_request() for _ in range(4)]  # every slot busy, one reserved
+    assert None not in started
+    assert sched.reserve == 1
+    stopper = await cluster.join()
+    await stopper.stop_crawl()  # `crawler stop`
+    first = started[0]
+    assert first is not None
+    sched.release(first)
+    worker.complete(Outcome(first, RequestState.DONE, 200))
+    await worker.flush()  # its reply says the crawl is stopping
+    sched.done(first)
+    assert await asyncio.wait_for(sched.next_request(), 5) is None
+    assert sched.stopping
+    assert (await worker.status())["leased"] == 4  # three in flight; the reserve, till it leaves
+    await worker.close()
+    assert (await stopper.status())["leased"] == 0  # its leases went back to the queue
 
 
 async def test_a_reserved_grant_that_waited_asks_the_gate_again(cluster: Cluster) -> None:
@@ -961,3 +1014,23 @@ async def test_a_redis_as_the_readme_asks_gives_no_warning(
         await frontier.open("spider")
     await frontier.close()
     assert not [r for r in caplog.records if "may lose" in r.getMessage()]
+
+
+async def test_a_grant_waiting_out_a_pause_lends_its_global_slot_to_other_hosts(
+    cluster: Cluster,
+) -> None:
+    seeds = [Request("http://a.test/0"), Request("http://b.test/0")]
+    worker = await seeded(cluster, seeds, concurrency=1)
+    sched = await scheduler(worker, [100.0])
+    first = await sched.next_request()
+    assert first is not None
+    assert first.host == "a.test"
+    sched.pause_host("a.test", 30.0)  # a Retry-After of a.test, after this one was granted
+    waiting = asyncio.create_task(sched.turn(first.url))
+    other = await asyncio.wait_for(sched.next_request(), 5)  # the one slot goes on meanwhile
+    assert other is not None
+    assert other.host == "b.test"
+    assert not waiting.done()
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from crawler import Response, Spider
 from tests.crawling import crawl
 from tests.site import TestSite
@@ -117,3 +119,23 @@ async def test_a_site_asking_for_a_huge_crawl_delay_is_skipped_not_waited_for(
     assert result.items == []
     assert result.stats.crawl_delay_skipped == 3
     assert [hit.path for hit in site.log] == ["/robots.txt", "/robots.txt"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review of d6f7efb: a redirect hop from another host takes no slot on the host it"
+    " lands on, so it can reach a delayed host while that host answers a request of its own",
+)
+async def test_a_hop_from_another_host_waits_for_the_delayed_hosts_answer(
+    site: TestSite, tmp_path: Path
+) -> None:
+    """Host 1 (a delay, so one request at a time) is answering a slow page when a redirect
+    from host 0 lands on it: the hop must wait for that answer, then rest the delay."""
+    hop_to = site.url("/leaf/9", 1)
+    spider = _spider(site.url(f"/slow?delay={DELAY * 3}", 1), site.url(f"/redirect?to={hop_to}"))
+    result = await crawl(spider, tmp_path, obey_robots=False, download_delay=DELAY)
+    assert len(result.items) == 2
+    hits = sorted((hit for hit in site.log if hit.host == site.host(1)), key=lambda h: h.started)
+    assert [hit.path for hit in hits] == [f"/slow?delay={DELAY * 3}", "/leaf/9"]
+    assert site.peak_concurrency(1) == 1
+    assert hits[1].started - hits[0].ended >= DELAY

@@ -602,3 +602,26 @@ async def test_status_gives_the_crawls_wall_time_and_every_count(
         f"committed: {LEAVES + 1} done, 0 failed, 0 skipped, {LEAVES} items; 0 outcomes"
         " refused (stale leases), 0 leases reclaimed",
     ]
+
+
+async def test_a_retry_on_a_delayed_host_rests_the_delay_after_the_failed_answer(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """With no backoff, a retry asks the gate before its failed attempt's end reached it: the
+    host still rests a full delay after that answer, as the server sees it."""
+
+    class Flaky(Spider):
+        name = "flaky"
+        start_urls = (site.url("/flaky/0?fail=2"),)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    delay = 0.3
+    feed = tmp_path / "items.jsonl"
+    await worker(Flaky, redis_server, feed, download_delay=delay, retry_backoff=0.0)
+    assert len(read_feed(feed)) == 1
+    hits = sorted(site.log, key=lambda hit: hit.started)
+    assert [hit.path for hit in hits] == ["/flaky/0?fail=2"] * 3  # two 503s, then the page
+    rests = [b.started - a.ended for a, b in itertools.pairwise(hits)]
+    assert min(rests) >= delay, rests

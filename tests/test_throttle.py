@@ -124,3 +124,20 @@ def test_repr_shows_live_state() -> None:
     slot.take()
     slot.sent(4.0)
     assert repr(slot) == ("<HostSlot example.com active=1/2 delay=1.5 buffered=1 next_start=5.500>")
+
+
+def test_an_answer_starts_the_hosts_rest_and_not_a_pace_between_starts() -> None:
+    slot = HostSlot("example.com", concurrency=1, delay=0.5, rest=0.2)  # autothrottle's pace
+    slot.sent(10.0)
+    assert slot.next_start == 10.5
+    slot.landed(10.4)
+    assert slot.next_start == 10.6  # the rest (download_delay, Crawl-delay) from the answer
+    slot.configure(1, 0.3)  # a faster pace counts from the start, the rest from the answer
+    assert slot.next_start == 10.6
+
+
+def test_an_answer_on_a_host_with_requests_in_parallel_changes_nothing() -> None:
+    slot = HostSlot("example.com", concurrency=2, delay=0.5, rest=0.5)
+    slot.sent(10.0)
+    slot.landed(10.4)
+    assert slot.next_start == 10.5

@@ -373,7 +373,8 @@ end
 
 -- A retry's next attempt (ARGV: now, worker, id, attempt digit, retake, grant): 0 when its slot
 -- is taken now, -1 when the lease is lost, else ms to wait before asking again. If the
--- previous attempt's end has not arrived yet, the retry takes its slot over.
+-- previous attempt's end has not arrived yet, the retry takes its slot over, unless the host
+-- must rest first (a delay, counted from that attempt's answer, or a pause).
 local function reacquire(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -385,8 +386,14 @@ local function reacquire(keys, args)
   local h = host_get(host)
   if string.sub(v, 1, 1) == '1' then
     if args[5] ~= '1' then
-      redis.call('HSET', K.lease, id, '1' .. attempt .. rest)
-      return 0
+      -- the previous attempt's end has not arrived: its answer came before this call, so a
+      -- delayed host rests from now, as `ended` would have it; a resting host's slot is given
+      -- back, and the retry asks again
+      if h.delay > 0 then h.next = math.max(h.next, now + h.delay) end
+      if h.next <= now then
+        redis.call('HSET', K.lease, id, '1' .. attempt .. rest)
+        return 0
+      end
     end
     -- retake: a grant that did not start in time gives its slot back and asks again, so the
     -- host's spacing counts from now
