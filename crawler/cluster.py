@@ -20,7 +20,7 @@ from crawler import jsondata
 from crawler.engine import Engine
 from crawler.errors import ConfigError, CrawlerError, first_error
 from crawler.exporters import FeedExporter, exporter_for, open_private
-from crawler.feed_tail import FeedTail
+from crawler.feed_tail import FeedTail, check_feed
 from crawler.fetcher import Fetcher
 from crawler.frontier.redis_codec import redact
 from crawler.progress import Progress
@@ -216,7 +216,8 @@ async def claim_feed(
 ) -> FeedExporter:
     """Take the crawl's export role. Its holder may have died a moment ago (an exporter killed
     and restarted at once): it holds the role until its heartbeat lapses, so this waits up to
-    ``lease_ttl_s`` for it before refusing."""
+    ``lease_ttl_s`` for it before refusing. A feed that needs items which have left Redis is
+    refused too (``check_feed``)."""
     assert job.feed is not None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.lease_ttl_s + CLAIM_POLL_S
@@ -234,9 +235,11 @@ async def claim_feed(
                     " worker without -o"
                 )
             await asyncio.sleep(CLAIM_POLL_S)
-    return exporter_for(
+    exporter = exporter_for(
         job.feed, escape_formulas=settings.csv_escape_formulas, fields=settings.feed_fields
     )
+    await check_feed(frontier, exporter, overwrite=job.overwrite_feed)
+    return exporter
 
 
 async def _run(

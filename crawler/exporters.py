@@ -75,6 +75,18 @@ class FeedExporter:
         self.last_item = last_item
         self._start(offset)
 
+    def resumes_after(self, last_item: int, offset: int) -> int:
+        """The item ``open(last_item, offset)`` would resume after, read before the file is
+        touched: ``last_item``, or 0 when the file is shorter than ``offset`` (cut or replaced,
+        it would get every item again)."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        except OSError:
+            return last_item  # open() says what is wrong with the path
+        return last_item if size >= offset else 0
+
     def _end(self, size: int) -> int:
         """Where to append to a file of ``size`` bytes this crawl did not write: after its last
         complete line."""
@@ -253,6 +265,9 @@ class StdoutExporter(JsonLinesExporter):
 
     def __init__(self, *, fields: list[str] | None = None) -> None:
         super().__init__(STDOUT, fields=fields)
+
+    def resumes_after(self, last_item: int, offset: int) -> int:
+        return last_item
 
     def open(self, last_item: int, offset: int | None) -> None:
         self._file = sys.stdout.buffer

@@ -4,6 +4,8 @@ crawl is finished or stopped.
 
 Items reach the item log only with their request's fenced commit, so the feed gets each one
 exactly once: it is cut back to its checkpoint on start and the items after it written again.
+An item leaves the log once every feed of the crawl has written it (on Redis), so a feed that
+needs an earlier item (a new one, ``-O``, a file cut short) is refused before it is touched.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from crawler.errors import ConfigError
 from crawler.exporters import FeedExporter, feed_key
 from crawler.frontier import ItemLog
 
@@ -23,6 +26,30 @@ BATCH = 1000
 ENDED = ("finished", "stopped")
 
 CrawlState = Callable[[], Awaitable[str]]
+
+
+async def check_feed(items: ItemLog, exporter: FeedExporter, *, overwrite: bool) -> None:
+    """Refuse, with ConfigError and before the file is touched, a feed that needs items which
+    have left the item log: a feed new to the crawl, or started anew (``-O``), gets every item
+    from the first; a resumed one, those after its checkpoint (every item again, if the file
+    is shorter than the checkpoint says)."""
+    trimmed, feeds = await items.trimmed()
+    if not trimmed:
+        return
+    checkpoint = None if overwrite else await items.feed(feed_key(exporter.path))
+    if checkpoint is None:
+        start, why = 0, ("-O starts it anew" if overwrite else "it is new to this crawl")
+    else:
+        start = exporter.resumes_after(*checkpoint)
+        why = "the file is shorter than its checkpoint: cut or replaced"
+    if start < trimmed:
+        raise ConfigError(
+            f"feed {exporter.path} needs the crawl's items from item {start + 1} ({why}), but"
+            f" items 1-{trimmed} have left Redis, written by the crawl's feeds"
+            f" ({', '.join('stdout' if feed == '-' else feed for feed in feeds)}): resume one"
+            " of those with -o, or crawl again under a new"
+            " --crawl-id"
+        )
 
 
 class FeedTail:

@@ -199,6 +199,11 @@ async def test_items_after_and_feed_checkpoints(backend: Backend) -> None:
     frontier.save_feed("out.jsonl", ids[2], 123)
     await frontier.flush()
     assert await frontier.feed("out.jsonl") == (ids[2], 123)
+    # what a feed still needs stays (Redis lets go of what every feed has written)
+    assert [row async for row in frontier.items_after(ids[2])] == flushed.items[3:]
+    trimmed, feeds = await frontier.trimmed()
+    assert trimmed <= ids[2]
+    assert feeds in ([], ["out.jsonl"])
 
 
 async def test_robots_records_and_spider_state_are_kept(backend: Backend) -> None:

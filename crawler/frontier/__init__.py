@@ -173,6 +173,10 @@ class ItemLog(Protocol):
 
     def save_feed(self, path: str, last_item: int, offset: int) -> None: ...
 
+    async def trimmed(self) -> tuple[int, list[str]]:
+        """The last item that has left the log (0: none), as every feed had written it, and
+        those feeds: a feed that needs an item up to it cannot be written from here."""
+
 
 class RunLog(Protocol):
     """The runs of the crawl, with their outcome and stats."""

@@ -10,6 +10,8 @@
 -- lease   hash  id -> flag(1: mid-attempt) attempt(0-9) worker(32) grant(12) q member
 -- lexp    zset  id -> lease expiry            (a grant number is unique: stale calls miss)
 -- workers zset  worker -> heartbeat expiry    items stream, ids "<item id>-0"
+-- export  hash  feed path -> "last item,offset" (its checkpoint), @owner (the exporter),
+--               @trimmed (the last item that left `items`: every feed had written it)
 -- held    hash  worker \0 host -> slots of the host it holds (beside the host's active count)
 -- hungry  zset  worker -> when a lease call last got fewer requests than it had free slots
 -- meta    hash  spider, state, seeded, seeder, seq, item_seq, defaults, spider_state, runs,
@@ -413,10 +415,29 @@ local function reacquire(keys, args)
   return 100
 end
 
+-- Redis memory for items stays flat: an item every feed of the crawl has written (each feed's
+-- checkpoint is past it) leaves the stream. A crawl with no feed keeps all of its items (the
+-- stream is their only copy), and a feed checkpointed behind the others holds the rest.
+local function trim_items()
+  local floor = nil
+  local all = redis.call('HGETALL', K.export)
+  for j = 1, #all, 2 do
+    if string.sub(all[j], 1, 1) ~= '@' then
+      local last = tonumber(string.match(all[j + 1], '^(%d+),'))
+      if floor == nil or last < floor then floor = last end
+    end
+  end
+  if floor == nil or floor <= (tonumber(redis.call('HGET', K.export, '@trimmed')) or 0) then
+    return
+  end
+  redis.call('XTRIM', K.items, 'MINID', (floor + 1) .. '-0')
+  redis.call('HSET', K.export, '@trimmed', floor)
+end
+
 -- Commit outcomes with their items and children, each fenced by its lease, and the seeds,
--- stats deltas, spider state, feed checkpoints and robots.txt records. ARGV: now, worker,
--- batch, then counted sections (see redis_codec.Batch.args). A batch already applied (a
--- reply lost to a connection drop) returns its first reply: nothing is applied twice.
+-- stats deltas, spider state, feed checkpoints (then trim_items) and robots.txt records. ARGV:
+-- now, worker, batch, then counted sections (see redis_codec.Batch.args). A batch already
+-- applied (a reply lost to a connection drop) returns its first reply: nothing is applied twice.
 local function commit(keys, args)
   bind(keys)
   local now = clock(args[1])
@@ -476,9 +497,13 @@ local function commit(keys, args)
       redis.call('HINCRBY', K.stats, field, delta)
     end
   end
+  local feeds = 0
   for _, key in ipairs({K.meta, K.export, K.robots}) do
-    for _ = 1, tonumber(take()) do redis.call('HSET', key, take(), take()) end
+    local count = tonumber(take())
+    if key == K.export then feeds = count end
+    for _ = 1, count do redis.call('HSET', key, take(), take()) end
   end
+  if feeds > 0 then trim_items() end
   redis.call('HINCRBY', K.counts, 'refused', reply[2])
   reply[1] = settle(now)
   redis.call('HSET', K.commits, worker, batch .. ':' .. cjson.encode(reply))

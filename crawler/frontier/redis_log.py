@@ -114,6 +114,11 @@ class RedisLog:
         last, offset = data.split(b",")
         return int(last), int(offset)
 
+    async def trimmed(self) -> tuple[int, list[str]]:
+        fields = await self._read("hgetall", self.keys[13])
+        feeds = sorted(key.decode() for key in fields if not key.startswith(b"@"))
+        return int(fields.get(b"@trimmed", 0)), feeds
+
     async def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]:
         while entries := await self._read("xrange", self.keys[9], f"({item_id}-0", "+", 1000):
             for entry_id, entry in entries:

@@ -387,6 +387,9 @@ class SqliteFrontier:
         last, offset = jsondata.loads(rows[0][0])
         return int(last), int(offset)
 
+    async def trimmed(self) -> tuple[int, list[str]]:
+        return 0, []  # the state keeps every item: a new feed of any run gets them all
+
     async def items_after(self, item_id: int) -> AsyncIterator[tuple[int, bytes]]:
         while rows := await self._rows(
             "SELECT id, data FROM items WHERE id > ? ORDER BY id LIMIT 1000", (item_id,)
