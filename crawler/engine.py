@@ -295,6 +295,7 @@ class Engine:
         # Requests read back from the state meet today's scope: a resumed crawl may have
         # narrower allowed_domains or max_depth, or a state that was written by something else.
         if (reason := self.scope.check(request)) is not None:
+            self.scheduler.release(request)  # dispatched with its slots taken: none is used
             self.stats.skipped(reason)
             return Outcome(request, RequestState.SKIPPED, error=reason.value), (None, None)
         try:

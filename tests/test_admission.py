@@ -3,6 +3,7 @@ it hands back."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,26 @@ async def test_a_resumed_crawl_holds_its_queue_to_todays_scope(
     result = await crawl(Narrow, tmp_path, state=tmp_state, obey_robots=False, max_pages=50)
     assert site.hits_total(1) == 0
     assert result.stats.offsite_filtered >= 1
+
+
+async def test_a_resumed_crawl_skipping_more_requests_than_its_concurrency_ends(
+    site: TestSite, tmp_path: Path, tmp_state: Path
+) -> None:
+    """Each queued request today's scope skips gives its global and host slot back (review:
+    the engine's scope skip came before _download, so it never called release())."""
+
+    class Wide(Spider):
+        name = "scoped"
+        start_urls = tuple(site.url(f"/leaf/{i}", 1) for i in range(6))
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    class Narrow(Wide):
+        allowed_domains = (site.host(0).partition(":")[0],)
+
+    await crawl(Wide, tmp_path, state=tmp_state, obey_robots=False, max_pages=1)
+    async with asyncio.timeout(20):
+        result = await crawl(Narrow, tmp_path, state=tmp_state, obey_robots=False, concurrency=2)
+    assert site.hits_total(1) == 1
+    assert result.stats.offsite_filtered == 6 + 5  # the seeds again at admission, the queue

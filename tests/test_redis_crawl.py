@@ -625,3 +625,32 @@ async def test_a_retry_on_a_delayed_host_rests_the_delay_after_the_failed_answer
     assert [hit.path for hit in hits] == ["/flaky/0?fail=2"] * 3  # two 503s, then the page
     rests = [b.started - a.ended for a, b in itertools.pairwise(hits)]
     assert min(rests) >= delay, rests
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review of 556c0c4: on the Redis frontier a redirect hop from another host takes no"
+    " slot at the gate (RemoteScheduler.turn: spacing and pause_host only), so it reaches a"
+    " delayed host while that host answers a request of its own",
+)
+async def test_a_hop_from_another_host_waits_for_the_delayed_hosts_answer_on_redis(
+    site: TestSite, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """As tests/test_politeness.py's local test: host 1 (a delay, one request at a time) is
+    answering a slow page when a redirect from host 0 lands on it."""
+    delay = 0.3
+
+    class Urls(Spider):
+        name = "urls"
+        start_urls = (
+            site.url(f"/slow?delay={delay * 3}", 1),
+            site.url(f"/redirect?to={site.url('/leaf/9', 1)}"),
+        )
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+    async with asyncio.timeout(60):
+        await worker(Urls, redis_server, tmp_path / "items.jsonl", download_delay=delay)
+    assert len(read_feed(tmp_path / "items.jsonl")) == 2
+    assert site.peak_concurrency(1) == 1
