@@ -344,7 +344,10 @@ class Engine:
             self.stats.retries += 1
             retry_after = getattr(error, "retry_after", None)
             if retry_after:
-                self.scheduler.pause_host(request.host, retry_after)
+                # the host that asked for it: a redirect's target, if the answer came from there
+                response = getattr(error, "response", None)
+                host = host_of(response.url) if response is not None else request.host
+                self.scheduler.pause_host(host, retry_after)
             log.info("retrying %s (%s), attempt %d", request.url, error, state.attempt_number + 1)
 
         async def sleep(seconds: float) -> None:

@@ -9,6 +9,7 @@ import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from crawler import Response, Spider
 from tests.crawling import crawl
@@ -149,3 +150,24 @@ async def test_redirects_crossing_between_two_delayed_hosts_do_not_deadlock(
         result = await crawl(_spider(*urls), tmp_path, obey_robots=False, download_delay=0.05)
     assert len(result.items) == len(urls)
     assert site.peak_concurrency(0) == site.peak_concurrency(1) == 1
+
+
+async def test_a_retry_after_from_a_redirects_target_pauses_that_host(
+    site: TestSite, tmp_path: Path
+) -> None:
+    """A page of host 0 redirects to host 1, which answers 429 with Retry-After 1: host 1's own
+    pages wait the second out (the pause is the host's that asked, not the page's first)."""
+    target = site.url("/retry-after/k?seconds=1&times=1&status=429", 1)
+    others = [site.url(f"/slow?delay=0.2&i={i}", 1) for i in range(6)]
+    spider = _spider(site.url(f"/redirect?to={quote(target, safe='')}", 0), *others)
+    result = await crawl(spider, tmp_path, obey_robots=False, per_host_concurrency=1)
+    assert len(result.items) == 7
+    refused = min(
+        (hit for hit in site.log if hit.path.startswith("/retry-after")), key=lambda h: h.started
+    )
+    during = [
+        hit.path
+        for hit in site.log
+        if hit.host == site.host(1) and refused.ended < hit.started < refused.ended + 1 - SLACK
+    ]
+    assert during == []
