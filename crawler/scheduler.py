@@ -307,7 +307,7 @@ class Scheduler:
         held.host = ""  # holds no host slot while it waits
         self.wake()
         slot = self.slot(host)
-        slot.retry_waiters += 1  # the dispatcher holds the host's own requests back meanwhile
+        slot.waiters += 1  # the dispatcher holds the host's own requests back meanwhile
         self.active -= 1
         try:
             while not self.stopping:
@@ -323,7 +323,7 @@ class Scheduler:
                     await asyncio.wait_for(changed.wait(), timeout=timeout)
             raise CrawlStopped(url)
         finally:
-            slot.retry_waiters -= 1
+            slot.waiters -= 1
             self.active += 1  # the attempt holds its global slot again; release() frees it
 
     def landed(self, url: str) -> None:
@@ -356,7 +356,7 @@ class Scheduler:
         idle = [
             host
             for host, slot in self.slots.items()
-            if not slot.queue and not slot.active and not slot.retry_waiters
+            if not slot.queue and not slot.active and not slot.waiters
             and slot.next_start <= now and host not in self._backlog
         ]  # fmt: skip
         for host in idle:
@@ -374,7 +374,7 @@ class Scheduler:
         (and other hosts) go on. Raises CrawlStopped if the crawl stops meanwhile.
         """
         slot = self.slot(request.host)
-        slot.retry_waiters += 1
+        slot.waiters += 1
         try:
             deadline = self._clock() + delay
             while not self.stopping:
@@ -392,4 +392,4 @@ class Scheduler:
                     await asyncio.wait_for(changed.wait(), timeout=timeout)
             raise CrawlStopped(request.url)
         finally:
-            slot.retry_waiters -= 1
+            slot.waiters -= 1

@@ -27,7 +27,7 @@ class HostSlot:
     next_start: float = 0.0
     last_sent: float | None = None
     last_landed: float | None = None  # when an answer last came in, one request at a time
-    retry_waiters: int = 0
+    waiters: int = 0  # attempts waiting to take a slot here (a retry, a redirect hop): first
     queue: list[tuple[int, int, Request]] = field(default_factory=list, repr=False)
 
     def __repr__(self) -> str:
@@ -54,7 +54,7 @@ class HostSlot:
 
     def ready_at(self, now: float) -> float | None:
         """When a new request of this host may start; None if there is none or no room."""
-        if not self.queue or self.retry_waiters or not self.has_room():
+        if not self.queue or self.waiters or not self.has_room():
             return None
         return max(now, self.next_start)
 

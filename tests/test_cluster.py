@@ -322,7 +322,7 @@ def test_a_sigkilled_worker_loses_nothing_and_its_leases_come_back_within_the_tt
     with running(cluster_folder, redis_server, site) as cluster:
         cluster.start_all()
         cluster.reach(600)
-        # Workers share the hosts' slots unevenly (one may get none): take the busiest one.
+        # The busiest worker: the one whose death leaves the most to take back.
         victim = cluster.busiest()
         cluster.reach(site.served(victim.name) + 1, victim.name)
         killed_at = time.monotonic()

@@ -107,13 +107,13 @@ def test_delay_counts_from_the_end_of_a_pause() -> None:
     assert slot.ready_at(30.0) == 32.0
 
 
-def test_retry_waiters_block_new_starts() -> None:
+def test_waiters_block_new_starts() -> None:
     slot = _slot(concurrency=5)
     slot.push(_request("a"))
-    slot.retry_waiters = 1
+    slot.waiters = 1
     assert slot.has_room()
     assert slot.ready_at(0.0) is None
-    slot.retry_waiters = 0
+    slot.waiters = 0
     assert slot.ready_at(0.0) == 0.0
 
 
